@@ -1,0 +1,1 @@
+//! Agent configuration (to be written).

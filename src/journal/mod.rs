@@ -1,0 +1,1 @@
+//! The crash-safe journal (to be written).

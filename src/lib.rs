@@ -1,0 +1,14 @@
+//! felhom-agent keeps a Proxmox VE node's guests converged to a declared desired state.
+//!
+//! See the architecture section of README.md for the map of this crate.
+
+pub mod action;
+pub mod cancel;
+pub mod config;
+pub mod desired;
+pub mod exit;
+pub mod journal;
+pub mod log;
+pub mod plan;
+pub mod pve;
+pub mod sim;

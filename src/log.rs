@@ -1,0 +1,1 @@
+//! logfmt logging (to be written).

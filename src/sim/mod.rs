@@ -1,0 +1,1 @@
+//! The simulated Proxmox node (to be written).

@@ -1,0 +1,1 @@
+//! Integration tests: the real client, engine and binary against the simulated node.
