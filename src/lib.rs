@@ -11,4 +11,6 @@ pub mod journal;
 pub mod log;
 pub mod plan;
 pub mod pve;
+pub mod secret;
 pub mod sim;
+pub mod time;
