@@ -1,1 +1,0 @@
-//! The planner (to be written).

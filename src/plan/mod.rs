@@ -1,0 +1,334 @@
+//! The planner: desired state plus observed state in, ordered benign actions and skip
+//! reasons out.
+//!
+//! This module is pure: no I/O, no clock, no threads. Everything time-dependent (backoff,
+//! busy lanes) arrives already decided, as [`Hold`]s. That keeps every decision here
+//! testable with plain tables.
+//!
+//! It can only produce the four [`ActionKind`]s, none of which creates, destroys, migrates
+//! or reboots a guest, and it only looks at guests the desired state names.
+
+mod normalize;
+
+pub use normalize::{description_eq, normalize_tags, render_description, Field};
+
+use crate::action::{Action, ActionKind, Params};
+use crate::desired::{DesiredState, GuestSpec, RunState};
+use crate::pve::Vmid;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What the node reports, reduced to what the planner needs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Guests whose config lives on this node, from the node's own list.
+    pub local: BTreeMap<Vmid, ObservedGuest>,
+    /// Named guests that are not local: the node they live on. `None` when the pass did not
+    /// need to look (no named guest was missing locally).
+    pub elsewhere: BTreeMap<Vmid, String>,
+    /// Guests under HA management (state other than `ignored`).
+    pub ha_managed: BTreeMap<Vmid, String>,
+}
+
+/// One local guest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedGuest {
+    pub vmid: Vmid,
+    pub name: Option<String>,
+    pub running: bool,
+    pub lock: Option<String>,
+    pub template: bool,
+    /// The active config, or why it could not be read.
+    pub spec: Result<ObservedSpec, String>,
+}
+
+/// The active values of the fields the agent manages, as PVE returns them (absent = `None`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedSpec {
+    pub cores: Option<u32>,
+    pub memory: Option<u64>,
+    pub swap: Option<u64>,
+    pub description: Option<String>,
+    pub onboot: Option<bool>,
+    pub tags: Option<String>,
+    /// The config digest read in this pass; sent back with the update.
+    pub digest: String,
+    /// Fields that differ from the desired value but already hold it in PVE's pending
+    /// section: reported, never re-sent.
+    pub pending: Vec<Field>,
+}
+
+/// Why a guest is held back this pass; decided by the engine, which owns the clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// An earlier action for this guest is still queued or running.
+    Busy,
+    /// Failures back off; `until` is for people (e.g. "12s").
+    Backoff { until: String },
+    /// A parameter error that will recur until the desired state changes.
+    Terminal { error: String },
+}
+
+/// Settings that shape the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanSettings {
+    /// Use a hard `stop` instead of a graceful `shutdown`.
+    pub hard_stop: bool,
+    /// `timeout` for a graceful shutdown, after which `forceStop=1` kills the guest.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        PlanSettings {
+            hard_stop: false,
+            shutdown_timeout_secs: 60,
+        }
+    }
+}
+
+/// Why a guest gets no action (or no config action) this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    Locked(String),
+    Template,
+    HaManaged(String),
+    Elsewhere(String),
+    Missing,
+    SpecUnknown(String),
+    Held(Hold),
+}
+
+impl SkipReason {
+    /// A short stable class name, for metrics labels.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SkipReason::Locked(_) => "locked",
+            SkipReason::Template => "template",
+            SkipReason::HaManaged(_) => "ha",
+            SkipReason::Elsewhere(_) => "elsewhere",
+            SkipReason::Missing => "missing",
+            SkipReason::SpecUnknown(_) => "spec_unknown",
+            SkipReason::Held(Hold::Busy) => "busy",
+            SkipReason::Held(Hold::Backoff { .. }) => "backoff",
+            SkipReason::Held(Hold::Terminal { .. }) => "terminal",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Locked(lock) => write!(f, "locked ({lock})"),
+            SkipReason::Template => f.write_str("template: a template cannot run"),
+            SkipReason::HaManaged(state) => {
+                write!(f, "ha-managed (ha state {state}): ha-manager owns it")
+            }
+            SkipReason::Elsewhere(node) => write!(f, "elsewhere: {node}"),
+            SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
+            SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),
+            SkipReason::Held(Hold::Busy) => f.write_str("busy: an earlier action is running"),
+            SkipReason::Held(Hold::Backoff { until }) => write!(f, "in backoff for {until}"),
+            SkipReason::Held(Hold::Terminal { error }) => write!(
+                f,
+                "failed permanently ({error}): change its desired state to retry"
+            ),
+        }
+    }
+}
+
+/// A guest that gets no action (or only run-state actions) this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub vmid: Vmid,
+    pub reason: SkipReason,
+}
+
+/// The outcome of planning: actions in execution order (grouped by guest, guests in vmid
+/// order), skips, and guests whose drift is only pending.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub skipped: Vec<Skip>,
+    pub pending: Vec<(Vmid, Vec<Field>)>,
+    pub in_sync: Vec<Vmid>,
+}
+
+impl Plan {
+    /// The actions for one guest, in order.
+    pub fn for_guest(&self, vmid: Vmid) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(move |a| a.vmid == vmid)
+    }
+
+    /// Guests with at least one action, in order.
+    pub fn guests(&self) -> Vec<Vmid> {
+        let mut v: Vec<Vmid> = self.actions.iter().map(|a| a.vmid).collect();
+        v.dedup();
+        v
+    }
+}
+
+/// Plans one pass.
+pub fn plan(
+    desired: &DesiredState,
+    observed: &Observed,
+    holds: &BTreeMap<Vmid, Hold>,
+    settings: &PlanSettings,
+) -> Plan {
+    let mut out = Plan::default();
+    for (vmid, spec) in &desired.guests {
+        plan_guest(*vmid, spec, observed, holds, settings, &mut out);
+    }
+    out
+}
+
+fn plan_guest(
+    vmid: Vmid,
+    spec: &GuestSpec,
+    observed: &Observed,
+    holds: &BTreeMap<Vmid, Hold>,
+    settings: &PlanSettings,
+    out: &mut Plan,
+) {
+    let skip = |out: &mut Plan, reason| out.skipped.push(Skip { vmid, reason });
+    let Some(guest) = observed.local.get(&vmid) else {
+        let reason = match observed.elsewhere.get(&vmid) {
+            Some(node) => SkipReason::Elsewhere(node.clone()),
+            None => SkipReason::Missing,
+        };
+        return skip(out, reason);
+    };
+    if let Some(hold) = holds.get(&vmid) {
+        return skip(out, SkipReason::Held(hold.clone()));
+    }
+    if let Some(state) = observed.ha_managed.get(&vmid) {
+        return skip(out, SkipReason::HaManaged(state.clone()));
+    }
+    if let Some(lock) = &guest.lock {
+        return skip(out, SkipReason::Locked(lock.clone()));
+    }
+    if guest.template && spec.state == Some(RunState::Running) {
+        return skip(out, SkipReason::Template);
+    }
+
+    let config = match &guest.spec {
+        Ok(actual) => {
+            let (params, changes, pending) = config_drift(spec, actual);
+            if !pending.is_empty() {
+                out.pending.push((vmid, pending));
+            }
+            (!params.is_empty()).then(|| Action {
+                vmid,
+                kind: ActionKind::SetConfig,
+                params,
+                reason: changes.join(", "),
+            })
+        }
+        Err(e) => {
+            skip(out, SkipReason::SpecUnknown(e.clone()));
+            None
+        }
+    };
+
+    let power = match (spec.state, guest.running) {
+        (Some(RunState::Running), false) => Some(Action {
+            vmid,
+            kind: ActionKind::Start,
+            params: Params::new(),
+            reason: "state stopped -> running".into(),
+        }),
+        (Some(RunState::Stopped), true) if settings.hard_stop => Some(Action {
+            vmid,
+            kind: ActionKind::Stop,
+            params: Params::new(),
+            reason: "state running -> stopped".into(),
+        }),
+        (Some(RunState::Stopped), true) => Some(Action {
+            vmid,
+            kind: ActionKind::Shutdown,
+            params: Params::from([
+                ("forceStop".into(), "1".into()),
+                ("timeout".into(), settings.shutdown_timeout_secs.to_string()),
+            ]),
+            reason: "state running -> stopped".into(),
+        }),
+        _ => None,
+    };
+
+    // Going to stopped: stop first, so the config change lands on a stopped guest.
+    // Going to running: configure first, so the guest starts with its new config.
+    let stopping = power.as_ref().is_some_and(|a| a.kind != ActionKind::Start);
+    let ordered = if stopping {
+        [power, config]
+    } else {
+        [config, power]
+    };
+    let before = out.actions.len();
+    out.actions.extend(ordered.into_iter().flatten());
+    if out.actions.len() == before && guest.spec.is_ok() {
+        out.in_sync.push(vmid);
+    }
+}
+
+/// Compares the managed fields; returns the PUT parameters (with the digest), the
+/// human-readable changes, and the fields whose desired value is already pending.
+fn config_drift(spec: &GuestSpec, actual: &ObservedSpec) -> (Params, Vec<String>, Vec<Field>) {
+    let mut params = Params::new();
+    let mut changes = Vec::new();
+    let mut pending = Vec::new();
+    let mut delete = Vec::new();
+    for field in Field::ALL {
+        let Some(drift) = field.drift(spec, actual) else {
+            continue;
+        };
+        if actual.pending.contains(&field) {
+            pending.push(field);
+            continue;
+        }
+        changes.push(format!("{} {} -> {}", field.name(), drift.from, drift.to));
+        match drift.wire {
+            Some(value) => {
+                params.insert(field.name().into(), value);
+            }
+            None => delete.push(field.name()),
+        }
+    }
+    if !delete.is_empty() {
+        params.insert("delete".into(), delete.join(","));
+    }
+    if !params.is_empty() {
+        params.insert("digest".into(), actual.digest.clone());
+    }
+    (params, changes, pending)
+}
+
+/// Renders a plan for people: one line per guest with actions, then pending drift and
+/// skips. `names` gives guest names where known.
+pub fn render(plan: &Plan, names: &BTreeMap<Vmid, String>) -> String {
+    use fmt::Write as _;
+    let mut out = String::new();
+    let name = |v: &Vmid| names.get(v).map(String::as_str).unwrap_or("-");
+    for vmid in plan.guests() {
+        let reasons: Vec<&str> = plan.for_guest(vmid).map(|a| a.reason.as_str()).collect();
+        let _ = writeln!(out, "{vmid} {}  {}", name(&vmid), reasons.join(", "));
+    }
+    for (vmid, fields) in &plan.pending {
+        let f: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+        let _ = writeln!(
+            out,
+            "{vmid} {}  pending: {} (waits for a restart; not re-sent)",
+            name(vmid),
+            f.join(", ")
+        );
+    }
+    for s in &plan.skipped {
+        let _ = writeln!(out, "{} {}  skipped: {}", s.vmid, name(&s.vmid), s.reason);
+    }
+    if out.is_empty() {
+        out.push_str("nothing to do\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

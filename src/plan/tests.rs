@@ -1,0 +1,388 @@
+//! Table-driven planner tests: each case renders its plan as text and compares it.
+
+use super::*;
+
+fn vmid(n: u32) -> Vmid {
+    Vmid::new(n.into()).unwrap()
+}
+
+fn spec(n: u32) -> GuestSpec {
+    GuestSpec {
+        vmid: vmid(n),
+        name: None,
+        state: None,
+        cores: None,
+        memory: None,
+        swap: None,
+        description: None,
+        onboot: None,
+        tags: None,
+    }
+}
+
+fn guest(n: u32, running: bool) -> ObservedGuest {
+    ObservedGuest {
+        vmid: vmid(n),
+        name: Some(format!("ct{n}")),
+        running,
+        lock: None,
+        template: false,
+        spec: Ok(ObservedSpec {
+            cores: Some(1),
+            memory: Some(512),
+            swap: Some(512),
+            description: None,
+            onboot: None,
+            tags: None,
+            digest: "d1".into(),
+            pending: vec![],
+        }),
+    }
+}
+
+/// Renders every detail of a plan: each action with its params, then pending, skips and
+/// in-sync guests.
+fn show(plan: &Plan) -> String {
+    let mut out = String::new();
+    for a in &plan.actions {
+        let params: Vec<String> = a.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out += &format!(
+            "{} {} [{}] {}\n",
+            a.vmid,
+            a.kind,
+            params.join(" "),
+            a.reason
+        );
+    }
+    for (v, f) in &plan.pending {
+        out += &format!("{v} pending {f:?}\n");
+    }
+    for s in &plan.skipped {
+        out += &format!("{} skip {}\n", s.vmid, s.reason);
+    }
+    for v in &plan.in_sync {
+        out += &format!("{v} in sync\n");
+    }
+    out
+}
+
+fn check(
+    specs: Vec<GuestSpec>,
+    observed: Observed,
+    holds: &[(u32, Hold)],
+    settings: PlanSettings,
+    expected: &str,
+) {
+    let desired = DesiredState {
+        guests: specs.into_iter().map(|s| (s.vmid, s)).collect(),
+    };
+    let holds = holds.iter().map(|(v, h)| (vmid(*v), h.clone())).collect();
+    let got = show(&plan(&desired, &observed, &holds, &settings));
+    assert_eq!(
+        got, expected,
+        "\n--- got ---\n{got}--- expected ---\n{expected}"
+    );
+}
+
+fn local(guests: Vec<ObservedGuest>) -> Observed {
+    Observed {
+        local: guests.into_iter().map(|g| (g.vmid, g)).collect(),
+        ..Observed::default()
+    }
+}
+
+fn with_spec(mut g: ObservedGuest, f: impl FnOnce(&mut ObservedSpec)) -> ObservedGuest {
+    f(g.spec.as_mut().unwrap());
+    g
+}
+
+#[test]
+fn nothing_named_nothing_planned() {
+    check(
+        vec![],
+        local(vec![guest(101, true)]),
+        &[],
+        PlanSettings::default(),
+        "",
+    );
+}
+
+#[test]
+fn start_and_config_in_order() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    s.memory = Some(1024);
+    check(
+        vec![s],
+        local(vec![guest(101, false)]),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [digest=d1 memory=1024] memory 512 -> 1024\n\
+         101 start [] state stopped -> running\n",
+    );
+}
+
+#[test]
+fn shutdown_then_config_when_stopping() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Stopped);
+    s.cores = Some(4);
+    check(
+        vec![s.clone()],
+        local(vec![guest(101, true)]),
+        &[],
+        PlanSettings::default(),
+        "101 shutdown [forceStop=1 timeout=60] state running -> stopped\n\
+         101 set_config [cores=4 digest=d1] cores 1 -> 4\n",
+    );
+    check(
+        vec![s],
+        local(vec![guest(101, true)]),
+        &[],
+        PlanSettings {
+            hard_stop: true,
+            shutdown_timeout_secs: 5,
+        },
+        "101 stop [] state running -> stopped\n\
+         101 set_config [cores=4 digest=d1] cores 1 -> 4\n",
+    );
+}
+
+#[test]
+fn in_sync_guests_plan_nothing() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    s.cores = Some(1);
+    s.memory = Some(512);
+    s.swap = Some(512);
+    check(
+        vec![s],
+        local(vec![guest(101, true)]),
+        &[],
+        PlanSettings::default(),
+        "101 in sync\n",
+    );
+}
+
+#[test]
+fn normalizers_absent_values_mean_pve_defaults() {
+    // Absent swap is 0, absent onboot is off, absent memory is 512, absent cores is
+    // unlimited: so swap 0 / onboot false / memory 512 are in sync, cores 2 is not.
+    let mut s = spec(101);
+    s.swap = Some(0);
+    s.onboot = Some(false);
+    s.memory = Some(512);
+    s.cores = Some(2);
+    let g = with_spec(guest(101, true), |o| {
+        o.swap = None;
+        o.onboot = None;
+        o.memory = None;
+        o.cores = None;
+    });
+    check(
+        vec![s],
+        local(vec![g]),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [cores=2 digest=d1] cores unlimited -> 2\n",
+    );
+}
+
+#[test]
+fn normalizers_description_and_tags() {
+    let cases: &[(&str, Option<&str>, &[&str], Option<&str>, &str)] = &[
+        // desired description, observed, desired tags, observed tags, expected
+        ("hello", Some("hello\n"), &["web", "prod"], Some("prod;web"), "101 in sync\n"),
+        ("a\n\nb\n\n", Some("a\n\nb\n"), &["Web", "web", "PROD"], Some("prod;web"), "101 in sync\n"),
+        ("", None, &[], None, "101 in sync\n"),
+        (
+            "new",
+            Some("old\n"),
+            &["a"],
+            Some("a"),
+            "101 set_config [description=new digest=d1] description \"old\" -> \"new\"\n",
+        ),
+        (
+            "",
+            Some("old\n"),
+            &[],
+            Some("x;y"),
+            "101 set_config [delete=description,tags digest=d1] description \"old\" -> \"\", tags x;y -> (none)\n",
+        ),
+        (
+            "x",
+            Some("x\n"),
+            &["b", "a"],
+            Some("a,c"),
+            "101 set_config [digest=d1 tags=a;b] tags a;c -> a;b\n",
+        ),
+    ];
+    for (want_desc, have_desc, want_tags, have_tags, expected) in cases {
+        let mut s = spec(101);
+        s.description = Some(want_desc.to_string());
+        s.tags = Some(want_tags.iter().map(|t| t.to_string()).collect());
+        let g = with_spec(guest(101, true), |o| {
+            o.description = have_desc.map(str::to_string);
+            o.tags = have_tags.map(str::to_string);
+        });
+        check(
+            vec![s],
+            local(vec![g]),
+            &[],
+            PlanSettings::default(),
+            expected,
+        );
+    }
+}
+
+#[test]
+fn onboot_and_swap_wire_values() {
+    let mut s = spec(101);
+    s.onboot = Some(true);
+    s.swap = Some(256);
+    check(
+        vec![s],
+        local(vec![guest(101, false)]),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [digest=d1 onboot=1 swap=256] swap 512 -> 256, onboot 0 -> 1\n",
+    );
+}
+
+#[test]
+fn pending_drift_is_reported_not_resent() {
+    let mut s = spec(101);
+    s.memory = Some(2048);
+    s.cores = Some(2);
+    let g = with_spec(guest(101, true), |o| o.pending = vec![Field::Memory]);
+    check(
+        vec![s],
+        local(vec![g]),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [cores=2 digest=d1] cores 1 -> 2\n101 pending [Memory]\n",
+    );
+}
+
+#[test]
+fn every_skip_class() {
+    let running = |n| {
+        let mut s = spec(n);
+        s.state = Some(RunState::Running);
+        s.memory = Some(4096);
+        s
+    };
+    let mut locked = guest(102, false);
+    locked.lock = Some("backup".into());
+    let mut template = guest(103, false);
+    template.template = true;
+    let ha = guest(104, false);
+    let mut unknown = guest(105, false);
+    unknown.spec = Err("500 boom".into());
+    let held = [guest(106, false), guest(107, false), guest(108, false)];
+    let mut observed = local(
+        [locked, template, ha, unknown]
+            .into_iter()
+            .chain(held)
+            .collect(),
+    );
+    observed.ha_managed.insert(vmid(104), "started".into());
+    observed.elsewhere.insert(vmid(109), "pve2".into());
+    check(
+        (102..=110).map(running).collect(),
+        observed,
+        &[
+            (106, Hold::Busy),
+            (
+                107,
+                Hold::Backoff {
+                    until: "20s".into(),
+                },
+            ),
+            (
+                108,
+                Hold::Terminal {
+                    error: "400 memory: bad".into(),
+                },
+            ),
+        ],
+        PlanSettings::default(),
+        "105 start [] state stopped -> running\n\
+         102 skip locked (backup)\n\
+         103 skip template: a template cannot run\n\
+         104 skip ha-managed (ha state started): ha-manager owns it\n\
+         105 skip spec unknown (500 boom): config not managed\n\
+         106 skip busy: an earlier action is running\n\
+         107 skip in backoff for 20s\n\
+         108 skip failed permanently (400 memory: bad): change its desired state to retry\n\
+         109 skip elsewhere: pve2\n\
+         110 skip missing: on no node of the cluster\n",
+    );
+}
+
+#[test]
+fn stopped_template_may_be_configured() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Stopped);
+    s.cores = Some(2);
+    let mut g = guest(101, false);
+    g.template = true;
+    check(
+        vec![s],
+        local(vec![g]),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [cores=2 digest=d1] cores 1 -> 2\n",
+    );
+}
+
+#[test]
+fn unnamed_guests_are_never_touched() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    let observed = local(vec![guest(101, true), guest(102, false), guest(103, true)]);
+    let desired = DesiredState {
+        guests: [(s.vmid, s)].into(),
+    };
+    let p = plan(
+        &desired,
+        &observed,
+        &BTreeMap::new(),
+        &PlanSettings::default(),
+    );
+    assert!(p.actions.is_empty());
+    assert_eq!(p.in_sync, vec![vmid(101)]);
+    assert!(p.skipped.is_empty());
+}
+
+#[test]
+fn render_for_people() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    s.memory = Some(1024);
+    let desired = DesiredState {
+        guests: [(s.vmid, s)].into(),
+    };
+    let mut observed = local(vec![guest(101, false)]);
+    observed.elsewhere.insert(vmid(102), "pve2".into());
+    let mut desired2 = desired.clone();
+    desired2.guests.insert(vmid(102), spec(102));
+    let p = plan(
+        &desired2,
+        &observed,
+        &BTreeMap::new(),
+        &PlanSettings::default(),
+    );
+    let names = [(vmid(101), "web".to_string())].into();
+    assert_eq!(
+        render(&p, &names),
+        "101 web  memory 512 -> 1024, state stopped -> running\n102 -  skipped: elsewhere: pve2\n"
+    );
+    let empty = plan(
+        &DesiredState::default(),
+        &observed,
+        &BTreeMap::new(),
+        &PlanSettings::default(),
+    );
+    assert_eq!(render(&empty, &names), "nothing to do\n");
+}
