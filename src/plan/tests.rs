@@ -190,8 +190,15 @@ fn normalizers_absent_values_mean_pve_defaults() {
 
 #[test]
 fn normalizers_description_and_tags() {
-    let cases: &[(&str, Option<&str>, &[&str], Option<&str>, &str)] = &[
-        // desired description, observed, desired tags, observed tags, expected
+    /// Desired description, observed description, desired tags, observed tags, expected.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a [&'a str],
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: &[Case] = &[
         ("hello", Some("hello\n"), &["web", "prod"], Some("prod;web"), "101 in sync\n"),
         ("a\n\nb\n\n", Some("a\n\nb\n"), &["Web", "web", "PROD"], Some("prod;web"), "101 in sync\n"),
         ("", None, &[], None, "101 in sync\n"),
