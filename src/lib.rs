@@ -8,6 +8,7 @@ pub mod config;
 pub mod desired;
 pub mod exit;
 pub mod journal;
+pub mod lanes;
 pub mod log;
 pub mod plan;
 pub mod pve;
