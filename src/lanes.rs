@@ -278,14 +278,13 @@ impl<E: Executor> Lanes<E> {
 
     /// Closes every inbox and joins every lane. Call after cancelling (or draining), so
     /// running jobs end promptly; results that arrive meanwhile go to `on_result`.
-    pub fn shutdown(mut self, mut on_result: impl FnMut(JobResult)) {
+    pub fn shutdown(&mut self, mut on_result: impl FnMut(JobResult)) {
         for lane in self.lanes.values_mut() {
             drop(lane.inbox.take());
         }
         // Dropping each handle joins its thread; a lane finishing its job first sends its
         // result, which is collected below.
-        let lanes = std::mem::take(&mut self.lanes);
-        drop(lanes);
+        self.lanes.clear();
         while let Ok(r) = self.results_rx.try_recv() {
             self.busy.remove(&r.vmid);
             on_result(r);

@@ -6,6 +6,7 @@ pub mod action;
 pub mod cancel;
 pub mod config;
 pub mod desired;
+pub mod engine;
 pub mod exit;
 pub mod journal;
 pub mod lanes;

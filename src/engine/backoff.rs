@@ -1,0 +1,167 @@
+//! Per-guest backoff: failures wait about 10 s, doubling to 5 min, with jitter; a
+//! parameter error holds the guest until its desired state changes.
+//!
+//! Time is passed in, so this is tested without a clock.
+
+use crate::lanes::Outcome;
+use crate::plan::Hold;
+use crate::pve::Vmid;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const FIRST: Duration = Duration::from_secs(10);
+const MAX: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Failing { failures: u32, until: Instant },
+    Terminal { fingerprint: u64, error: String },
+}
+
+/// The backoff table, owned by the engine.
+#[derive(Debug)]
+pub struct Backoff {
+    guests: BTreeMap<Vmid, State>,
+    rng: u64,
+}
+
+impl Backoff {
+    pub fn new(seed: u64) -> Backoff {
+        Backoff {
+            guests: BTreeMap::new(),
+            rng: seed | 1,
+        }
+    }
+
+    /// Whether the guest is held at `now`, given its current desired fingerprint.
+    pub fn hold(&self, vmid: Vmid, fingerprint: u64, now: Instant) -> Option<Hold> {
+        match self.guests.get(&vmid)? {
+            State::Failing { until, .. } if *until > now => Some(Hold::Backoff {
+                until: format!("{}s", until.duration_since(now).as_secs().max(1)),
+            }),
+            State::Failing { .. } => None,
+            State::Terminal {
+                fingerprint: f,
+                error,
+            } if *f == fingerprint => Some(Hold::Terminal {
+                error: error.clone(),
+            }),
+            State::Terminal { .. } => None,
+        }
+    }
+
+    /// Records how a guest's job ended (its deciding outcome).
+    pub fn record(&mut self, vmid: Vmid, fingerprint: u64, outcome: &Outcome, now: Instant) {
+        match outcome {
+            Outcome::Applied { .. } | Outcome::Converged(_) => {
+                self.guests.remove(&vmid);
+            }
+            // Blocked guests are retried on the next pass; a cancelled one is resolved by
+            // recovery at the next start.
+            Outcome::Blocked(_) | Outcome::Cancelled(_) => {}
+            Outcome::Terminal(error) => {
+                self.guests.insert(
+                    vmid,
+                    State::Terminal {
+                        fingerprint,
+                        error: error.clone(),
+                    },
+                );
+            }
+            Outcome::Failed(_) => {
+                let failures = match self.guests.get(&vmid) {
+                    Some(State::Failing { failures, .. }) => failures + 1,
+                    _ => 1,
+                };
+                let delay = self.jitter(delay_for(failures));
+                self.guests.insert(
+                    vmid,
+                    State::Failing {
+                        failures,
+                        until: now + delay,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Guests currently failing or terminal, for status and metrics.
+    pub fn failing(&self) -> usize {
+        self.guests.len()
+    }
+
+    /// ±20 % jitter, from a xorshift generator: enough to spread retries, not crypto.
+    fn jitter(&mut self, d: Duration) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let permille = 800 + (self.rng % 401);
+        d * permille as u32 / 1000
+    }
+}
+
+/// The delay before retry after `failures` consecutive failures, before jitter.
+pub fn delay_for(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (FIRST * 2u32.pow(doublings)).min(MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmid() -> Vmid {
+        Vmid::new(101).unwrap()
+    }
+
+    #[test]
+    fn delays_double_to_five_minutes() {
+        let secs: Vec<u64> = (1..=8).map(|n| delay_for(n).as_secs()).collect();
+        assert_eq!(secs, [10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    #[test]
+    fn failures_hold_then_release_and_success_resets() {
+        let mut b = Backoff::new(42);
+        let t0 = Instant::now();
+        b.record(vmid(), 1, &Outcome::Failed("x".into()), t0);
+        assert!(matches!(b.hold(vmid(), 1, t0), Some(Hold::Backoff { .. })));
+        // Jitter stays within ±20 % of 10 s.
+        assert!(b.hold(vmid(), 1, t0 + Duration::from_secs(7)).is_some());
+        assert!(b.hold(vmid(), 1, t0 + Duration::from_secs(13)).is_none());
+        b.record(vmid(), 1, &Outcome::Failed("x".into()), t0);
+        assert!(b.hold(vmid(), 1, t0 + Duration::from_secs(15)).is_some());
+        b.record(
+            vmid(),
+            1,
+            &Outcome::Applied {
+                upid: None,
+                warnings: 0,
+            },
+            t0,
+        );
+        assert!(b.hold(vmid(), 1, t0).is_none());
+        assert_eq!(b.failing(), 0);
+    }
+
+    #[test]
+    fn blocked_is_not_a_failure() {
+        let mut b = Backoff::new(1);
+        let t0 = Instant::now();
+        b.record(vmid(), 1, &Outcome::Blocked("locked".into()), t0);
+        assert!(b.hold(vmid(), 1, t0).is_none());
+    }
+
+    #[test]
+    fn terminal_holds_until_the_desired_state_changes() {
+        let mut b = Backoff::new(1);
+        let t0 = Instant::now();
+        b.record(vmid(), 5, &Outcome::Terminal("400".into()), t0);
+        let far = t0 + Duration::from_secs(86_400);
+        assert!(matches!(
+            b.hold(vmid(), 5, far),
+            Some(Hold::Terminal { .. })
+        ));
+        assert!(b.hold(vmid(), 6, t0).is_none());
+    }
+}

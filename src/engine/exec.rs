@@ -1,0 +1,279 @@
+//! Executing one action against Proxmox, with every step journaled.
+//!
+//! The contract, in order: journal `started` (durable) → call the API → on error journal
+//! `failed` → if a UPID came back, journal `task_running` with it (durable) before waiting
+//! → wait → journal `succeeded` or `failed` with the exit status. A null result is a
+//! synchronous success. Every journal step goes through [`Recorder`], the one seam where
+//! a journal error is logged; after the API call has happened, a journal error never turns
+//! into a failed action.
+
+use crate::action::{Action, ActionKind};
+use crate::cancel::Cancel;
+use crate::journal::{Journal, JournalError, OpId};
+use crate::lanes::{Executor, Outcome, Permits};
+use crate::log;
+use crate::pve::client::{Client, WaitError, WaitOptions};
+use crate::pve::error::ApiError;
+use crate::pve::types::{PowerOp, RunState, TaskOutcome};
+use crate::pve::Upid;
+use crossbeam_channel::Sender;
+use std::time::{Duration, Instant};
+
+/// What a lane reports while an action runs, for the demo and logs.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Started(Action),
+    TaskRunning(Action, Upid),
+    Finished(Action, Outcome),
+}
+
+/// The real executor: the Proxmox client plus the journal.
+pub struct ApiExecutor {
+    pub client: Client,
+    pub node: String,
+    pub journal: Journal,
+    pub task_timeout: Duration,
+    /// Told about a fatal journal error (a failed fsync); the daemon exits on it.
+    pub fatal: Sender<String>,
+    pub progress: Option<Sender<Progress>>,
+}
+
+/// The one journaling seam: every lifecycle step of an op goes through here.
+struct Recorder<'a> {
+    journal: &'a Journal,
+    fatal: &'a Sender<String>,
+    action: &'a Action,
+}
+
+impl Recorder<'_> {
+    fn log_err(&self, step: &str, e: &JournalError) {
+        log::error(
+            "journal write failed",
+            &[
+                ("vmid", &self.action.vmid),
+                ("kind", &self.action.kind),
+                ("step", &step),
+                ("error", &log::Chain(e)),
+            ],
+        );
+        if e.is_fatal() {
+            let _ = self.fatal.try_send(e.to_string());
+        }
+    }
+
+    fn note(&self, step: &str, r: Result<(), JournalError>) {
+        if let Err(e) = r {
+            self.log_err(step, &e);
+        }
+    }
+
+    fn begin(&self) -> Result<OpId, JournalError> {
+        self.journal
+            .begin(self.action)
+            .inspect_err(|e| self.log_err("started", e))
+    }
+
+    fn task_running(&self, op: OpId, upid: &Upid) {
+        self.note("task_running", self.journal.task_running(op, upid));
+    }
+
+    fn succeeded(&self, op: OpId) {
+        self.note("succeeded", self.journal.succeeded(op));
+    }
+
+    fn failed(&self, op: OpId, error: &str) {
+        self.note("failed", self.journal.failed(op, error));
+    }
+}
+
+impl Executor for ApiExecutor {
+    fn execute(&self, action: &Action, permits: &Permits, cancel: &Cancel) -> Outcome {
+        let Some(_permit) = permits.acquire(cancel) else {
+            return Outcome::Cancelled("shutting down before the action started".into());
+        };
+        if cancel.is_cancelled() {
+            return Outcome::Cancelled("shutting down before the action started".into());
+        }
+        let rec = Recorder {
+            journal: &self.journal,
+            fatal: &self.fatal,
+            action,
+        };
+        // Nothing happens on the node unless its record is durable first.
+        let op = match rec.begin() {
+            Ok(op) => op,
+            Err(e) => return Outcome::Failed(format!("journal unavailable, not acting: {e}")),
+        };
+        self.report(Progress::Started(action.clone()));
+        let outcome = self.run(action, op, &rec, cancel);
+        self.report(Progress::Finished(action.clone(), outcome.clone()));
+        outcome
+    }
+}
+
+impl ApiExecutor {
+    fn report(&self, p: Progress) {
+        if let Some(tx) = &self.progress {
+            let _ = tx.send(p);
+        }
+    }
+
+    fn call(&self, action: &Action) -> Result<Option<Upid>, ApiError> {
+        let op = match action.kind {
+            ActionKind::Start => PowerOp::Start,
+            ActionKind::Stop => PowerOp::Stop,
+            ActionKind::Shutdown => PowerOp::Shutdown,
+            ActionKind::SetConfig => {
+                return self
+                    .client
+                    .lxc_set_config(&self.node, action.vmid, &action.params)
+            }
+        };
+        self.client
+            .lxc_power(&self.node, action.vmid, op, &action.params)
+    }
+
+    fn run(&self, action: &Action, op: OpId, rec: &Recorder<'_>, cancel: &Cancel) -> Outcome {
+        let upid = match self.call(action) {
+            Ok(Some(upid)) => upid,
+            Ok(None) => {
+                rec.succeeded(op);
+                return Outcome::Applied {
+                    upid: None,
+                    warnings: 0,
+                };
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                rec.failed(op, &msg);
+                return classify_api_error(action, &e);
+            }
+        };
+        rec.task_running(op, &upid);
+        self.report(Progress::TaskRunning(action.clone(), upid.clone()));
+        let deadline = Instant::now() + self.task_timeout;
+        let waited = self.client.wait_task(
+            &upid,
+            &WaitOptions {
+                deadline,
+                cancel: cancel.clone(),
+            },
+        );
+        match waited {
+            Ok(TaskOutcome::Ok) => self.verify_ha(action, op, rec, upid, 0, deadline, cancel),
+            Ok(TaskOutcome::Warnings(n)) => {
+                log::warn(
+                    "task finished with warnings",
+                    &[("vmid", &action.vmid), ("upid", &upid), ("warnings", &n)],
+                );
+                self.verify_ha(action, op, rec, upid, n, deadline, cancel)
+            }
+            Ok(TaskOutcome::Failed(status)) => {
+                rec.failed(op, &status);
+                classify_task_error(action, &status)
+            }
+            // The task may still run: the op stays in flight in the journal, and recovery
+            // resolves it at the next start.
+            Err(WaitError::Cancelled) => {
+                Outcome::Cancelled(format!("task {upid} still in flight at shutdown"))
+            }
+            Err(WaitError::Timeout) => {
+                let msg = format!(
+                    "task {upid} did not finish within {}s",
+                    self.task_timeout.as_secs()
+                );
+                rec.failed(op, &msg);
+                Outcome::Failed(msg)
+            }
+            Err(WaitError::Api(e)) => {
+                let msg = format!("waiting for task {upid}: {e}");
+                rec.failed(op, &msg);
+                Outcome::Failed(msg)
+            }
+        }
+    }
+
+    /// An HA-managed guest answers with an `hastart`/`hastop` task that only queues a
+    /// request; the guest changes state later. Verify by its status, not by the task.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_ha(
+        &self,
+        action: &Action,
+        op: OpId,
+        rec: &Recorder<'_>,
+        upid: Upid,
+        warnings: u32,
+        deadline: Instant,
+        cancel: &Cancel,
+    ) -> Outcome {
+        let want = match action.kind {
+            ActionKind::Start => RunState::Running,
+            ActionKind::Stop | ActionKind::Shutdown => RunState::Stopped,
+            ActionKind::SetConfig => RunState::Stopped,
+        };
+        if !upid.kind.starts_with("ha") || action.kind == ActionKind::SetConfig {
+            rec.succeeded(op);
+            return Outcome::Applied {
+                upid: Some(upid),
+                warnings,
+            };
+        }
+        let mut interval = Duration::from_millis(200);
+        loop {
+            match self.client.lxc_status(&self.node, action.vmid) {
+                Ok(s) if s.status == want => {
+                    rec.succeeded(op);
+                    return Outcome::Applied {
+                        upid: Some(upid),
+                        warnings,
+                    };
+                }
+                Ok(_) | Err(_) if Instant::now() + interval < deadline => {}
+                _ => {
+                    let msg = format!("ha request {upid} did not take effect in time");
+                    rec.failed(op, &msg);
+                    return Outcome::Failed(msg);
+                }
+            }
+            if cancel.wait(interval) {
+                return Outcome::Cancelled(format!("ha request {upid} unverified at shutdown"));
+            }
+            interval = (interval * 3 / 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Maps an API error to what the guest should do next.
+pub fn classify_api_error(action: &Action, e: &ApiError) -> Outcome {
+    let msg = e.to_string();
+    match action.kind {
+        ActionKind::Start if e.is_already_running() => return Outcome::Converged(msg),
+        ActionKind::Stop | ActionKind::Shutdown if e.is_not_running() => {
+            return Outcome::Converged(msg)
+        }
+        _ => {}
+    }
+    if e.lock_name().is_some() || e.is_lock_timeout() || e.is_digest_mismatch() {
+        Outcome::Blocked(msg)
+    } else if e.is_param_error() {
+        Outcome::Terminal(msg)
+    } else {
+        Outcome::Failed(msg)
+    }
+}
+
+/// Maps a failed task's exit status to what the guest should do next.
+pub fn classify_task_error(action: &Action, status: &str) -> Outcome {
+    use crate::pve::error::messages;
+    let msg = status.to_string();
+    match action.kind {
+        ActionKind::Start if messages::is_already_running(status) => Outcome::Converged(msg),
+        ActionKind::Stop | ActionKind::Shutdown if messages::is_not_running(status) => {
+            Outcome::Converged(msg)
+        }
+        _ if messages::lock_name(status).is_some() || messages::is_lock_timeout(status) => {
+            Outcome::Blocked(msg)
+        }
+        _ => Outcome::Failed(msg),
+    }
+}

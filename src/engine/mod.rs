@@ -1,0 +1,375 @@
+//! The reconcile engine: observe, plan, dispatch onto lanes, collect results.
+//!
+//! One pass: read the actual state ([`observe`]), plan against the desired state with the
+//! current holds (busy lanes, backoff, terminal errors), and dispatch each guest's actions
+//! as one job on its lane. Results come back on a channel; the caller (the `once` command
+//! or the daemon's run loop) feeds each to [`Engine::on_result`], which updates backoff
+//! and the pass report.
+
+mod backoff;
+pub mod exec;
+mod observe;
+mod recovery;
+
+pub use backoff::{delay_for, Backoff};
+pub use exec::{ApiExecutor, Progress};
+pub use observe::{observe, spec_of, Observation};
+pub use recovery::ClientTasks;
+
+use crate::cancel::Cancel;
+use crate::desired::DesiredState;
+use crate::journal::Journal;
+use crate::lanes::{Job, JobResult, Lanes, Outcome};
+use crate::plan::{self, Hold, Plan, PlanSettings};
+use crate::pve::client::Client;
+use crate::pve::error::ApiError;
+use crate::pve::Vmid;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How long a lane may sit idle before its thread is retired.
+pub const LANE_IDLE: Duration = Duration::from_secs(60);
+
+/// What the engine needs besides the client and journal.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub node: String,
+    pub max_parallel: usize,
+    pub task_timeout: Duration,
+    pub plan: PlanSettings,
+}
+
+/// One action's result, for reports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ActionReport {
+    pub vmid: Vmid,
+    pub kind: String,
+    pub result: String,
+    pub message: String,
+}
+
+/// The result of one pass, once every job it dispatched has reported.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PassReport {
+    pub pass: u64,
+    /// Unix seconds when the pass started.
+    pub started: i64,
+    pub duration_ms: u64,
+    /// Actions planned.
+    pub planned: usize,
+    /// Actions that ran (applied, converged, or ended in an error).
+    pub executed: usize,
+    pub applied: usize,
+    pub converged: usize,
+    pub failed: usize,
+    pub blocked: usize,
+    pub cancelled: usize,
+    pub not_run: usize,
+    pub in_sync: Vec<Vmid>,
+    pub drifted: Vec<Vmid>,
+    pub pending: Vec<(Vmid, Vec<String>)>,
+    pub skipped: Vec<(Vmid, String, String)>,
+    pub actions: Vec<ActionReport>,
+    pub errors: Vec<ActionReport>,
+    /// Set when the pass could not observe the node; nothing was planned.
+    pub observe_error: Option<String>,
+}
+
+impl PassReport {
+    /// True when nothing failed (skips and blocks are not failures).
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.observe_error.is_none()
+    }
+
+    /// One line for logs and sd_notify STATUS.
+    pub fn summary(&self) -> String {
+        if let Some(e) = &self.observe_error {
+            return format!("pass {}: cannot read the node: {e}", self.pass);
+        }
+        format!(
+            "pass {}: {} in sync, {} actions ({} applied, {} converged, {} failed, {} blocked), {} skipped, {} pending",
+            self.pass,
+            self.in_sync.len(),
+            self.planned,
+            self.applied,
+            self.converged,
+            self.failed,
+            self.blocked,
+            self.skipped.len(),
+            self.pending.len(),
+        )
+    }
+}
+
+/// A pass whose jobs are still running.
+struct OpenPass {
+    report: PassReport,
+    started_at: Instant,
+    outstanding: BTreeSet<Vmid>,
+}
+
+/// The engine. Owned by one thread; lanes run the actions.
+pub struct Engine {
+    client: Client,
+    settings: EngineSettings,
+    lanes: Lanes<ApiExecutor>,
+    backoff: Backoff,
+    fingerprints: BTreeMap<Vmid, u64>,
+    passes: u64,
+    open: Option<OpenPass>,
+    fatal: Receiver<String>,
+    /// Guests whose in-flight task recovery could not resolve: never acted on.
+    quarantined: BTreeSet<Vmid>,
+}
+
+impl Engine {
+    pub fn new(
+        client: Client,
+        journal: Journal,
+        settings: EngineSettings,
+        cancel: Cancel,
+        progress: Option<Sender<crate::engine::exec::Progress>>,
+    ) -> Engine {
+        let (fatal_tx, fatal) = crossbeam_channel::bounded(1);
+        let exec = ApiExecutor {
+            client: client.clone(),
+            node: settings.node.clone(),
+            journal,
+            task_timeout: settings.task_timeout,
+            fatal: fatal_tx,
+            progress,
+        };
+        let seed = crate::time::unix_now() as u64 ^ u64::from(std::process::id());
+        Engine {
+            client,
+            lanes: Lanes::new(exec, settings.max_parallel, cancel),
+            settings,
+            backoff: Backoff::new(seed),
+            fingerprints: BTreeMap::new(),
+            passes: 0,
+            open: None,
+            fatal,
+            quarantined: BTreeSet::new(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Keeps guests out of every plan (their recovered task is still running).
+    pub fn quarantine(&mut self, vmids: impl IntoIterator<Item = Vmid>) {
+        self.quarantined.extend(vmids);
+    }
+
+    /// Job results arrive here; hand each to [`Engine::on_result`].
+    pub fn results(&self) -> &Receiver<JobResult> {
+        self.lanes.results()
+    }
+
+    /// A fatal journal error (fsync failed): the process must exit and recover.
+    pub fn fatal(&self) -> &Receiver<String> {
+        &self.fatal
+    }
+
+    /// Guests with a job queued or running.
+    pub fn busy(&self) -> usize {
+        self.lanes.busy().len()
+    }
+
+    pub fn lane_threads(&self) -> usize {
+        self.lanes.threads()
+    }
+
+    /// Holds for this pass: busy lanes, backoff, terminal errors, quarantine.
+    fn holds(&self, desired: &DesiredState, now: Instant) -> BTreeMap<Vmid, Hold> {
+        let mut holds = BTreeMap::new();
+        for (vmid, spec) in &desired.guests {
+            let hold = if self.lanes.busy().contains(vmid) {
+                Some(Hold::Busy)
+            } else if self.quarantined.contains(vmid) {
+                Some(Hold::Terminal {
+                    error: "a task from before the restart is still running".into(),
+                })
+            } else {
+                self.backoff.hold(*vmid, spec.fingerprint(), now)
+            };
+            if let Some(h) = hold {
+                holds.insert(*vmid, h);
+            }
+        }
+        holds
+    }
+
+    /// Reads the node and plans, without acting (the `plan` command).
+    pub fn plan(&self, desired: &DesiredState) -> Result<(Plan, Observation), ApiError> {
+        let obs = observe(&self.client, &self.settings.node, desired)?;
+        let holds = self.holds(desired, Instant::now());
+        Ok((
+            plan::plan(desired, &obs.observed, &holds, &self.settings.plan),
+            obs,
+        ))
+    }
+
+    /// Starts a pass: observe, plan, dispatch. Returns the plan. The pass report is
+    /// complete once every dispatched job has reported ([`Engine::on_result`] returns it).
+    /// A pass that dispatches nothing completes at once and is returned as the second value.
+    pub fn start_pass(&mut self, desired: &DesiredState) -> (Option<Plan>, Option<PassReport>) {
+        self.lanes.reap_idle(LANE_IDLE);
+        self.passes += 1;
+        let mut report = PassReport {
+            pass: self.passes,
+            started: crate::time::unix_now(),
+            ..PassReport::default()
+        };
+        let started_at = Instant::now();
+        let (plan, obs) = match self.plan(desired) {
+            Ok(p) => p,
+            Err(e) => {
+                report.observe_error = Some(e.to_string());
+                report.duration_ms = started_at.elapsed().as_millis() as u64;
+                return (None, Some(report));
+            }
+        };
+        drop(obs);
+        self.fingerprints = desired
+            .guests
+            .iter()
+            .map(|(v, s)| (*v, s.fingerprint()))
+            .collect();
+        report.planned = plan.actions.len();
+        report.in_sync = plan.in_sync.clone();
+        report.drifted = plan.guests();
+        report.pending = plan
+            .pending
+            .iter()
+            .map(|(v, f)| (*v, f.iter().map(|f| f.name().to_string()).collect()))
+            .collect();
+        report.skipped = plan
+            .skipped
+            .iter()
+            .map(|s| (s.vmid, s.reason.class().to_string(), s.reason.to_string()))
+            .collect();
+        let mut outstanding = BTreeSet::new();
+        for vmid in plan.guests() {
+            let job = Job {
+                vmid,
+                actions: plan.for_guest(vmid).cloned().collect(),
+                fingerprint: self.fingerprints.get(&vmid).copied().unwrap_or(0),
+            };
+            match self.lanes.dispatch(job) {
+                Ok(true) => {
+                    outstanding.insert(vmid);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    crate::log::error("cannot start lane", &[("vmid", &vmid), ("error", &e)]);
+                    report.failed += plan.for_guest(vmid).count();
+                }
+            }
+        }
+        let open = OpenPass {
+            report,
+            started_at,
+            outstanding,
+        };
+        if open.outstanding.is_empty() {
+            return (Some(plan), Some(finish(open)));
+        }
+        self.open = Some(open);
+        (Some(plan), None)
+    }
+
+    /// Takes one job result: updates backoff and the open pass. Returns the pass report
+    /// when this was the pass's last outstanding job.
+    pub fn on_result(&mut self, r: JobResult) -> Option<PassReport> {
+        self.lanes.complete(&r);
+        if let Some(last) = r.last() {
+            self.backoff
+                .record(r.vmid, r.fingerprint, last, Instant::now());
+        }
+        let open = self.open.as_mut()?;
+        if !open.outstanding.remove(&r.vmid) {
+            return None;
+        }
+        let rep = &mut open.report;
+        rep.not_run += r.not_run;
+        for (action, outcome) in &r.outcomes {
+            rep.executed += 1;
+            match outcome {
+                Outcome::Applied { .. } => rep.applied += 1,
+                Outcome::Converged(_) => rep.converged += 1,
+                Outcome::Blocked(_) => rep.blocked += 1,
+                Outcome::Cancelled(_) => rep.cancelled += 1,
+                Outcome::Terminal(_) | Outcome::Failed(_) => rep.failed += 1,
+            }
+            let entry = ActionReport {
+                vmid: action.vmid,
+                kind: action.kind.to_string(),
+                result: outcome.class().to_string(),
+                message: outcome.to_string(),
+            };
+            if matches!(outcome, Outcome::Terminal(_) | Outcome::Failed(_)) {
+                rep.errors.push(entry.clone());
+            }
+            rep.actions.push(entry);
+        }
+        if open.outstanding.is_empty() {
+            return self.open.take().map(finish);
+        }
+        None
+    }
+
+    /// Runs one whole pass and waits for it (the `once` command), up to `deadline`.
+    pub fn run_pass(
+        &mut self,
+        desired: &DesiredState,
+        deadline: Instant,
+    ) -> (Option<Plan>, PassReport) {
+        let (plan, done) = self.start_pass(desired);
+        if let Some(report) = done {
+            return (plan, report);
+        }
+        loop {
+            match self.lanes.results().recv_deadline(deadline) {
+                Ok(r) => {
+                    if let Some(report) = self.on_result(r) {
+                        return (plan, report);
+                    }
+                }
+                Err(_) => {
+                    let open = self.open.take().expect("an open pass while waiting");
+                    let mut report = finish(open);
+                    report.observe_error = Some("pass did not finish before its deadline".into());
+                    return (plan, report);
+                }
+            }
+        }
+    }
+
+    /// Stops: waits for busy lanes until `drain_deadline`, then calls `cancel` (which
+    /// must fire the lanes' cancel token) and joins every lane. Returns the report of the
+    /// pass that was still open, if any.
+    pub fn shutdown(
+        mut self,
+        drain_deadline: Instant,
+        cancel: impl FnOnce(),
+    ) -> Option<PassReport> {
+        let mut results = Vec::new();
+        self.lanes.drain_until(drain_deadline, |r| results.push(r));
+        cancel();
+        self.lanes.shutdown(|r| results.push(r));
+        let mut done = None;
+        for r in results {
+            done = self.on_result(r).or(done);
+        }
+        done
+    }
+}
+
+fn finish(open: OpenPass) -> PassReport {
+    let mut report = open.report;
+    report.duration_ms = open.started_at.elapsed().as_millis() as u64;
+    report
+}

@@ -1,0 +1,163 @@
+//! Reading the node's actual state for one pass.
+//!
+//! Requests per pass: one guest list for this node and one read of the HA resources; then,
+//! only for guests the desired state names that live on this node, the active config
+//! (`current=1`), plus the pending section when a field differs. `/cluster/resources` is
+//! read only when a named guest is not on this node, to tell "elsewhere" from "missing".
+//! Unmanaged guests therefore cost nothing beyond the list.
+
+use crate::desired::DesiredState;
+use crate::plan::{Field, Observed, ObservedGuest, ObservedSpec};
+use crate::pve::client::Client;
+use crate::pve::error::ApiError;
+use crate::pve::types::{LxcConfig, PendingEntry, RunState};
+use crate::pve::Vmid;
+use std::collections::BTreeMap;
+
+/// The observed state plus guest names for display.
+pub struct Observation {
+    pub observed: Observed,
+    pub names: BTreeMap<Vmid, String>,
+}
+
+/// Reads what the planner needs. A failed list or HA read fails the whole observation
+/// (nothing is planned); a failed config read only makes that guest's spec unknown.
+pub fn observe(
+    client: &Client,
+    node: &str,
+    desired: &DesiredState,
+) -> Result<Observation, ApiError> {
+    let mut out = Observation {
+        observed: Observed::default(),
+        names: BTreeMap::new(),
+    };
+    if desired.guests.is_empty() {
+        return Ok(out);
+    }
+    let list = client.list_lxc(node)?;
+    for (vmid, res) in client
+        .ha_resources()?
+        .into_iter()
+        .filter_map(|r| Some((r.vmid()?, r)))
+    {
+        let state = res.state.clone().unwrap_or_else(|| "started".into());
+        if desired.guests.contains_key(&vmid) && state != "ignored" {
+            out.observed.ha_managed.insert(vmid, state);
+        }
+    }
+    for entry in list {
+        if let Some(name) = &entry.name {
+            out.names.insert(entry.vmid, name.clone());
+        }
+        let Some(want) = desired.guests.get(&entry.vmid) else {
+            continue;
+        };
+        let spec = read_spec(client, node, want).map_err(|e| e.to_string());
+        out.observed.local.insert(
+            entry.vmid,
+            ObservedGuest {
+                vmid: entry.vmid,
+                name: entry.name.clone(),
+                running: entry.status == RunState::Running,
+                lock: entry.lock.clone(),
+                template: entry.template,
+                spec,
+            },
+        );
+    }
+    let absent = desired
+        .guests
+        .keys()
+        .any(|v| !out.observed.local.contains_key(v));
+    if absent {
+        for r in client.cluster_resources()? {
+            if r.kind == "lxc" || r.kind == "qemu" {
+                out.names
+                    .entry(r.vmid)
+                    .or_insert_with(|| r.name.clone().unwrap_or_default());
+            }
+            if desired.guests.contains_key(&r.vmid) && !out.observed.local.contains_key(&r.vmid) {
+                out.observed.elsewhere.insert(r.vmid, r.node);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_spec(
+    client: &Client,
+    node: &str,
+    want: &crate::desired::GuestSpec,
+) -> Result<ObservedSpec, ApiError> {
+    let config = client.lxc_config(node, want.vmid, true)?;
+    let mut spec = spec_of(&config);
+    let drifted: Vec<Field> = Field::ALL
+        .into_iter()
+        .filter(|f| f.drift(want, &spec).is_some())
+        .collect();
+    if drifted.is_empty() {
+        return Ok(spec);
+    }
+    // A drifted field whose pending value is already the desired one waits for a
+    // restart; re-sending it would loop forever.
+    let pending = client.lxc_pending(node, want.vmid)?;
+    for field in drifted {
+        let mut with_pending = spec.clone();
+        if apply_pending(&mut with_pending, field, &pending)
+            && field.drift(want, &with_pending).is_none()
+        {
+            spec.pending.push(field);
+        }
+    }
+    Ok(spec)
+}
+
+/// The managed fields of an active config.
+pub fn spec_of(c: &LxcConfig) -> ObservedSpec {
+    ObservedSpec {
+        cores: c.cores,
+        memory: c.memory,
+        swap: c.swap,
+        description: c.description.clone(),
+        onboot: c.onboot,
+        tags: c.tags.clone(),
+        digest: c.digest.clone(),
+        pending: Vec::new(),
+    }
+}
+
+/// Puts a field's pending value (or pending deletion) into `spec`; false when the field
+/// has nothing pending.
+fn apply_pending(spec: &mut ObservedSpec, field: Field, pending: &[PendingEntry]) -> bool {
+    let Some(p) = pending.iter().find(|p| p.key == field.name()) else {
+        return false;
+    };
+    if p.delete.unwrap_or(0) > 0 {
+        match field {
+            Field::Cores => spec.cores = None,
+            Field::Memory => spec.memory = None,
+            Field::Swap => spec.swap = None,
+            Field::Description => spec.description = None,
+            Field::Onboot => spec.onboot = None,
+            Field::Tags => spec.tags = None,
+        }
+        return true;
+    }
+    let Some(v) = &p.pending else {
+        return false;
+    };
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let num = || text.trim().parse::<u64>().ok();
+    match field {
+        Field::Cores => spec.cores = num().map(|n| n as u32),
+        Field::Memory => spec.memory = num(),
+        Field::Swap => spec.swap = num(),
+        Field::Description => spec.description = Some(text.clone()),
+        Field::Onboot => spec.onboot = num().map(|n| n != 0),
+        Field::Tags => spec.tags = Some(text.clone()),
+    }
+    true
+}
