@@ -45,7 +45,7 @@ impl TaskLookup for ClientTasks<'_> {
         Ok(tasks
             .into_iter()
             .filter(|t| t.kind == task_type && t.starttime >= since && t.id == vmid.to_string())
-            .max_by_key(|t| t.starttime)
+            .min_by_key(|t| t.starttime)
             .map(|t| t.upid))
     }
 }
