@@ -3,8 +3,11 @@
 //! See the architecture section of README.md for the map of this crate.
 
 pub mod action;
+pub mod app;
 pub mod cancel;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod desired;
 pub mod engine;
 pub mod exit;
@@ -15,4 +18,5 @@ pub mod plan;
 pub mod pve;
 pub mod secret;
 pub mod sim;
+pub mod telemetry;
 pub mod time;

@@ -1,9 +1,127 @@
-//! The `felhom-agent` binary: parses arguments, sets up logging and signals, and maps
-//! errors to exit codes. Everything else lives in the library.
+//! The `felhom-agent` binary: parses arguments, sets up logging, and maps errors to exit
+//! codes. Everything else lives in the library.
 
+use felhom_agent::app::{self, AppError, DEFAULT_CONFIG};
 use felhom_agent::exit::ExitCode;
+use felhom_agent::log;
+use std::path::PathBuf;
+
+const USAGE: &str = "\
+felhom-agent: keeps a Proxmox VE node's guests converged to a desired state
+
+usage: felhom-agent <command> [options]
+
+commands:
+  run       run as a service: recover, then reconcile every interval
+  once      recover, run one pass, wait for its actions, exit (0 converged, 1 failed)
+  plan      show what a pass would do; changes nothing
+  check     validate the config, the token file and the desired state
+  status    show the last pass of the running agent
+  journal   show the journal (--in-flight: ops not yet finished)
+  demo      run the agent against an embedded simulated node
+  sim       serve a simulated Proxmox node (see `felhom-agent sim --help`)
+
+options:
+  --config FILE      config file (default /etc/felhom-agent/config.json)
+  --json             machine-readable output (plan, once, status, journal)
+  --log-level LEVEL  debug, info, warn or error (default info)
+  --in-flight        journal: only ops still in flight
+  --tail N           journal: only the last N records
+  --version          print the version
+
+exit codes: 0 ok, 1 runtime error or failed action, 2 usage or config error,
+            3 journal corruption, 4 journal could not be synced
+";
+
+struct Args {
+    command: String,
+    config: PathBuf,
+    json: bool,
+    in_flight: bool,
+    tail: Option<usize>,
+}
+
+fn parse(args: &[String]) -> Result<Args, AppError> {
+    let usage = |m: String| AppError::Usage(format!("{m}\n\n{USAGE}"));
+    let mut out = Args {
+        command: String::new(),
+        config: PathBuf::from(DEFAULT_CONFIG),
+        json: false,
+        in_flight: false,
+        tail: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("{flag} needs a value")))
+        };
+        match arg.as_str() {
+            "--config" => out.config = PathBuf::from(value("--config")?),
+            "--json" => out.json = true,
+            "--in-flight" => out.in_flight = true,
+            "--tail" => {
+                let v = value("--tail")?;
+                out.tail = Some(
+                    v.parse()
+                        .map_err(|_| usage(format!("--tail takes a whole number, got {v:?}")))?,
+                );
+            }
+            "--log-level" => {
+                let v = value("--log-level")?;
+                log::set_level(v.parse().map_err(usage)?);
+            }
+            flag if flag.starts_with('-') => return Err(usage(format!("unknown option {flag:?}"))),
+            cmd if out.command.is_empty() => out.command = cmd.to_string(),
+            extra => return Err(usage(format!("unexpected argument {extra:?}"))),
+        }
+    }
+    Ok(out)
+}
 
 fn main() -> std::process::ExitCode {
-    eprintln!("felhom-agent: no commands yet");
-    ExitCode::Usage.into()
+    let argv: Vec<String> = std::env::args().collect();
+    let first = argv.get(1).map(String::as_str);
+    // These parse their own arguments.
+    match first {
+        Some("sim") => return felhom_agent::sim::cli::main(&argv[2..]).into(),
+        Some("demo") => return felhom_agent::demo::main(&argv[2..]).into(),
+        Some("--version" | "version") => {
+            println!("felhom-agent {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::Ok.into();
+        }
+        Some("--help" | "-h" | "help") | None => {
+            print!("{USAGE}");
+            return if first.is_none() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Ok
+            }
+            .into();
+        }
+        _ => {}
+    }
+    let result = parse(&argv[1..]).and_then(|args| match args.command.as_str() {
+        "run" => felhom_agent::daemon::run(&args.config),
+        "once" => app::once(&args.config, args.json),
+        "plan" => app::plan(&args.config, args.json),
+        "check" => app::check(&args.config),
+        "status" => app::status(&args.config, args.json),
+        "journal" => app::journal(&args.config, args.in_flight, args.json, args.tail),
+        other => Err(AppError::Usage(format!(
+            "unknown command {other:?}\n\n{USAGE}"
+        ))),
+    });
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            let code = e.exit_code();
+            match &e {
+                AppError::Usage(m) => eprintln!("felhom-agent: {m}"),
+                _ => log::error(&e.to_string(), &[("exit", &code.code())]),
+            }
+            code.into()
+        }
+    }
 }

@@ -117,7 +117,10 @@ pub struct Engine {
     backoff: Backoff,
     fingerprints: BTreeMap<Vmid, u64>,
     passes: u64,
-    open: Option<OpenPass>,
+    /// Passes whose jobs are still running. Passes may overlap: a later pass skips the
+    /// guests an earlier one is still working on, so each guest is outstanding in at
+    /// most one pass.
+    open: Vec<OpenPass>,
     fatal: Receiver<String>,
     /// Guests whose in-flight task recovery could not resolve: never acted on.
     quarantined: BTreeSet<Vmid>,
@@ -148,7 +151,7 @@ impl Engine {
             backoff: Backoff::new(seed),
             fingerprints: BTreeMap::new(),
             passes: 0,
-            open: None,
+            open: Vec::new(),
             fatal,
             quarantined: BTreeSet::new(),
         }
@@ -277,7 +280,7 @@ impl Engine {
         if open.outstanding.is_empty() {
             return (Some(plan), Some(finish(open)));
         }
-        self.open = Some(open);
+        self.open.push(open);
         (Some(plan), None)
     }
 
@@ -289,10 +292,12 @@ impl Engine {
             self.backoff
                 .record(r.vmid, r.fingerprint, last, Instant::now());
         }
-        let open = self.open.as_mut()?;
-        if !open.outstanding.remove(&r.vmid) {
-            return None;
-        }
+        let idx = self
+            .open
+            .iter()
+            .position(|p| p.outstanding.contains(&r.vmid))?;
+        let open = &mut self.open[idx];
+        open.outstanding.remove(&r.vmid);
         let rep = &mut open.report;
         rep.not_run += r.not_run;
         for (action, outcome) in &r.outcomes {
@@ -316,9 +321,26 @@ impl Engine {
             rep.actions.push(entry);
         }
         if open.outstanding.is_empty() {
-            return self.open.take().map(finish);
+            return Some(finish(self.open.remove(idx)));
         }
         None
+    }
+
+    /// Changes how later passes plan (a reload).
+    pub fn set_plan_settings(&mut self, plan: PlanSettings) {
+        self.settings.plan = plan;
+    }
+
+    /// Closes every lane and joins its thread; results that arrive meanwhile (jobs
+    /// ending because the cancel token fired) go to `on_result` first.
+    pub fn close_lanes(&mut self, mut on_report: impl FnMut(PassReport)) {
+        let mut late = Vec::new();
+        self.lanes.shutdown(|r| late.push(r));
+        for r in late {
+            if let Some(report) = self.on_result(r) {
+                on_report(report);
+            }
+        }
     }
 
     /// Runs one whole pass and waits for it (the `once` command), up to `deadline`.
@@ -339,7 +361,7 @@ impl Engine {
                     }
                 }
                 Err(_) => {
-                    let open = self.open.take().expect("an open pass while waiting");
+                    let open = self.open.pop().expect("an open pass while waiting");
                     let mut report = finish(open);
                     report.observe_error = Some("pass did not finish before its deadline".into());
                     return (plan, report);
@@ -358,12 +380,12 @@ impl Engine {
     ) -> Option<PassReport> {
         let mut results = Vec::new();
         self.lanes.drain_until(drain_deadline, |r| results.push(r));
-        cancel();
-        self.lanes.shutdown(|r| results.push(r));
         let mut done = None;
         for r in results {
             done = self.on_result(r).or(done);
         }
+        cancel();
+        self.close_lanes(|r| done = Some(r));
         done
     }
 }

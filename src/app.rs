@@ -1,0 +1,446 @@
+//! The commands behind the binary: shared start-up (config, token, TLS trust, client,
+//! journal, recovery) and the one-shot commands `check`, `plan`, `once`, `journal`
+//! and `status`. The long-running `run` lives in [`crate::daemon`].
+
+use crate::config::{Config, ConfigError, StopMode};
+use crate::desired::{DesiredError, DesiredState, Provider};
+use crate::engine::{ClientTasks, Engine, EngineSettings, PassReport};
+use crate::exit::ExitCode;
+use crate::journal::recover::{recover, RecoverError, RecoveryOptions};
+use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::plan::PlanSettings;
+use crate::pve::client::{Client, ClientOptions};
+use crate::pve::error::ApiError;
+use crate::{cancel::Cancel, log};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the config is read from unless `--config` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/felhom-agent/config.json";
+
+/// Everything that can stop a command, one variant per boundary.
+#[derive(Debug)]
+pub enum AppError {
+    Usage(String),
+    Config(ConfigError),
+    Desired(DesiredError),
+    Journal(JournalError),
+    Api(ApiError),
+    Recovery(RecoverError),
+    Io(String, std::io::Error),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            AppError::Usage(_) | AppError::Config(_) | AppError::Desired(_) => ExitCode::Usage,
+            AppError::Journal(e) => e.exit_code(),
+            AppError::Recovery(_) | AppError::Api(_) | AppError::Io(..) => ExitCode::Failure,
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Usage(m) => f.write_str(m),
+            AppError::Config(e) => write!(f, "{e}"),
+            AppError::Desired(e) => write!(f, "{e}"),
+            AppError::Journal(e) => write!(f, "{e}"),
+            AppError::Api(e) => write!(f, "proxmox api: {e}"),
+            AppError::Recovery(e) => write!(f, "recovery: {e}"),
+            AppError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AppError::Config(e) => Some(e),
+            AppError::Desired(e) => Some(e),
+            AppError::Journal(e) => Some(e),
+            AppError::Api(e) => Some(e),
+            AppError::Recovery(e) => Some(e),
+            AppError::Io(_, e) => Some(e),
+            AppError::Usage(_) => None,
+        }
+    }
+}
+
+impl From<ConfigError> for AppError {
+    fn from(e: ConfigError) -> Self {
+        AppError::Config(e)
+    }
+}
+impl From<DesiredError> for AppError {
+    fn from(e: DesiredError) -> Self {
+        AppError::Desired(e)
+    }
+}
+impl From<JournalError> for AppError {
+    fn from(e: JournalError) -> Self {
+        AppError::Journal(e)
+    }
+}
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> Self {
+        AppError::Api(e)
+    }
+}
+
+/// Validated config plus desired state: what `check` proves and everything else needs.
+pub struct Loaded {
+    pub config: Config,
+    pub provider: Box<dyn Provider>,
+    pub desired: DesiredState,
+}
+
+/// Loads and validates the config, the token secret and the desired state.
+pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
+    let config = Config::load(config_path)?;
+    config.token_secret()?;
+    let provider = crate::desired::provider_for(&config);
+    let desired = provider.load()?;
+    Ok(Loaded {
+        config,
+        provider,
+        desired,
+    })
+}
+
+/// Trusts the configured CA (must run before any thread starts) and builds the client.
+pub fn client(config: &Config) -> Result<Client, AppError> {
+    if let Some(ca) = config.resolved_ca_file() {
+        crate::pve::client::trust_ca_file(&ca)?;
+    }
+    Ok(Client::new(ClientOptions {
+        base_url: config.api_url.clone(),
+        token_id: config.token_id.clone(),
+        token_secret: config.token_secret()?,
+        timeout: Duration::from_secs(30),
+    })?)
+}
+
+pub fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        node: config.node.clone(),
+        max_parallel: config.max_parallel,
+        task_timeout: config.task_timeout,
+        plan: PlanSettings {
+            hard_stop: config.stop_mode == StopMode::Stop,
+            shutdown_timeout_secs: config.shutdown_timeout.as_secs(),
+        },
+    }
+}
+
+pub fn open_journal(config: &Config) -> Result<Journal, AppError> {
+    Ok(Journal::open(
+        &config.state_dir,
+        JournalOptions {
+            compact_bytes: config.journal_compact_bytes,
+            ..JournalOptions::default()
+        },
+    )?)
+}
+
+/// Resolves every op left in flight by an earlier run before anything is planned.
+/// Guests whose task could not be resolved are returned: they must not be acted on.
+pub fn recover_journal(
+    journal: &Journal,
+    client: &Client,
+    config: &Config,
+    cancel: &Cancel,
+) -> Result<Vec<crate::pve::Vmid>, AppError> {
+    let in_flight = journal.in_flight();
+    if in_flight.is_empty() {
+        return Ok(Vec::new());
+    }
+    log::info("recovering in-flight ops", &[("count", &in_flight.len())]);
+    let tasks = ClientTasks {
+        client,
+        node: &config.node,
+    };
+    let opts = RecoveryOptions {
+        task_timeout: config.task_timeout,
+        cancel: cancel.clone(),
+    };
+    match recover(journal, &tasks, &opts) {
+        Ok(report) => {
+            log::info(
+                "recovery done",
+                &[
+                    ("resolved", &report.resolved.len()),
+                    ("waited", &report.waited),
+                    ("abandoned", &report.abandoned),
+                ],
+            );
+            Ok(Vec::new())
+        }
+        Err(e) => {
+            let vmids = e.vmids().to_vec();
+            log::error("recovery incomplete", &[("error", &log::Chain(&e))]);
+            if vmids.is_empty() {
+                return Err(AppError::Recovery(e));
+            }
+            Ok(vmids)
+        }
+    }
+}
+
+/// `felhom-agent check`: config, token file and desired state are valid.
+pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
+    let loaded = load(config_path)?;
+    println!(
+        "ok: {} ({} guests desired, source {})",
+        config_path.display(),
+        loaded.desired.guests.len(),
+        loaded.provider.name()
+    );
+    Ok(ExitCode::Ok)
+}
+
+/// `felhom-agent plan`: read-only.
+pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
+    let loaded = load(config_path)?;
+    let client = client(&loaded.config)?;
+    let obs = crate::engine::observe(&client, &loaded.config.node, &loaded.desired)?;
+    let plan = crate::plan::plan(
+        &loaded.desired,
+        &obs.observed,
+        &Default::default(),
+        &engine_settings(&loaded.config).plan,
+    );
+    if json {
+        println!("{}", plan_json(&plan));
+    } else {
+        print!("{}", crate::plan::render(&plan, &obs.names));
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The plan as `{"actions":[...],"skipped":[...],"pending":[...]}`.
+pub fn plan_json(plan: &crate::plan::Plan) -> String {
+    let skipped: Vec<serde_json::Value> = plan
+        .skipped
+        .iter()
+        .map(|s| serde_json::json!({"vmid": s.vmid, "reason": s.reason.to_string()}))
+        .collect();
+    let pending: Vec<serde_json::Value> = plan
+        .pending
+        .iter()
+        .map(|(v, f)| {
+            let keys: Vec<&str> = f.iter().map(|f| f.name()).collect();
+            serde_json::json!({"vmid": v, "keys": keys})
+        })
+        .collect();
+    serde_json::json!({"actions": plan.actions, "skipped": skipped, "pending": pending}).to_string()
+}
+
+/// `felhom-agent once`: recovery, then one pass, waiting for every action.
+pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
+    let loaded = load(config_path)?;
+    let client = client(&loaded.config)?;
+    let journal = open_journal(&loaded.config)?;
+    let cancel = crate::cancel::CancelSource::new();
+    let stuck = recover_journal(&journal, &client, &loaded.config, &cancel.token())?;
+    let mut engine = Engine::new(
+        client,
+        journal.clone(),
+        engine_settings(&loaded.config),
+        cancel.token(),
+        None,
+    );
+    engine.quarantine(stuck);
+    // Every task wait is bounded by task_timeout; the pass by the slowest guest's chain.
+    let deadline = Instant::now() + loaded.config.task_timeout * 4 + Duration::from_secs(60);
+    let (_plan, report) = engine.run_pass(&loaded.desired, deadline);
+    let mut cancel = cancel;
+    engine.shutdown(Instant::now(), || cancel.cancel());
+    journal.close()?;
+    write_status(&loaded.config, &report, None)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.ok() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failure
+    })
+}
+
+fn print_report(r: &PassReport) {
+    for a in &r.actions {
+        println!("{} {}  {}", a.vmid, a.kind, a.message);
+    }
+    for (vmid, _, reason) in &r.skipped {
+        println!("{vmid} skipped: {reason}");
+    }
+    for (vmid, keys) in &r.pending {
+        println!("{vmid} pending: {}", keys.join(", "));
+    }
+    println!("{}", r.summary());
+}
+
+/// The status file: written after every pass, read by `felhom-agent status`.
+pub fn status_path(config: &Config) -> PathBuf {
+    config.state_dir.join("status.json")
+}
+
+/// Writes `<state_dir>/status.json` atomically.
+pub fn write_status(
+    config: &Config,
+    report: &PassReport,
+    reload_error: Option<&str>,
+) -> Result<(), AppError> {
+    let status = serde_json::json!({
+        "node": config.node,
+        "pid": std::process::id(),
+        "written": crate::time::now_rfc3339(),
+        "last_pass": report,
+        "summary": report.summary(),
+        "reload_error": reload_error,
+    });
+    let path = status_path(config);
+    crate::fsutil::write_atomic(&path, &(status.to_string() + "\n"))
+        .map_err(|e| AppError::Io(format!("writing {}", path.display()), e))
+}
+
+/// `felhom-agent status`: the last pass, for a person.
+pub fn status(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
+    let config = Config::load(config_path)?;
+    let path = status_path(&config);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        AppError::Io(
+            format!("reading {} (has the agent run a pass yet?)", path.display()),
+            e,
+        )
+    })?;
+    if json {
+        print!("{text}");
+        return Ok(ExitCode::Ok);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| AppError::Io(format!("parsing {}", path.display()), e.into()))?;
+    print!("{}", render_status(&v));
+    Ok(ExitCode::Ok)
+}
+
+/// Renders the status file for a person.
+pub fn render_status(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let _ = writeln!(out, "node:      {}", s(&v["node"]));
+    let _ = writeln!(out, "written:   {}", s(&v["written"]));
+    let _ = writeln!(out, "last pass: {}", s(&v["summary"]));
+    let pass = &v["last_pass"];
+    let list = |key: &str| -> Vec<String> {
+        pass[key]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_default()
+    };
+    let _ = writeln!(out, "in sync:   {}", list("in_sync").join(" "));
+    let _ = writeln!(out, "drifted:   {}", list("drifted").join(" "));
+    if let Some(actions) = pass["actions"].as_array() {
+        for a in actions {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                a["vmid"],
+                s(&a["kind"]),
+                s(&a["message"])
+            );
+        }
+    }
+    if let Some(skipped) = pass["skipped"].as_array() {
+        for k in skipped {
+            let _ = writeln!(out, "skipped:   {} {}", k[0], s(&k[2]));
+        }
+    }
+    if let Some(pending) = pass["pending"].as_array() {
+        for p in pending {
+            let _ = writeln!(out, "pending:   {} {}", p[0], p[1]);
+        }
+    }
+    if let Some(e) = v["reload_error"].as_str() {
+        let _ = writeln!(
+            out,
+            "reload error (the last good config and desired state stay in force):\n  {e}"
+        );
+    }
+    out
+}
+
+/// `felhom-agent journal`: read-only view of the journal.
+pub fn journal(
+    config_path: &Path,
+    in_flight: bool,
+    json: bool,
+    tail: Option<usize>,
+) -> Result<ExitCode, AppError> {
+    let config = Config::load(config_path)?;
+    let path = config.state_dir.join("journal");
+    let records = if path.exists() {
+        crate::journal::read_records(&path)?
+    } else {
+        Vec::new()
+    };
+    if in_flight {
+        let ops = crate::journal::in_flight_of(&records);
+        if json {
+            println!("{}", serde_json::to_string(&ops).expect("ops serialize"));
+        } else {
+            for op in &ops {
+                println!(
+                    "op {} vmid {} {} {}{}",
+                    op.op,
+                    op.vmid,
+                    op.kind,
+                    op.state,
+                    op.upid
+                        .as_ref()
+                        .map(|u| format!(" {u}"))
+                        .unwrap_or_default()
+                );
+            }
+            if ops.is_empty() {
+                println!("nothing in flight");
+            }
+        }
+        return Ok(ExitCode::Ok);
+    }
+    let skip = tail.map_or(0, |n| records.len().saturating_sub(n));
+    let shown = &records[skip..];
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(shown).expect("records serialize")
+        );
+    } else {
+        for r in shown {
+            println!(
+                "{} seq {} op {} vmid {} {} {}{}{}",
+                r.ts,
+                r.seq,
+                r.op,
+                r.vmid,
+                r.kind,
+                r.state,
+                r.upid.as_ref().map(|u| format!(" {u}")).unwrap_or_default(),
+                r.error
+                    .as_ref()
+                    .map(|e| format!(" error={e:?}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::Ok)
+}

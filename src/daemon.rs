@@ -1,0 +1,425 @@
+//! The long-running agent: `felhom-agent run`.
+//!
+//! Start-up: load and validate config and desired state, install signal handlers, trust
+//! the CA, open the journal, recover every op left in flight, report READY=1, then pass
+//! at once and every `interval` (with a little jitter).
+//!
+//! One run loop on the main thread takes a closed set of [`Event`]s from one `select!`:
+//! a signal (from the `signals` thread, which does nothing else), a lane result, a tick,
+//! a watchdog ping, or a fatal journal error. Threads: `signals`, `journal` (the journal's
+//! writer), one `lane <vmid>` per active guest. All are joined before `run` returns.
+
+use crate::app::{self, AppError, Loaded};
+use crate::cancel::CancelSource;
+use crate::config::Config;
+use crate::desired::DesiredState;
+use crate::engine::{Engine, PassReport};
+use crate::exit::ExitCode;
+use crate::lanes::JobResult;
+use crate::log;
+use crate::notify::Notifier;
+use crossbeam_channel::{after, never, select, Receiver};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Everything that can wake the run loop.
+pub enum Event {
+    /// Time for a pass.
+    Tick,
+    /// SIGHUP: re-read config and desired state.
+    Reload,
+    /// SIGUSR1: pass now.
+    PassNow,
+    /// SIGTERM or SIGINT (the signal number).
+    Shutdown(i32),
+    /// A guest's job finished.
+    Result(JobResult),
+    /// Time to tell systemd's watchdog we are alive.
+    Watchdog,
+    /// The journal could not be made durable.
+    JournalFatal(String),
+    /// The drain bound passed during shutdown.
+    DrainDeadline,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Tick => f.write_str("tick"),
+            Event::Reload => f.write_str("reload (SIGHUP)"),
+            Event::PassNow => f.write_str("pass now (SIGUSR1)"),
+            Event::Shutdown(sig) => write!(f, "shutdown (signal {sig})"),
+            Event::Result(r) => write!(f, "result for {}", r.vmid),
+            Event::Watchdog => f.write_str("watchdog"),
+            Event::JournalFatal(e) => write!(f, "journal fatal: {e}"),
+            Event::DrainDeadline => f.write_str("drain deadline"),
+        }
+    }
+}
+
+/// The signal thread: turns each signal into an event and does nothing else.
+struct SignalThread {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    events: Receiver<i32>,
+}
+
+impl SignalThread {
+    fn install() -> Result<SignalThread, AppError> {
+        let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM, SIGUSR1])
+            .map_err(|e| AppError::Io("installing signal handlers".into(), e))?;
+        let handle = signals.handle();
+        let (tx, events) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if tx.send(sig).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| AppError::Io("starting the signal thread".into(), e))?;
+        Ok(SignalThread {
+            handle,
+            thread: Some(thread),
+            events,
+        })
+    }
+}
+
+impl Drop for SignalThread {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn event_of_signal(sig: i32) -> Event {
+    match sig {
+        SIGHUP => Event::Reload,
+        SIGUSR1 => Event::PassNow,
+        other => Event::Shutdown(other),
+    }
+}
+
+/// The run loop's state.
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    provider: Box<dyn crate::desired::Provider>,
+    desired: DesiredState,
+    engine: Engine,
+    notifier: Notifier,
+    reload_error: Option<String>,
+    last_report: Option<PassReport>,
+    journal: crate::journal::Journal,
+    telemetry: crate::telemetry::Telemetry,
+}
+
+/// `felhom-agent run`. Returns the exit code for a clean stop.
+pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
+    let Loaded {
+        config,
+        provider,
+        desired,
+    } = app::load(config_path)?;
+    // Installed before readiness, so a signal during recovery is not lost.
+    let signals = SignalThread::install()?;
+    let client = app::client(&config)?;
+    let notifier = Notifier::from_env();
+    let journal = app::open_journal(&config)?;
+    if let Some(cut) = journal.repaired_tail() {
+        log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
+    }
+    let mut cancel = CancelSource::new();
+    let stuck = app::recover_journal(&journal, &client, &config, &cancel.token())?;
+    let mut engine = Engine::new(
+        client,
+        journal.clone(),
+        app::engine_settings(&config),
+        cancel.token(),
+        None,
+    );
+    engine.quarantine(stuck);
+    let _ = notifier.ready();
+    log::info(
+        "agent ready",
+        &[
+            ("node", &config.node),
+            ("guests", &desired.guests.len()),
+            ("source", &provider.name()),
+        ],
+    );
+    let mut d = Daemon {
+        config_path: config_path.to_path_buf(),
+        config,
+        provider,
+        desired,
+        engine,
+        notifier,
+        reload_error: None,
+        last_report: None,
+        journal,
+        telemetry: Default::default(),
+    };
+    let code = d.run_loop(&signals.events, &mut cancel);
+    let Daemon {
+        engine, journal, ..
+    } = d;
+    drop(engine);
+    if let Err(e) = journal.close() {
+        log::error("closing the journal", &[("error", &log::Chain(&e))]);
+    }
+    drop(signals);
+    log::info("agent stopped", &[("exit", &code.code())]);
+    Ok(code)
+}
+
+impl Daemon {
+    fn run_loop(&mut self, signals: &Receiver<i32>, cancel: &mut CancelSource) -> ExitCode {
+        let mut next_pass = Instant::now();
+        let watchdog = self.notifier.watchdog_interval();
+        let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+        loop {
+            let tick = after(next_pass.saturating_duration_since(Instant::now()));
+            let dog = next_watchdog.map_or(never(), |t| {
+                after(t.saturating_duration_since(Instant::now()))
+            });
+            let event = select! {
+                recv(signals) -> s => event_of_signal(s.unwrap_or(SIGTERM)),
+                recv(self.engine.results()) -> r => match r {
+                    Ok(r) => Event::Result(r),
+                    Err(_) => continue,
+                },
+                recv(self.engine.fatal()) -> e => Event::JournalFatal(e.unwrap_or_default()),
+                recv(tick) -> _ => Event::Tick,
+                recv(dog) -> _ => Event::Watchdog,
+            };
+            log::debug("event", &[("event", &event)]);
+            match event {
+                Event::Tick | Event::PassNow => {
+                    self.start_pass();
+                    next_pass = Instant::now() + jittered(self.config.interval);
+                }
+                Event::Reload => {
+                    let _ = self.notifier.reloading();
+                    self.reload();
+                    let _ = self.notifier.ready();
+                    next_pass = Instant::now();
+                }
+                Event::Result(r) => {
+                    if let Some(report) = self.engine.on_result(r) {
+                        self.pass_done(report);
+                    }
+                }
+                Event::Watchdog => {
+                    let _ = self.notifier.watchdog();
+                    next_watchdog = watchdog.map(|w| Instant::now() + w);
+                }
+                Event::JournalFatal(e) => {
+                    log::error(
+                        "journal cannot be made durable; exiting so that recovery runs",
+                        &[("error", &e)],
+                    );
+                    return ExitCode::JournalSync;
+                }
+                Event::Shutdown(sig) => return self.shutdown(sig, signals, cancel),
+                Event::DrainDeadline => {}
+            }
+        }
+    }
+
+    fn start_pass(&mut self) {
+        let (_plan, done) = self.engine.start_pass(&self.desired);
+        if let Some(report) = done {
+            self.pass_done(report);
+        }
+    }
+
+    fn pass_done(&mut self, report: PassReport) {
+        let level = if report.ok() {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        log::log(level, "pass finished", &[("summary", &report.summary())]);
+        let _ = self.notifier.status(&report.summary());
+        self.telemetry.record_pass(&report);
+        self.last_report = Some(report);
+        self.write_outputs();
+    }
+
+    /// Writes status.json and, when configured, the metrics file.
+    fn write_outputs(&self) {
+        let empty = PassReport::default();
+        let report = self.last_report.as_ref().unwrap_or(&empty);
+        if let Err(e) = app::write_status(&self.config, report, self.reload_error.as_deref()) {
+            log::warn("cannot write status", &[("error", &e)]);
+        }
+        if let Some(path) = &self.config.metrics_file {
+            let live = crate::telemetry::Live {
+                journal_bytes: self.journal.size_bytes(),
+                in_flight_ops: self.journal.in_flight().len(),
+                busy_guests: self.engine.busy(),
+                reload_error: self.reload_error.is_some(),
+            };
+            let text = self.telemetry.render(&live);
+            if let Err(e) = crate::fsutil::write_atomic(path, &text) {
+                log::warn(
+                    "cannot write metrics",
+                    &[("file", &path.display()), ("error", &e)],
+                );
+            }
+        }
+    }
+
+    /// Re-reads config and desired state; swaps them in only if both are valid.
+    fn reload(&mut self) {
+        let loaded = app::load(&self.config_path);
+        match loaded {
+            Ok(new) => {
+                let restart = restart_only_changes(&self.config, &new.config);
+                if !restart.is_empty() {
+                    log::warn(
+                        "reload: these settings take effect only after a restart",
+                        &[("keys", &restart.join(","))],
+                    );
+                }
+                self.engine
+                    .set_plan_settings(app::engine_settings(&new.config).plan);
+                let keep = self.config.clone();
+                self.config = Config {
+                    // What the running client, journal and lanes were built from stays.
+                    api_url: keep.api_url,
+                    node: keep.node,
+                    token_id: keep.token_id,
+                    token_secret_file: keep.token_secret_file,
+                    ca_file: keep.ca_file,
+                    state_dir: keep.state_dir,
+                    max_parallel: keep.max_parallel,
+                    task_timeout: keep.task_timeout,
+                    journal_compact_bytes: keep.journal_compact_bytes,
+                    ..new.config
+                };
+                self.provider = new.provider;
+                self.desired = new.desired;
+                self.reload_error = None;
+                log::info(
+                    "reloaded",
+                    &[
+                        ("guests", &self.desired.guests.len()),
+                        ("source", &self.provider.name()),
+                    ],
+                );
+            }
+            Err(e) => {
+                log::error(
+                    "reload failed; keeping the last good config and desired state",
+                    &[("error", &e)],
+                );
+                self.reload_error = Some(e.to_string());
+                self.telemetry.record_reload_failure();
+                self.write_outputs();
+            }
+        }
+    }
+
+    /// Starts no new action, lets in-flight work finish within the drain bound, then
+    /// cancels what is left (it stays in flight in the journal) and joins the lanes.
+    /// A second signal exits at once; every journal record is already whole on disk.
+    fn shutdown(
+        &mut self,
+        sig: i32,
+        signals: &Receiver<i32>,
+        cancel: &mut CancelSource,
+    ) -> ExitCode {
+        let _ = self.notifier.stopping();
+        log::info(
+            "stopping",
+            &[
+                ("signal", &sig),
+                ("busy", &self.engine.busy()),
+                ("drain_secs", &self.config.drain_timeout.as_secs()),
+            ],
+        );
+        let deadline = Instant::now() + self.config.drain_timeout;
+        while self.engine.busy() > 0 {
+            let event = select! {
+                recv(signals) -> s => match s.map(event_of_signal) {
+                    Ok(Event::Shutdown(sig)) => Event::Shutdown(sig),
+                    _ => continue,
+                },
+                recv(self.engine.results()) -> r => match r {
+                    Ok(r) => Event::Result(r),
+                    Err(_) => break,
+                },
+                recv(after(deadline.saturating_duration_since(Instant::now()))) -> _ => Event::DrainDeadline,
+            };
+            match event {
+                Event::Result(r) => {
+                    if let Some(report) = self.engine.on_result(r) {
+                        self.pass_done(report);
+                    }
+                }
+                Event::Shutdown(sig) => {
+                    log::warn("second signal: exiting at once", &[("signal", &sig)]);
+                    std::process::exit(ExitCode::Failure.code());
+                }
+                _ => break,
+            }
+        }
+        let busy = self.engine.busy();
+        if busy > 0 {
+            log::warn(
+                "drain bound reached; in-flight ops stay in the journal for recovery",
+                &[("busy", &busy)],
+            );
+        }
+        cancel.cancel();
+        self.engine.close_lanes(|_| {});
+        ExitCode::Ok
+    }
+}
+
+/// The interval with ±10 % jitter, so nodes started together do not poll in step.
+fn jittered(interval: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let permille = 900 + (nanos % 201);
+    interval * permille / 1000
+}
+
+/// Config keys whose change needs a restart, because the client, the journal or the
+/// lanes were built from them.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check(old.api_url != new.api_url, "api_url");
+    check(old.node != new.node, "node");
+    check(old.token_id != new.token_id, "token_id");
+    check(
+        old.token_secret_file != new.token_secret_file,
+        "token_secret_file",
+    );
+    check(old.ca_file != new.ca_file, "ca_file");
+    check(old.state_dir != new.state_dir, "state_dir");
+    check(old.max_parallel != new.max_parallel, "max_parallel");
+    check(old.task_timeout != new.task_timeout, "task_timeout_secs");
+    check(
+        old.journal_compact_bytes != new.journal_compact_bytes,
+        "journal_compact_bytes",
+    );
+    keys
+}
