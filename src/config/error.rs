@@ -28,7 +28,7 @@ pub enum ConfigError {
     SecretPermissions { path: PathBuf, mode: u32 },
     /// The token secret file holds nothing but whitespace.
     SecretEmpty { path: PathBuf },
-    /// The token secret file holds more than one printable word.
+    /// The token secret file holds more than one printable ASCII word, or is too long.
     SecretMalformed { path: PathBuf },
 }
 
@@ -60,7 +60,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::SecretMalformed { path } => write!(
                 f,
-                "token secret file {} holds spaces, control characters or non-ASCII text inside the secret: it must hold only the API token's secret (a UUID)",
+                "token secret file {} does not hold a single token secret (it has spaces, control characters or non-ASCII text inside, or is over 4096 bytes): it must hold only the API token's secret (a UUID)",
                 path.display()
             ),
         }

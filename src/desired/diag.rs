@@ -132,11 +132,20 @@ pub(crate) fn known_members<'a>(
 }
 
 fn unknown_key(key: &str, allowed: &[&str]) -> String {
+    // A near miss by spelling, or a key missing its suffix (`interval` for
+    // `interval_secs`).
+    let lower = key.to_ascii_lowercase();
     let near = allowed
         .iter()
-        .map(|a| (distance(&key.to_ascii_lowercase(), a), *a))
+        .map(|a| (distance(&lower, a), *a))
         .filter(|(d, _)| *d <= 2)
-        .min();
+        .min()
+        .or_else(|| {
+            allowed
+                .iter()
+                .find(|a| lower.len() >= 4 && a.starts_with(&format!("{lower}_")))
+                .map(|a| (0, *a))
+        });
     match near {
         Some((_, a)) => format!("unknown key {}: did you mean \"{a}\"?", json::quote(key)),
         None => format!(
