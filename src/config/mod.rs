@@ -36,6 +36,8 @@ mod error;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_keys;
+#[cfg(test)]
 mod tests_secret;
 mod values;
 

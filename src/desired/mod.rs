@@ -28,6 +28,8 @@ mod provider;
 mod tests;
 #[cfg(test)]
 mod tests_guest;
+#[cfg(test)]
+mod tests_syntax;
 
 pub use diag::{Problem, MAX_PROBLEMS};
 pub use json::Pos;
