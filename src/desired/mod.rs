@@ -14,7 +14,7 @@
 //! is a label for people and is never sent to Proxmox.
 //!
 //! This module only parses and validates. A file with any problem is refused as a
-//! whole, with every problem listed (up to [`diag::MAX_PROBLEMS`]) so that an
+//! whole, with every problem listed (up to [`MAX_PROBLEMS`]) so that an
 //! operator can fix them in one go; callers keep their last good [`DesiredState`].
 //!
 //! Positions come from our own small parser in [`json`], because serde_json does

@@ -130,6 +130,8 @@ fn json_details_that_parse() {
     assert_eq!(items[2].as_u64(), Some(0));
     assert_eq!(items[0].as_u64(), None);
     assert_eq!(json::parse("18446744073709551616").unwrap().as_u64(), None);
+    let huge = json::parse(&"9".repeat(100)).unwrap();
+    assert_eq!(huge.describe(), format!("{}...", "9".repeat(40)));
     let long = "x".repeat(50);
     assert_eq!(json::quote(&long), format!("\"{}\"...", "x".repeat(40)));
 }

@@ -92,6 +92,7 @@ impl Node {
         match &self.value {
             Value::Null => "null".to_string(),
             Value::Bool(b) => b.to_string(),
+            Value::Number(s) if s.len() > 40 => format!("{}...", &s[..40]),
             Value::Number(s) => s.clone(),
             Value::String(s) => format!("a string {}", quote(s)),
             Value::Array(_) => "an array".to_string(),
