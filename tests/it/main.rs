@@ -1,1 +1,4 @@
 //! Integration tests: the real client, engine and binary against the simulated node.
+
+mod config;
+mod desired;
