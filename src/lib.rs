@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod config;
 pub mod desired;
 pub mod exit;
+pub mod fsutil;
 pub mod journal;
 pub mod log;
 pub mod plan;
