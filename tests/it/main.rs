@@ -1,1 +1,3 @@
 //! Integration tests: the real client, engine and binary against the simulated node.
+
+mod notify;
