@@ -10,6 +10,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod journal;
 pub mod log;
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod pve;

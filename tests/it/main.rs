@@ -1,3 +1,5 @@
 //! Integration tests: the real client, engine and binary against the simulated node.
 
+mod metrics;
 mod notify;
+mod prom;
