@@ -15,7 +15,9 @@ use std::path::Path;
 /// The kinds of family this builder writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Only goes up (resets to zero when the agent restarts).
     Counter,
+    /// Goes up and down.
     Gauge,
 }
 
@@ -97,6 +99,7 @@ pub struct MetricsText {
 }
 
 impl MetricsText {
+    /// An empty exposition.
     pub fn new() -> MetricsText {
         MetricsText::default()
     }
