@@ -2,3 +2,6 @@
 
 mod config;
 mod desired;
+mod metrics;
+mod notify;
+mod prom;
