@@ -132,7 +132,10 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     // Installed before readiness, so a signal during recovery is not lost.
     let signals = SignalThread::install()?;
     let client = app::client(&config)?;
-    let notifier = Notifier::from_env();
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        log::warn("sd_notify disabled", &[("error", &e)]);
+        Notifier::disabled()
+    });
     let journal = app::open_journal(&config)?;
     if let Some(cut) = journal.repaired_tail() {
         log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
