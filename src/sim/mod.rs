@@ -7,8 +7,10 @@
 //! Shape:
 //! - `server`: one accept thread (`sim accept`) and a thread per connection (`sim conn N`);
 //!   `http` parses requests and writes responses by hand, `tls` wraps sockets in rustls.
-//! - `router` authenticates, injects faults, validates parameters and dispatches to `read`
-//!   (GET endpoints), `config` (PUT config), `power` (start/stop/shutdown) and `tasks`.
+//! - `router` records each request, injects faults, authenticates and shapes the PVE
+//!   envelope; `routes` matches the call, checks its parameter schema and dispatches to
+//!   `read` (GET endpoints), `config` (PUT config), `power` (start/stop/shutdown) and
+//!   `tasks`. `schema` knows the LXC config keys, `conf` a guest's config as text.
 //! - `state` holds everything behind one `Mutex` with one `Condvar` that is notified on
 //!   every change; `clock` (thread `sim clock`) finishes tasks and applies HA requests when
 //!   they fall due, waiting on that `Condvar` with a deadline.
@@ -32,6 +34,7 @@ mod power;
 mod read;
 mod rng;
 mod router;
+mod routes;
 mod schema;
 mod server;
 mod state;
