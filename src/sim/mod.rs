@@ -281,3 +281,16 @@ pub struct RequestRecord {
     /// When the request arrived.
     pub at: Instant,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_debug_hides_the_secret() {
+        let o = SimOptions::default();
+        let text = format!("{o:?}");
+        assert!(!text.contains(&o.token_secret), "{text}");
+        assert!(text.contains("<redacted>") && text.contains(&o.token_id));
+    }
+}

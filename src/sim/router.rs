@@ -222,6 +222,19 @@ fn answer(
     params: &mut BTreeMap<String, String>,
     style: ErrorStyle,
 ) -> Outcome {
+    // Parameters are read first so that every record has them, even for requests that
+    // are refused or dropped; a bad body only counts once the caller is known.
+    let content_type = req
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body_error = if content_type.starts_with("application/json") {
+        http::parse_json_body(&req.body, params).err()
+    } else {
+        http::parse_form(&String::from_utf8_lossy(&req.body), params);
+        None
+    };
+    http::parse_form(query, params);
     if let Err(reason) = authenticate(shared, req) {
         shared.cancel.wait(shared.opts.unauthorized_delay);
         return Outcome::Respond(bare(401, reason));
@@ -245,18 +258,9 @@ fn answer(
             style,
         ));
     }
-    let content_type = req
-        .header("content-type")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/json") {
-        if let Err(e) = http::parse_json_body(&req.body, params) {
-            return Outcome::Respond(response(Err(Fail::new(400, e)), style));
-        }
-    } else {
-        http::parse_form(&String::from_utf8_lossy(&req.body), params);
+    if let Some(e) = body_error {
+        return Outcome::Respond(response(Err(Fail::new(400, e)), style));
     }
-    http::parse_form(query, params);
     let result = match route(&req.method, segs) {
         None => Err(Fail::new(
             501,

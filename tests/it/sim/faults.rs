@@ -75,6 +75,7 @@ fn reset_closes_without_answer_and_without_executing() {
     assert!(sim.tasks_started(101).is_empty());
     let reqs = sim.requests();
     assert_eq!((reqs.len(), reqs[0].status), (1, 0));
+    assert_eq!(reqs[0].path, "/nodes/pve1/lxc/101/status/start");
     sim.set_faults(Faults::default());
     assert_eq!(
         post(&sim, "/nodes/pve1/lxc/101/status/start", "").status,

@@ -10,7 +10,9 @@ fn start_task_lifecycle_status_and_list() {
     let mut g = guest(101, false);
     g.other.insert("nameserver".into(), "1.1.1.1".into());
     g.pending.insert("nameserver".into(), "9.9.9.9".into());
-    let sim = start(vec![g]);
+    // Long enough to look at the running task even on a busy machine.
+    let sim = start_with(|o| o.task_duration = Duration::from_millis(800));
+    sim.add_guest(g);
     let upid = upid_of(&post(&sim, "/nodes/pve1/lxc/101/status/start", ""));
     let parsed: Upid = upid.parse().expect("a valid UPID");
     assert_eq!(parsed.to_string(), upid);
@@ -87,6 +89,16 @@ fn stop_and_shutdown_tasks_stop_the_guest() {
     assert_eq!(list["total"], 2);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["upid"], shut.as_str(), "newest first");
+    let older = get(&sim, "/nodes/pve1/tasks?source=all&start=1").json();
+    assert_eq!(older["data"][0]["upid"], stop.as_str());
+    let since = stop
+        .split(':')
+        .nth(4)
+        .map(|h| i64::from_str_radix(h, 16).unwrap());
+    let later = format!("/nodes/pve1/tasks?since={}", since.unwrap() + 3600);
+    assert_eq!(get(&sim, &later).json()["total"], 0);
+    let by_type = get(&sim, "/nodes/pve1/tasks?typefilter=vzstop").json();
+    assert_eq!(by_type["total"], 1);
 }
 
 #[test]
@@ -203,7 +215,7 @@ fn task_status_errors() {
 fn ha_guests_get_quick_ha_tasks_and_change_state_later() {
     let sim = start_with(|o| {
         o.ha_task_duration = Duration::from_millis(10);
-        o.ha_apply_delay = Duration::from_millis(300);
+        o.ha_apply_delay = Duration::from_millis(500);
     });
     let mut g = guest(101, false);
     g.ha = Some("stopped".into());
