@@ -86,10 +86,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--state" => a.state = Some(PathBuf::from(value("a file")?)),
             "--token" => {
                 let v = value("ID=SECRET")?;
+                // The id ends up in UPIDs, which cannot hold `:`, `/` or whitespace.
+                let plain_id = |id: &str| {
+                    id.contains('@')
+                        && id.contains('!')
+                        && !id.contains(|c: char| c == ':' || c == '/' || c.is_whitespace())
+                };
                 match v.rsplit_once('=') {
-                    Some((id, secret))
-                        if id.contains('@') && id.contains('!') && !secret.is_empty() =>
-                    {
+                    Some((id, secret)) if plain_id(id) && !secret.is_empty() => {
                         a.token = Some((id.to_string(), secret.to_string()))
                     }
                     _ => return Err("--token: expected USER@REALM!TOKENID=SECRET".to_string()),
@@ -290,6 +294,7 @@ mod tests {
         assert!(err("--guests").starts_with("--guests"));
         assert!(err("--guests x").starts_with("--guests"));
         assert!(err("--token secret").starts_with("--token"));
+        assert!(err("--token a@pve!x:y=s").starts_with("--token"));
         assert!(err("--tls-cert a").contains("--tls-key"));
         assert!(err("--bogus").contains("--bogus"));
         assert!(err("--node a_b").starts_with("--node"));

@@ -5,6 +5,12 @@
 //! HA-managed guests get an `hastart`/`hastop` task that only files a request, and other
 //! guests take the config lock (waiting for a running shutdown) and get a `vz*` task.
 //! Locks and templates fail inside the task, when it finishes.
+//!
+//! A guest whose config is on another node gets 500 `Configuration file
+//! 'nodes/<node>/lxc/<vmid>.conf' does not exist` for every call, before anything else.
+//! (Real PVE lets a start get as far as its task, which then fails with that text, and
+//! answers a stop with `CT <vmid> not running`; the reference allows "500 or task error",
+//! and one answer keeps the agent's handling simple to test.)
 
 use super::router::{Data, Fail};
 use super::schema::Kind;
