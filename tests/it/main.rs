@@ -5,3 +5,4 @@ mod desired;
 mod metrics;
 mod notify;
 mod prom;
+mod sim;
