@@ -115,6 +115,13 @@ impl Client {
         self.get("/version", &[])
     }
 
+    /// `GET` any path below `/api2/json` (e.g. `/cluster/status`) and return the
+    /// unwrapped `data` as JSON: for diagnostics and for calls with no typed method.
+    pub fn get_raw(&self, path: &str) -> Result<Value, ApiError> {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        self.request(Method::Get, &path, &[], None, self.timeout)
+    }
+
     /// `GET /nodes/{node}/lxc`: the CTs whose config is on `node` (filtered to those the
     /// token may audit).
     pub fn list_lxc(&self, node: &str) -> Result<Vec<GuestEntry>, ApiError> {
@@ -291,45 +298,42 @@ impl Client {
             super::tls::note_https_use();
         }
         let started = Instant::now();
-        let sent = req.send();
-        let ms = started.elapsed().as_millis();
-        let result = match &sent {
-            Ok(resp) => interpret(
-                &label,
-                &Answer {
-                    status: resp.status_code,
-                    reason: &resp.reason_phrase,
-                    has_headers: !resp.headers.is_empty(),
-                    body: resp.as_bytes(),
-                },
-            ),
-            Err(e) => Err(transport_error(&label, e)),
-        };
-        if log::enabled(log::Level::Debug) {
-            let method = method.to_string();
-            match (&sent, &result) {
-                (Ok(resp), _) => log::debug(
+        let method = method.to_string();
+        match req.send() {
+            Ok(resp) => {
+                log::debug(
                     "pve request",
                     &[
                         ("method", &method),
                         ("path", &target),
                         ("status", &resp.status_code),
-                        ("ms", &ms),
+                        ("ms", &started.elapsed().as_millis()),
                     ],
-                ),
-                (Err(_), Err(e)) => log::debug(
+                );
+                interpret(
+                    &label,
+                    &Answer {
+                        status: resp.status_code,
+                        reason: &resp.reason_phrase,
+                        has_headers: !resp.headers.is_empty(),
+                        body: resp.as_bytes(),
+                    },
+                )
+            }
+            Err(e) => {
+                let err = transport_error(&label, &e);
+                log::debug(
                     "pve request failed",
                     &[
                         ("method", &method),
                         ("path", &target),
-                        ("ms", &ms),
-                        ("error", &log::Chain(e)),
+                        ("ms", &started.elapsed().as_millis()),
+                        ("error", &log::Chain(&err)),
                     ],
-                ),
-                (Err(_), Ok(_)) => {}
+                );
+                Err(err)
             }
         }
-        result
     }
 }
 
