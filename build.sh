@@ -2,16 +2,157 @@
 # felhom-agent build entry point.
 #   ./build.sh          static x86_64 musl release binary (prints its path and size)
 #   ./build.sh test     fmt check, clippy with -D warnings, and the whole test suite
-#   ./build.sh bench    the benchmark
+#   ./build.sh bench    the benchmark (`cargo test --release --test bench`)
 set -euo pipefail
 cd "$(dirname "$0")"
 
+target=x86_64-unknown-linux-musl
+# The binary is copied onto every node; keep it small. See build_static for what
+# happens when it is not.
+max_bytes=$((3 * 1024 * 1024))
+
+# Runs a command as root: directly when we are root, through sudo when sudo works
+# without a password; otherwise prints the command and fails.
+as_root() {
+  if [[ $(id -u) == 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo "$@"
+  else
+    echo "build.sh: this needs root; run it yourself, then ./build.sh again:" >&2
+    echo "  sudo $*" >&2
+    exit 1
+  fi
+}
+
+# The Rust standard library for the musl target.
+ensure_musl_target() {
+  if [[ -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
+    return
+  fi
+  if ! command -v rustup >/dev/null 2>&1; then
+    echo "build.sh: the $target standard library is missing and rustup is not here" >&2
+    exit 1
+  fi
+  rustup target add "$target"
+}
+
+# aws-lc-sys (rustls' crypto provider) is C, compiled with the cc crate, which for
+# this target looks for x86_64-linux-musl-gcc and then musl-gcc: the host gcc would
+# compile against glibc's headers. Debian's musl-tools provides musl-gcc, a wrapper
+# around the host gcc with musl's headers and libc. Nothing else is needed: the
+# crate builds with plain cc (no cmake), and its bindings for this target ship
+# pre-generated (no clang).
+ensure_musl_cc() {
+  if [[ -n ${CC_x86_64_unknown_linux_musl:-} ]]; then
+    return
+  fi
+  local cc
+  for cc in x86_64-linux-musl-gcc musl-gcc; do
+    if command -v "$cc" >/dev/null 2>&1; then
+      export CC_x86_64_unknown_linux_musl=$cc
+      return
+    fi
+  done
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "build.sh: no musl C compiler (musl-gcc); install musl's gcc wrapper" \
+      "with your package manager, or set CC_x86_64_unknown_linux_musl" >&2
+    exit 1
+  fi
+  echo "build.sh: installing musl-tools for musl-gcc" >&2
+  # A fresh machine may have no package lists yet: update only when the install
+  # cannot find the package.
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y musl-tools; then
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y musl-tools
+  fi
+  export CC_x86_64_unknown_linux_musl=musl-gcc
+}
+
+# Exit 0 when the ELF file has a PT_INTERP program header, i.e. needs a dynamic
+# loader. Reads the header with od (coreutils, so always present, unlike file or
+# readelf): e_phoff is 8 bytes at offset 32, e_phentsize and e_phnum 2 bytes at 54
+# and 56, and each program header starts with its 4-byte p_type (PT_INTERP = 3).
+# od reads numbers in host byte order, which is the ELF's (x86_64 on x86_64).
+has_interp() {
+  local f=$1 magic class phoff phentsize phnum i type
+  magic=$(od -An -tx1 -N4 "$f" | tr -d ' \n')
+  class=$(od -An -tu1 -j4 -N1 "$f" | tr -d ' \n')
+  if [[ $magic != 7f454c46 || $class != 2 ]]; then
+    echo "build.sh: $f is not a 64-bit ELF file" >&2
+    exit 1
+  fi
+  phoff=$(od -An -tu8 -j32 -N8 "$f" | tr -d ' \n')
+  phentsize=$(od -An -tu2 -j54 -N2 "$f" | tr -d ' \n')
+  phnum=$(od -An -tu2 -j56 -N2 "$f" | tr -d ' \n')
+  for ((i = 0; i < phnum; i++)); do
+    type=$(od -An -tu4 -j$((phoff + i * phentsize)) -N4 "$f" | tr -d ' \n')
+    if [[ $type == 3 ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Static means: no PT_INTERP, so the kernel runs the binary without ld.so, and then
+# nothing could load a shared library for it anyway (Rust's musl target links a
+# static PIE, which has a PT_DYNAMIC for its own relocations but no interpreter).
+# readelf, when present, also confirms that there is no DT_NEEDED entry. Last, the
+# binary is run with an empty environment: that it starts at all on this machine
+# proves the check above right in practice. Until the binary has `--version` any
+# exit code below 126 counts as started (126/127: could not execute; above 128:
+# killed by a signal).
+check_static() {
+  local bin=$1 rc=0
+  if has_interp "$bin"; then
+    echo "build.sh: $bin asks for a dynamic loader (PT_INTERP): not static" >&2
+    exit 1
+  fi
+  if command -v readelf >/dev/null 2>&1 && readelf -dW "$bin" | grep -q '(NEEDED)'; then
+    echo "build.sh: $bin needs shared libraries:" >&2
+    readelf -dW "$bin" | grep '(NEEDED)' >&2
+    exit 1
+  fi
+  env -i "$bin" --version >/dev/null 2>&1 || rc=$?
+  if ((rc >= 126)); then
+    echo "build.sh: $bin does not run (exit $rc)" >&2
+    exit 1
+  fi
+  echo "static: no interpreter, no shared libraries, runs with an empty environment"
+}
+
+build_static() {
+  ensure_musl_target
+  ensure_musl_cc
+  cargo build --release --locked --target "$target"
+  local bin=target/$target/release/felhom-agent bytes
+  bytes=$(stat -c %s "$bin")
+  echo "binary: $bin"
+  awk -v b="$bytes" 'BEGIN { printf "size: %d bytes (%.2f MiB)\n", b, b / 1048576 }'
+  check_static "$bin"
+  if ((bytes >= max_bytes)); then
+    # What takes the space: `nm --size-sort -S` on an unstripped build
+    # (strip = false in the release profile). panic = "abort" would save some, but
+    # the lanes rely on catch_unwind, so it is not an option.
+    echo "build.sh: $bin is $bytes bytes, over the 3 MiB budget" >&2
+    exit 1
+  fi
+}
+
 cmd=${1:-build}
 case "$cmd" in
+  build)
+    build_static
+    ;;
   test)
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
     cargo test --all-targets
+    ;;
+  bench)
+    # Fails with cargo's "no test target named `bench`" until tests/bench exists.
+    # One test thread so that measurements do not compete for the two cores.
+    cargo test --release --test bench -- --nocapture --test-threads=1
     ;;
   *)
     echo "usage: ./build.sh [build|test|bench]" >&2

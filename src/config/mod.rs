@@ -1,0 +1,365 @@
+//! The agent's own configuration: how to reach the Proxmox API, as whom, and how
+//! fast to work.
+//!
+//! The file is JSON (`--config FILE`, default [`DEFAULT_PATH`]):
+//!
+//! ```json
+//! {"token_id": "agent@pve!reconciler",
+//!  "token_secret_file": "token",
+//!  "desired_file": "desired.json"}
+//! ```
+//!
+//! | key | default | allowed |
+//! |---|---|---|
+//! | `api_url` | `https://127.0.0.1:8006` | `http(s)://host[:port]`, no path |
+//! | `node` | the short hostname | a PVE node name |
+//! | `token_id` | required | `USER@REALM!TOKENID` |
+//! | `token_secret_file` | required | a path; mode must deny group and others |
+//! | `ca_file` | `/etc/pve/pve-root-ca.pem` if it exists | a path |
+//! | `desired_file` | none: nothing is managed | a path |
+//! | `state_dir` | `/var/lib/felhom-agent` | a path |
+//! | `interval_secs` | 30 | 1..=86400 |
+//! | `max_parallel` | 4 | 1..=64 |
+//! | `task_timeout_secs` | 600 | 1..=86400 |
+//! | `shutdown_timeout_secs` | 60 | 1..=3600 |
+//! | `drain_timeout_secs` | 20 | 1..=600 |
+//! | `stop_mode` | `"shutdown"` | `"shutdown"` or `"stop"` |
+//! | `metrics_file` | none | a path |
+//! | `journal_compact_bytes` | 4194304 | at least 4096 |
+//!
+//! **Relative paths are resolved against the directory of the config file**, not
+//! the working directory, so a config and its secret can live side by side.
+//! Unknown keys are errors (a typo must not silently fall back to a default), and
+//! every problem in the file is reported at once, each with its line and column.
+
+mod error;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_keys;
+#[cfg(test)]
+mod tests_secret;
+mod values;
+
+pub use error::ConfigError;
+
+use crate::desired::json::{self, Value};
+use crate::desired::{choice, decode, integer, known_members, string, Problems};
+use crate::secret::Secret;
+use std::fmt;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/felhom-agent/config.json";
+/// The PVE cluster CA, trusted when `ca_file` is not set and the file exists.
+pub const PVE_ROOT_CA: &str = "/etc/pve/pve-root-ca.pem";
+/// Where PVE's node name comes from when `node` is not set.
+const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
+
+const KEYS: &[&str] = &[
+    "api_url",
+    "node",
+    "token_id",
+    "token_secret_file",
+    "ca_file",
+    "desired_file",
+    "state_dir",
+    "interval_secs",
+    "max_parallel",
+    "task_timeout_secs",
+    "shutdown_timeout_secs",
+    "drain_timeout_secs",
+    "stop_mode",
+    "metrics_file",
+    "journal_compact_bytes",
+];
+
+/// How a guest that should be stopped is brought down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StopMode {
+    /// A graceful shutdown (`status/shutdown` with a timeout and `forceStop`).
+    Shutdown,
+    /// A hard stop (`status/stop`).
+    Stop,
+}
+
+impl StopMode {
+    /// The word used in the config: `shutdown` or `stop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopMode::Shutdown => "shutdown",
+            StopMode::Stop => "stop",
+        }
+    }
+}
+
+impl fmt::Display for StopMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated config. Paths are already resolved against the config's directory.
+/// It holds the secret's path, never the secret: see [`Config::token_secret`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file this config was read from.
+    pub path: PathBuf,
+    /// `http(s)://host[:port]`, without a trailing slash.
+    pub api_url: String,
+    pub node: String,
+    pub token_id: String,
+    pub token_secret_file: PathBuf,
+    /// As configured; [`Config::resolved_ca_file`] applies the default.
+    pub ca_file: Option<PathBuf>,
+    pub desired_file: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub interval: Duration,
+    pub max_parallel: usize,
+    pub task_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// How long SIGTERM waits for in-flight work.
+    pub drain_timeout: Duration,
+    pub stop_mode: StopMode,
+    pub metrics_file: Option<PathBuf>,
+    pub journal_compact_bytes: u64,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let text = decode(bytes).map_err(|p| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![p],
+            omitted: 0,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates config text read from `path`. Touches no file except, when `node`
+    /// is not set, the kernel's hostname.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        parse_with(text, path, || std::fs::read_to_string(HOSTNAME_FILE))
+    }
+
+    /// Reads the API token secret from `token_secret_file`: the file's content with
+    /// surrounding whitespace trimmed. Refuses a file that group or others can read
+    /// or write, an empty one, and one with spaces or control characters inside.
+    pub fn token_secret(&self) -> Result<Secret, ConfigError> {
+        let path = &self.token_secret_file;
+        let read_err = |source| ConfigError::SecretRead {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        // Checked on the open handle, so the file checked is the file read.
+        let mode = file.metadata().map_err(read_err)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::SecretPermissions {
+                path: path.clone(),
+                mode: mode & 0o7777,
+            });
+        }
+        // A token secret is a UUID; anything much longer is the wrong file.
+        const MAX: u64 = 4096;
+        let mut text = String::new();
+        file.take(MAX + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(ConfigError::SecretEmpty { path: path.clone() });
+        }
+        if text.len() as u64 > MAX || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::SecretMalformed { path: path.clone() });
+        }
+        Ok(Secret::new(secret))
+    }
+
+    /// The CA file to trust: `ca_file` if set, else [`PVE_ROOT_CA`] if it exists,
+    /// else `None` (use the system trust store).
+    pub fn resolved_ca_file(&self) -> Option<PathBuf> {
+        resolve_ca(self.ca_file.as_deref(), Path::new(PVE_ROOT_CA))
+    }
+}
+
+fn resolve_ca(configured: Option<&Path>, default: &Path) -> Option<PathBuf> {
+    match configured {
+        Some(p) => Some(p.to_path_buf()),
+        None => default.is_file().then(|| default.to_path_buf()),
+    }
+}
+
+/// [`Config::parse`] with the hostname source passed in, for tests.
+fn parse_with(
+    text: &str,
+    path: &Path,
+    hostname: impl FnOnce() -> io::Result<String>,
+) -> Result<Config, ConfigError> {
+    let invalid = |(problems, omitted)| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+        omitted,
+    };
+    let mut problems = Problems::default();
+    let root = match json::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            problems.push(e.pos, None, None, format!("invalid JSON: {}", e.message));
+            return Err(invalid(problems.finish()));
+        }
+    };
+    let Value::Object(members) = &root.value else {
+        problems.push(
+            root.pos,
+            None,
+            None,
+            format!(
+                "expected an object like {{\"token_id\": \"agent@pve!reconciler\", \"token_secret_file\": \"token\"}}, found {}",
+                root.describe()
+            ),
+        );
+        return Err(invalid(problems.finish()));
+    };
+    let base = base_dir(path);
+    let mut cfg = Config {
+        path: path.to_path_buf(),
+        api_url: "https://127.0.0.1:8006".to_string(),
+        node: String::new(),
+        token_id: String::new(),
+        token_secret_file: PathBuf::new(),
+        ca_file: None,
+        desired_file: None,
+        state_dir: PathBuf::from("/var/lib/felhom-agent"),
+        interval: Duration::from_secs(30),
+        max_parallel: 4,
+        task_timeout: Duration::from_secs(600),
+        shutdown_timeout: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(20),
+        stop_mode: StopMode::Shutdown,
+        metrics_file: None,
+        journal_compact_bytes: 4 * 1024 * 1024,
+    };
+    let (mut has_node, mut has_token_id, mut has_secret_file) = (false, false, false);
+    for m in known_members(members, KEYS, None, &mut problems) {
+        let v = &m.value;
+        let set: Result<(), String> = match m.key.as_str() {
+            "api_url" => string(v).and_then(values::api_url).map(|s| cfg.api_url = s),
+            "node" => {
+                has_node = true;
+                string(v).and_then(values::node).map(|s| cfg.node = s)
+            }
+            "token_id" => {
+                has_token_id = true;
+                string(v)
+                    .and_then(|s| values::token_id(s).map(|()| s))
+                    .map(|s| cfg.token_id = s.to_string())
+            }
+            "token_secret_file" => {
+                has_secret_file = true;
+                string(v)
+                    .and_then(|s| values::path(s, &base))
+                    .map(|p| cfg.token_secret_file = p)
+            }
+            "ca_file" => string(v)
+                .and_then(|s| values::path(s, &base))
+                .map(|p| cfg.ca_file = Some(p)),
+            "desired_file" => string(v)
+                .and_then(|s| values::path(s, &base))
+                .map(|p| cfg.desired_file = Some(p)),
+            "state_dir" => string(v)
+                .and_then(|s| values::path(s, &base))
+                .map(|p| cfg.state_dir = p),
+            "metrics_file" => string(v)
+                .and_then(|s| values::path(s, &base))
+                .map(|p| cfg.metrics_file = Some(p)),
+            "interval_secs" => secs(v, 86400).map(|d| cfg.interval = d),
+            "task_timeout_secs" => secs(v, 86400).map(|d| cfg.task_timeout = d),
+            "shutdown_timeout_secs" => secs(v, 3600).map(|d| cfg.shutdown_timeout = d),
+            "drain_timeout_secs" => secs(v, 600).map(|d| cfg.drain_timeout = d),
+            "max_parallel" => integer(v, 1, 64, "").map(|n| cfg.max_parallel = n as usize),
+            "journal_compact_bytes" => {
+                integer(v, 4096, u64::MAX, " bytes").map(|n| cfg.journal_compact_bytes = n)
+            }
+            "stop_mode" => choice(v, &["shutdown", "stop"]).map(|s| {
+                cfg.stop_mode = match s {
+                    "stop" => StopMode::Stop,
+                    _ => StopMode::Shutdown,
+                }
+            }),
+            other => unreachable!("{other} is not in KEYS"),
+        };
+        if let Err(msg) = set {
+            problems.push(v.pos, None, Some(&m.key), msg);
+        }
+    }
+    if !has_token_id {
+        problems.push(
+            root.pos,
+            None,
+            Some("token_id"),
+            "missing: add \"token_id\": \"USER@REALM!TOKENID\", the API token the agent uses",
+        );
+    }
+    if !has_secret_file {
+        problems.push(
+            root.pos,
+            None,
+            Some("token_secret_file"),
+            "missing: add \"token_secret_file\": \"<path>\", a file that holds only the token's secret",
+        );
+    }
+    if !has_node {
+        match node_from_hostname(hostname) {
+            Ok(node) => cfg.node = node,
+            Err(msg) => problems.push(root.pos, None, Some("node"), msg),
+        }
+    }
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(invalid(problems.finish()))
+    }
+}
+
+/// A duration in whole seconds, from 1 to `max`.
+fn secs(v: &json::Node, max: u64) -> Result<Duration, String> {
+    integer(v, 1, max, " seconds").map(Duration::from_secs)
+}
+
+/// The default node name, or the message for a problem at `node`.
+fn node_from_hostname(hostname: impl FnOnce() -> io::Result<String>) -> Result<String, String> {
+    match hostname() {
+        Ok(h) => {
+            let node = values::node_from_hostname(&h);
+            if values::is_node_name(node) {
+                Ok(node.to_string())
+            } else {
+                Err(format!(
+                    "not set, and the hostname {} is not a valid node name: set \"node\" to this node's name as shown in the Proxmox GUI",
+                    json::quote(h.trim())
+                ))
+            }
+        }
+        Err(e) => Err(format!(
+            "not set, and the hostname cannot be read from {HOSTNAME_FILE} ({e}): set \"node\" to this node's name as shown in the Proxmox GUI"
+        )),
+    }
+}
+
+/// The directory relative paths are resolved against: the config file's directory,
+/// made absolute so that a later change of working directory cannot move them.
+fn base_dir(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}

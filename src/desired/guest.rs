@@ -1,0 +1,197 @@
+//! Validation of the `guests` list: one [`GuestSpec`] per entry, every problem
+//! recorded with the guest it belongs to.
+
+use super::diag::{boolean, choice, integer, known_members, string, Problems};
+use super::json::{Member, Node, Pos, Value};
+use super::{GuestSpec, RunState};
+use crate::pve::Vmid;
+use std::collections::BTreeMap;
+
+const GUEST_KEYS: &[&str] = &[
+    "vmid",
+    "name",
+    "state",
+    "cores",
+    "memory",
+    "swap",
+    "description",
+    "onboot",
+    "tags",
+];
+
+/// Largest `memory` and `swap` PVE accepts, in MiB (256 TiB).
+pub const MAX_MIB: u64 = 268_435_456;
+/// Largest `description` PVE accepts on input, in bytes.
+pub const MAX_DESCRIPTION: usize = 8192;
+
+/// Checks the value of `guests` and adds every valid, unique guest to `out`.
+pub(super) fn check_all(node: &Node, out: &mut BTreeMap<Vmid, GuestSpec>, problems: &mut Problems) {
+    let Value::Array(items) = &node.value else {
+        problems.push(
+            node.pos,
+            None,
+            Some("guests"),
+            format!(
+                "expected an array of guest objects like [{{\"vmid\": 101, \"state\": \"running\"}}], found {}",
+                node.describe()
+            ),
+        );
+        return;
+    };
+    // Where each vmid was first declared: its index and the position of its value.
+    let mut seen: BTreeMap<Vmid, (usize, Pos)> = BTreeMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some((spec, vmid_pos)) = check_one(index, item, problems) else {
+            continue;
+        };
+        if let Some((first, first_pos)) = seen.get(&spec.vmid) {
+            problems.push(
+                vmid_pos,
+                Some(&format!("guest {}", spec.vmid)),
+                Some("vmid"),
+                format!(
+                    "duplicate: guest {} is already declared at guests[{first}] (line {}, column {}): keep one entry per guest",
+                    spec.vmid, first_pos.line, first_pos.col
+                ),
+            );
+            continue;
+        }
+        seen.insert(spec.vmid, (index, vmid_pos));
+        out.insert(spec.vmid, spec);
+    }
+}
+
+/// Checks one entry of `guests`. Returns its spec and where its vmid is written
+/// when the vmid is usable, even if other fields have problems, so that duplicates
+/// are still found.
+fn check_one(index: usize, item: &Node, problems: &mut Problems) -> Option<(GuestSpec, Pos)> {
+    let at_index = format!("guests[{index}]");
+    let Value::Object(members) = &item.value else {
+        problems.push(
+            item.pos,
+            Some(&at_index),
+            None,
+            format!(
+                "expected a guest object like {{\"vmid\": 101, \"state\": \"running\"}}, found {}",
+                item.describe()
+            ),
+        );
+        return None;
+    };
+    let vmid = match members.iter().find(|m| m.key == "vmid") {
+        None => {
+            problems.push(
+                item.pos,
+                Some(&at_index),
+                Some("vmid"),
+                "missing: add \"vmid\": <the guest's id> to this guest",
+            );
+            None
+        }
+        Some(m) => match integer(&m.value, u64::from(Vmid::MIN), u64::from(Vmid::MAX), "") {
+            Ok(n) => Some((Vmid::new(n).expect("range checked"), m.value.pos)),
+            Err(msg) => {
+                problems.push(m.value.pos, Some(&at_index), Some("vmid"), msg);
+                None
+            }
+        },
+    };
+    let label = match vmid {
+        Some((v, _)) => format!("guest {v}"),
+        None => at_index,
+    };
+    // Stand-in while the fields are checked; only returned with a real vmid.
+    let mut spec = GuestSpec::new(vmid.map_or(Vmid::new(100).expect("100 is valid"), |v| v.0));
+    for m in known_members(members, GUEST_KEYS, Some(&label), problems) {
+        if let Err(msg) = field(&mut spec, m, &label, problems) {
+            problems.push(m.value.pos, Some(&label), Some(&m.key), msg);
+        }
+    }
+    vmid.map(|(_, pos)| (spec, pos))
+}
+
+/// Checks one member and stores it in `spec`. Returns the message for a problem
+/// with the value as a whole; problems inside it (one bad tag) are pushed directly.
+fn field(
+    spec: &mut GuestSpec,
+    m: &Member,
+    label: &str,
+    problems: &mut Problems,
+) -> Result<(), String> {
+    let v = &m.value;
+    match m.key.as_str() {
+        "vmid" => {} // checked by the caller
+        "name" => spec.name = Some(string(v)?.to_string()),
+        "state" => {
+            spec.state = Some(match choice(v, &["running", "stopped"])? {
+                "running" => RunState::Running,
+                _ => RunState::Stopped,
+            })
+        }
+        "cores" => spec.cores = Some(integer(v, 1, 8192, "")? as u32),
+        "memory" => spec.memory = Some(integer(v, 16, MAX_MIB, " MiB")?),
+        "swap" => spec.swap = Some(integer(v, 0, MAX_MIB, " MiB")?),
+        "description" => {
+            let s = string(v)?;
+            if s.len() > MAX_DESCRIPTION {
+                return Err(format!(
+                    "expected at most {MAX_DESCRIPTION} bytes, found {} bytes: shorten it",
+                    s.len()
+                ));
+            }
+            spec.description = Some(s.to_string());
+        }
+        "onboot" => spec.onboot = Some(boolean(v)?),
+        "tags" => spec.tags = Some(tags(v, label, problems)?),
+        other => unreachable!("{other} is not in GUEST_KEYS"),
+    }
+    Ok(())
+}
+
+/// The `tags` array. Each bad tag is its own problem, at the tag.
+fn tags(v: &Node, label: &str, problems: &mut Problems) -> Result<Vec<String>, String> {
+    let Value::Array(items) = &v.value else {
+        let hint = if matches!(v.value, Value::String(_)) {
+            ": write each tag as its own string"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "expected an array of strings like [\"prod\", \"web\"], found {}{hint}",
+            v.describe()
+        ));
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("tags[{i}]");
+        let msg = match &item.value {
+            Value::String(t) if is_tag(t) => {
+                out.push(t.clone());
+                continue;
+            }
+            Value::String(t) => {
+                let hint = if t.contains([',', ';', ' ']) {
+                    ": write each tag as its own string"
+                } else {
+                    ""
+                };
+                format!(
+                    "invalid tag {}: a tag starts with a letter, digit or '_' and may go on with letters, digits, '_', '-', '+' and '.'{hint}",
+                    super::json::quote(t)
+                )
+            }
+            _ => format!("expected a tag string, found {}", item.describe()),
+        };
+        problems.push(item.pos, Some(label), Some(&key), msg);
+    }
+    Ok(out)
+}
+
+/// PVE's tag syntax: `[a-z0-9_][a-z0-9_\-\+\.]*`, case-insensitive.
+pub fn is_tag(t: &str) -> bool {
+    let mut bytes = t.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'.'))
+}

@@ -1,0 +1,357 @@
+//! HTTP/1.x by hand: reading one request, writing one response, and decoding URLs and
+//! form bodies the way pve-http-server does (`AnyEvent.pm` `decode_urlencoded`).
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Read, Write};
+
+/// Limits from pve-http-server (reference §1.2).
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_LINES: usize = 64;
+pub(crate) const MAX_BODY: usize = 512 * 1024;
+
+/// One parsed request.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub method: String,
+    /// The request target as sent: path and query, still percent-encoded.
+    pub target: String,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the client wants the connection kept open.
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// The first header with this (lowercase) name.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The raw path and the raw query string (empty when there is none).
+    pub(crate) fn path_and_query(&self) -> (&str, &str) {
+        self.target.split_once('?').unwrap_or((&self.target, ""))
+    }
+}
+
+/// One response to send.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub body: Vec<u8>,
+    /// Close the connection after sending.
+    pub close: bool,
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer closed, or the idle timeout passed, before a request began.
+    Idle,
+    Io(io::Error),
+    /// A malformed request: answer 400 and close.
+    Bad(String),
+    /// The body is larger than PVE accepts: answer 501 and close.
+    TooLarge,
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads one line (without the line end) within `budget` bytes.
+fn read_line<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<String, ReadError> {
+    let mut buf = Vec::new();
+    let n = r.take(*budget as u64 + 1).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
+    if !buf.ends_with(b"\n") {
+        return Err(ReadError::Bad("request header too large".into()));
+    }
+    *budget = budget.saturating_sub(n);
+    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        buf.pop();
+    }
+    String::from_utf8(buf).map_err(|_| ReadError::Bad("header is not UTF-8".into()))
+}
+
+/// Reads one request. Waiting for its first byte is where an idle connection ends.
+pub(crate) fn read_request<R: BufRead>(r: &mut R) -> Result<Request, ReadError> {
+    match r.fill_buf() {
+        Ok([]) => return Err(ReadError::Idle),
+        Ok(_) => {}
+        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(ReadError::Idle)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut budget = MAX_HEADER_BYTES;
+    let mut line = read_line(r, &mut budget)?;
+    // Tolerate stray empty lines between pipelined requests, as most servers do.
+    while line.is_empty() {
+        line = read_line(r, &mut budget)?;
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ReadError::Bad(format!("malformed request line {line:?}")));
+    };
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => return Err(ReadError::Bad(format!("unsupported version {version:?}"))),
+    };
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r, &mut budget)?;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() == MAX_HEADER_LINES {
+            return Err(ReadError::Bad("too many header lines".into()));
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(ReadError::Bad(format!("malformed header line {line:?}")));
+        };
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let mut req = Request {
+        method: method.to_string(),
+        target: target.to_string(),
+        headers,
+        body: Vec::new(),
+        keep_alive: false,
+    };
+    let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
+    req.keep_alive = if http10 {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+    if req.header("transfer-encoding").is_some() {
+        return Err(ReadError::Bad(
+            "chunked request bodies are not supported".into(),
+        ));
+    }
+    let len = match req.header("content-length") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ReadError::Bad(format!("bad content-length {v:?}")))?,
+    };
+    if len > MAX_BODY {
+        return Err(ReadError::TooLarge);
+    }
+    req.body = vec![0; len];
+    r.read_exact(&mut req.body)?;
+    Ok(req)
+}
+
+/// Writes one response in a single buffer.
+pub(crate) fn write_response<W: Write>(w: &mut W, resp: &Response) -> io::Result<()> {
+    let reason: String = resp
+        .reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nCache-Control: max-age=0\r\nConnection: {}\r\nPragma: no-cache\r\n\
+         Server: pve-api-daemon/3.0\r\n",
+        resp.status,
+        reason,
+        if resp.close { "close" } else { "Keep-Alive" },
+    );
+    if !resp.body.is_empty() {
+        out.push_str("Content-Type: application/json;charset=UTF-8\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", resp.body.len()));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&resp.body);
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as a space in form data). Invalid escapes stay as
+/// they are; invalid UTF-8 becomes U+FFFD.
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Adds the pairs of a form body or query string to `out`. Pairs are split on `&` and
+/// `;`; a key that repeats has its values joined with `\0`, as pve-http-server does
+/// (which is why PVE's list splitter also splits on `\0`).
+pub(crate) fn parse_form(s: &str, out: &mut BTreeMap<String, String>) {
+    let mut seen = BTreeMap::<String, String>::new();
+    for pair in s.split(['&', ';']) {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k, true), percent_decode(v, true));
+        if k.is_empty() {
+            continue;
+        }
+        seen.entry(k)
+            .and_modify(|old| {
+                old.push('\0');
+                old.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    out.extend(seen);
+}
+
+/// Adds the members of a JSON object body to `out` as strings: booleans become `1`/`0`,
+/// numbers their text, `null` is skipped, arrays are joined with `\0`.
+pub(crate) fn parse_json_body(
+    body: &[u8],
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let Value::Object(map) = v else {
+        return Err("JSON body is not an object".into());
+    };
+    fn text(v: &Value) -> Option<String> {
+        match v {
+            Value::Null => None,
+            Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_string()),
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Array(items) => {
+                Some(items.iter().filter_map(text).collect::<Vec<_>>().join("\0"))
+            }
+            Value::Object(_) => Some(v.to_string()),
+        }
+    }
+    for (k, v) in &map {
+        if let Some(t) = text(v) {
+            out.insert(k.clone(), t);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(raw: &str) -> Result<Request, ReadError> {
+        read_request(&mut io::BufReader::new(raw.as_bytes()))
+    }
+
+    #[test]
+    fn decodes_forms_like_pve() {
+        let mut m = BTreeMap::new();
+        parse_form("a=1;b=x+y&c=%3B%2B%0A&d&=z&a=2", &mut m);
+        assert_eq!(m["a"], "1\u{0}2");
+        assert_eq!(m["b"], "x y");
+        assert_eq!(m["c"], ";+\n");
+        assert_eq!(m["d"], "");
+        assert_eq!(m.len(), 4);
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("%4", false), "%4");
+        assert_eq!(percent_decode("%zz%41", false), "%zzA");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(
+            percent_decode("UPID%3Apve1%3A%40%21", false),
+            "UPID:pve1:@!"
+        );
+    }
+
+    #[test]
+    fn json_bodies_become_strings() {
+        let mut m = BTreeMap::new();
+        parse_json_body(
+            br#"{"onboot":true,"cores":2,"tags":"a;b","x":null}"#,
+            &mut m,
+        )
+        .unwrap();
+        assert_eq!(m["onboot"], "1");
+        assert_eq!(m["cores"], "2");
+        assert_eq!(m["tags"], "a;b");
+        assert!(!m.contains_key("x"));
+        assert!(parse_json_body(b"[1]", &mut m).is_err());
+        assert!(parse_json_body(b"{", &mut m).is_err());
+    }
+
+    #[test]
+    fn reads_requests_and_keep_alive() {
+        let r = read("PUT /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").unwrap();
+        assert_eq!(r.method, "PUT");
+        assert_eq!(r.path_and_query(), ("/a", "b=1"));
+        assert_eq!(r.body, b"abc");
+        assert!(r.keep_alive);
+        assert_eq!(r.header("host"), Some("x"));
+        let r = read("GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!r.keep_alive);
+        let r = read("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(!r.keep_alive);
+        assert!(matches!(read(""), Err(ReadError::Idle)));
+        assert!(matches!(read("GET /\r\n\r\n"), Err(ReadError::Bad(_))));
+        assert!(matches!(
+            read("POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n"),
+            Err(ReadError::TooLarge)
+        ));
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert!(matches!(read(&huge), Err(ReadError::Bad(_))));
+    }
+
+    #[test]
+    fn writes_responses() {
+        let mut out = Vec::new();
+        let resp = Response {
+            status: 500,
+            reason: "CT 101 not running\nmore".into(),
+            body: b"{}".to_vec(),
+            close: true,
+        };
+        write_response(&mut out, &resp).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 500 CT 101 not running more\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"));
+    }
+}

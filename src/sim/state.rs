@@ -1,0 +1,222 @@
+//! Everything the simulated node knows, behind one `Mutex`, plus the `Condvar` that is
+//! notified on every change (tests wait on it, so do the clock and lock waiters).
+
+use super::conf;
+use super::rng::XorShift;
+use super::router::Fail;
+use super::tasks::{HaEvent, Task};
+use super::{ErrorStyle, Faults, PowerState, RequestRecord, SimGuest, SimOptions};
+use crate::cancel::Cancel;
+use crate::pve::Upid;
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Oldest request records are dropped beyond this, so a long `felhom-agent sim` run
+/// does not grow without bound.
+const MAX_REQUESTS: usize = 200_000;
+/// Finished tasks kept for the task list.
+const MAX_FINISHED_TASKS: usize = 20_000;
+
+/// What the server threads share.
+pub(crate) struct Shared {
+    pub opts: SimOptions,
+    pub state: Mutex<State>,
+    pub cond: Condvar,
+    /// Cancelled at shutdown; latency and 401 delays sleep on it.
+    pub cancel: Cancel,
+    pub started: Instant,
+}
+
+/// One guest and what PVE would keep outside its config.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestRec {
+    pub g: SimGuest,
+    /// Counts writes to the config; part of the digest.
+    pub generation: u64,
+    pub running_since: Option<Instant>,
+}
+
+impl GuestRec {
+    pub(crate) fn new(g: SimGuest) -> GuestRec {
+        let running_since = (g.status == PowerState::Running).then(Instant::now);
+        GuestRec {
+            g,
+            generation: 0,
+            running_since,
+        }
+    }
+
+    pub(crate) fn digest(&self) -> String {
+        conf::digest(&self.g, self.generation)
+    }
+
+    pub(crate) fn set_status(&mut self, s: PowerState) {
+        if self.g.status != s {
+            self.running_since = (s == PowerState::Running).then(Instant::now);
+        }
+        self.g.status = s;
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.g.status == PowerState::Running
+    }
+}
+
+/// The mutable state.
+pub(crate) struct State {
+    pub guests: BTreeMap<u32, GuestRec>,
+    /// Every task in start order (finished ones are trimmed to a bound).
+    pub tasks: Vec<Task>,
+    pub ha_events: Vec<HaEvent>,
+    pub requests: Vec<RequestRecord>,
+    pub next_seq: u64,
+    pub faults: Faults,
+    pub quorate: bool,
+    pub error_style: ErrorStyle,
+    pub rng: XorShift,
+    pub tasks_started: BTreeMap<u32, Vec<Upid>>,
+    pub max_tasks: usize,
+    pub inflight_mutations: usize,
+    pub max_inflight_mutations: usize,
+    /// Bumped on every change; lets waiters tell a missed notification from none.
+    pub epoch: u64,
+    pub shutting_down: bool,
+    pub next_pid: u32,
+    /// Guests changed since the state file was last written.
+    pub dirty: bool,
+}
+
+impl State {
+    pub(crate) fn new(opts: &SimOptions, guests: Vec<SimGuest>) -> State {
+        let mut rng = XorShift::new(opts.seed);
+        let next_pid = 0x0001_0000 + (rng.next_u64() % 0x8_0000) as u32;
+        State {
+            guests: guests
+                .into_iter()
+                .map(|g| (g.vmid, GuestRec::new(g)))
+                .collect(),
+            tasks: Vec::new(),
+            ha_events: Vec::new(),
+            requests: Vec::new(),
+            next_seq: 0,
+            faults: Faults::default(),
+            quorate: opts.quorate,
+            error_style: opts.error_style,
+            rng,
+            tasks_started: BTreeMap::new(),
+            max_tasks: 0,
+            inflight_mutations: 0,
+            max_inflight_mutations: 0,
+            epoch: 0,
+            shutting_down: false,
+            next_pid,
+            dirty: false,
+        }
+    }
+
+    /// The guest `vmid` if its config is on `node`, else PVE's 500.
+    pub(crate) fn guest_on(&mut self, node: &str, vmid: u32) -> Result<&mut GuestRec, Fail> {
+        match self.guests.get_mut(&vmid) {
+            Some(rec) if rec.g.node == node => Ok(rec),
+            _ => Err(Fail::server(format!(
+                "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
+            ))),
+        }
+    }
+
+    /// Records a write of guest `vmid`'s config: the digest changes, the file is saved.
+    pub(crate) fn wrote(&mut self, vmid: u32) {
+        if let Some(rec) = self.guests.get_mut(&vmid) {
+            rec.generation += 1;
+        }
+        self.dirty = true;
+    }
+
+    pub(crate) fn running_tasks(&self) -> usize {
+        self.tasks.iter().filter(|t| t.running()).count()
+    }
+
+    /// Whether a running task holds guest `vmid`'s config lock.
+    pub(crate) fn flock_held(&self, vmid: u32) -> bool {
+        self.tasks
+            .iter()
+            .any(|t| t.running() && t.holds_lock && t.vmid == vmid)
+    }
+
+    pub(crate) fn push_request(&mut self, r: RequestRecord) {
+        if self.requests.len() >= MAX_REQUESTS {
+            self.requests.drain(..MAX_REQUESTS / 2);
+        }
+        let pos = self.requests.partition_point(|x| x.seq < r.seq);
+        self.requests.insert(pos, r);
+    }
+
+    pub(crate) fn trim_tasks(&mut self) {
+        let finished = self.tasks.iter().filter(|t| !t.running()).count();
+        if finished > MAX_FINISHED_TASKS {
+            let mut drop = finished - MAX_FINISHED_TASKS / 2;
+            self.tasks.retain(|t| {
+                if drop > 0 && !t.running() {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+}
+
+impl Shared {
+    /// Locks the state. A panic in another thread does not make the state unusable: every
+    /// change is applied under the lock in one step.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Call after changing the state (with the lock held): bumps the epoch, saves the
+    /// state file if guests changed, wakes every waiter.
+    pub(crate) fn changed(&self, st: &mut State) {
+        st.epoch += 1;
+        if st.dirty {
+            st.dirty = false;
+            if let Some(path) = &self.opts.state_file {
+                let guests: Vec<&SimGuest> = st.guests.values().map(|r| &r.g).collect();
+                if let Err(e) = super::persist::save(path, &guests) {
+                    crate::log::warn(
+                        "sim: cannot write state file",
+                        &[("path", &path.display()), ("err", &e)],
+                    );
+                }
+            }
+        }
+        self.cond.notify_all();
+    }
+
+    /// Waits up to `lock_wait` for guest `vmid`'s config lock, as `lock_config` does.
+    pub(crate) fn wait_flock<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        vmid: u32,
+    ) -> Result<MutexGuard<'a, State>, Fail> {
+        let deadline = Instant::now() + self.opts.lock_wait;
+        while st.flock_held(vmid) && !st.shutting_down {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if st.flock_held(vmid) || st.shutting_down {
+            return Err(Fail::server(format!(
+                "can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout"
+            )));
+        }
+        Ok(st)
+    }
+}

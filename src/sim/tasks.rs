@@ -1,0 +1,358 @@
+//! Worker tasks: creating them (a UPID per task), finishing them when they fall due,
+//! HA requests that change a guest later, and the task status and task list endpoints
+//! (reference §5, §6).
+
+use super::conf;
+use super::router::{Data, Fail};
+use super::state::{Shared, State};
+use super::PowerState;
+use crate::pve::Upid;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    Start,
+    Stop,
+    /// `gives_up`: the timeout is shorter than the shutdown takes and `forceStop` is off,
+    /// so the task fails with `container did not stop`.
+    Shutdown {
+        gives_up: bool,
+    },
+    HaStart,
+    HaStop,
+}
+
+impl TaskKind {
+    /// The worker type in the UPID.
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            TaskKind::Start => "vzstart",
+            TaskKind::Stop => "vzstop",
+            TaskKind::Shutdown { .. } => "vzshutdown",
+            TaskKind::HaStart => "hastart",
+            TaskKind::HaStop => "hastop",
+        }
+    }
+}
+
+/// One worker task.
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    pub upid: Upid,
+    pub vmid: u32,
+    pub kind: TaskKind,
+    /// When the task finishes (unless its guest is in `hang_tasks`).
+    pub due: Instant,
+    /// The exit status once finished: `OK` or the error text.
+    pub exit: Option<String>,
+    pub endtime: Option<i64>,
+    /// A shutdown holds the guest's config lock while it runs.
+    pub holds_lock: bool,
+}
+
+impl Task {
+    pub(crate) fn running(&self) -> bool {
+        self.exit.is_none()
+    }
+}
+
+/// An HA request the cluster resource manager carries out later.
+#[derive(Debug, Clone)]
+pub(crate) struct HaEvent {
+    pub due: Instant,
+    pub vmid: u32,
+    pub start: bool,
+}
+
+/// Starts a task for guest `vmid` on `node` and returns its UPID.
+pub(crate) fn spawn(
+    shared: &Shared,
+    st: &mut State,
+    node: &str,
+    vmid: u32,
+    kind: TaskKind,
+    duration: Duration,
+) -> Upid {
+    let pid = st.next_pid;
+    st.next_pid = if pid >= 0x003F_FFFF {
+        0x0001_0000
+    } else {
+        pid + 1
+    };
+    // pstart is the process start in clock ticks (100 Hz) since boot.
+    let ticks = shared.started.elapsed().as_millis() as u64 / 10;
+    let upid = Upid {
+        node: node.to_string(),
+        pid,
+        pstart: 0x0100_0000 + ticks,
+        starttime: crate::time::unix_now(),
+        kind: kind.type_name().to_string(),
+        id: vmid.to_string(),
+        user: shared.opts.token_id.clone(),
+    };
+    st.tasks.push(Task {
+        upid: upid.clone(),
+        vmid,
+        kind,
+        due: Instant::now() + duration,
+        exit: None,
+        endtime: None,
+        holds_lock: matches!(kind, TaskKind::Shutdown { .. }),
+    });
+    st.tasks_started.entry(vmid).or_default().push(upid.clone());
+    st.max_tasks = st.max_tasks.max(st.running_tasks());
+    st.trim_tasks();
+    upid
+}
+
+/// Ends the running shutdown tasks of `vmid` (stop with `overrule-shutdown=1`); the
+/// worker dies on SIGTERM with `received interrupt`.
+pub(crate) fn abort_shutdowns(st: &mut State, vmid: u32) -> usize {
+    let mut n = 0;
+    for t in st.tasks.iter_mut() {
+        if t.running() && t.vmid == vmid && matches!(t.kind, TaskKind::Shutdown { .. }) {
+            t.exit = Some("received interrupt".to_string());
+            t.endtime = Some(crate::time::unix_now());
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Finishes every task and HA request that is due at `now`. Returns whether anything
+/// changed.
+pub(crate) fn advance(shared: &Shared, st: &mut State, now: Instant) -> bool {
+    let mut changed = false;
+    for i in 0..st.tasks.len() {
+        let t = &st.tasks[i];
+        if t.running() && t.due <= now && !st.faults.hang_tasks.contains(&t.vmid) {
+            let exit = match outcome(shared, st, i, now) {
+                Ok(()) => "OK".to_string(),
+                Err(e) => e,
+            };
+            let t = &mut st.tasks[i];
+            t.exit = Some(exit);
+            t.endtime = Some(crate::time::unix_now());
+            changed = true;
+        }
+    }
+    let (due, later): (Vec<HaEvent>, Vec<HaEvent>) =
+        st.ha_events.drain(..).partition(|e| e.due <= now);
+    st.ha_events = later;
+    for e in due {
+        changed = true;
+        if let Some(rec) = st.guests.get_mut(&e.vmid) {
+            let blocked = rec.g.template || rec.g.lock.is_some();
+            let target = if e.start {
+                PowerState::Running
+            } else {
+                PowerState::Stopped
+            };
+            if !blocked && rec.g.status != target {
+                let wrote = conf::apply_all_pending(&mut rec.g);
+                rec.set_status(target);
+                st.dirty = true;
+                if wrote {
+                    st.wrote(e.vmid);
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// When the next task or HA request falls due (hanging tasks excluded).
+pub(crate) fn next_due(st: &State) -> Option<Instant> {
+    let tasks = st
+        .tasks
+        .iter()
+        .filter(|t| t.running() && !st.faults.hang_tasks.contains(&t.vmid))
+        .map(|t| t.due);
+    tasks.chain(st.ha_events.iter().map(|e| e.due)).min()
+}
+
+/// What task `i` does to its guest when it finishes; `Err` is the task's error text.
+fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<(), String> {
+    let (vmid, kind, node) = {
+        let t = &st.tasks[i];
+        (t.vmid, t.kind, t.upid.node.clone())
+    };
+    if let Some(msg) = st.faults.fail_tasks.get(&vmid) {
+        return Err(msg.clone());
+    }
+    let quorate = st.quorate;
+    let rec = st.guest_on(&node, vmid).map_err(|f| f.message)?;
+    let check_lock = |mounted_ok: bool| match &rec.g.lock {
+        Some(l) if !(mounted_ok && l == "mounted") => Err(format!("CT is locked ({l})")),
+        _ => Ok(()),
+    };
+    let target = match kind {
+        TaskKind::Start => {
+            if rec.g.template {
+                return Err("you can't start a CT if it's a template".into());
+            }
+            check_lock(true)?;
+            PowerState::Running
+        }
+        TaskKind::Stop => {
+            check_lock(true)?;
+            PowerState::Stopped
+        }
+        TaskKind::Shutdown { gives_up } => {
+            check_lock(false)?;
+            if gives_up {
+                return Err("container did not stop".into());
+            }
+            PowerState::Stopped
+        }
+        TaskKind::HaStart | TaskKind::HaStop => {
+            if rec.g.ha.as_deref() == Some("error") {
+                return Err(format!(
+                    "service 'ct:{vmid}' in error state, must be disabled and fixed first"
+                ));
+            }
+            if !quorate {
+                return Err("cluster not ready - no quorum?".into());
+            }
+            let start = kind == TaskKind::HaStart;
+            rec.g.ha = Some(if start { "started" } else { "stopped" }.to_string());
+            st.dirty = true;
+            st.ha_events.push(HaEvent {
+                due: now + shared.opts.ha_apply_delay,
+                vmid,
+                start,
+            });
+            return Ok(());
+        }
+    };
+    // A start applies pending changes first; any stop applies them in the poststop hook.
+    if rec.g.status != target {
+        let wrote = conf::apply_all_pending(&mut rec.g);
+        rec.set_status(target);
+        st.dirty = true;
+        if wrote {
+            st.wrote(vmid);
+        }
+    }
+    Ok(())
+}
+
+fn upid_fields(u: &Upid) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("upid".into(), u.to_string().into());
+    m.insert("node".into(), u.node.clone().into());
+    m.insert("pid".into(), u.pid.into());
+    m.insert("pstart".into(), u.pstart.into());
+    m.insert("starttime".into(), u.starttime.into());
+    m.insert("type".into(), u.kind.clone().into());
+    m.insert("id".into(), u.id.clone().into());
+    m
+}
+
+/// `GET /nodes/{node}/tasks/{upid}/status`.
+pub(crate) fn status(st: &State, node: &str, upid: &str) -> Result<Data, Fail> {
+    let parsed: Upid = upid
+        .parse()
+        .map_err(|_| Fail::param("upid", "unable to parse worker upid"))?;
+    let task = st
+        .tasks
+        .iter()
+        .find(|t| t.upid == parsed && t.upid.node == node)
+        .ok_or_else(|| Fail::param("upid", "no such task"))?;
+    let mut m = upid_fields(&task.upid);
+    match task.upid.user.split_once('!') {
+        Some((user, token)) => {
+            m.insert("user".into(), user.into());
+            m.insert("tokenid".into(), token.into());
+        }
+        None => {
+            m.insert("user".into(), task.upid.user.clone().into());
+        }
+    }
+    match &task.exit {
+        None => {
+            m.insert("status".into(), "running".into());
+        }
+        Some(exit) => {
+            m.insert("status".into(), "stopped".into());
+            m.insert("exitstatus".into(), exit.clone().into());
+        }
+    }
+    Ok(Data::new(Value::Object(m)))
+}
+
+fn is_error(exit: &str) -> bool {
+    exit != "OK" && !exit.starts_with("WARNINGS: ")
+}
+
+fn status_class(exit: &str) -> &'static str {
+    if exit == "OK" {
+        "ok"
+    } else if exit.starts_with("WARNINGS: ") {
+        "warning"
+    } else if exit == "unexpected status" {
+        "unknown"
+    } else {
+        "error"
+    }
+}
+
+/// `GET /nodes/{node}/tasks`: newest first, with `total`. `source` defaults to
+/// `archive` (finished tasks), as in PVE.
+pub(crate) fn list(st: &State, node: &str, p: &BTreeMap<String, String>) -> Result<Data, Fail> {
+    let num = |k: &str| p.get(k).and_then(|v| v.parse::<i64>().ok());
+    let source = p.get("source").map(String::as_str).unwrap_or("archive");
+    let statuses: Option<Vec<String>> = p
+        .get("statusfilter")
+        .map(|s| super::schema::split_list(&s.to_lowercase()));
+    let errors_only = p.get("errors").map(String::as_str) == Some("1");
+    let user_filter = p.get("userfilter").map(|u| u.to_lowercase());
+    let matches = |t: &&super::tasks::Task| {
+        let u = &t.upid;
+        let source_ok = match source {
+            "active" => t.running(),
+            "all" => true,
+            _ => !t.running(),
+        };
+        source_ok
+            && u.node == node
+            && p.get("vmid").is_none_or(|v| *v == u.id)
+            && p.get("typefilter").is_none_or(|v| *v == u.kind)
+            && user_filter
+                .as_ref()
+                .is_none_or(|f| u.user.to_lowercase().contains(f.as_str()))
+            && num("since").is_none_or(|s| u.starttime >= s)
+            && num("until").is_none_or(|s| u.starttime <= s)
+            && (!errors_only || t.exit.as_deref().is_some_and(is_error))
+            && statuses.as_ref().is_none_or(|want| {
+                t.exit
+                    .as_deref()
+                    .is_some_and(|e| want.iter().any(|w| w == status_class(e)))
+            })
+    };
+    let all: Vec<&Task> = st.tasks.iter().rev().filter(matches).collect();
+    let start = num("start").unwrap_or(0).max(0) as usize;
+    let limit = num("limit").unwrap_or(50).max(0) as usize;
+    let entries: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|t| {
+            let mut m = upid_fields(&t.upid);
+            m.insert("user".into(), t.upid.user.clone().into());
+            let status = t.exit.clone().unwrap_or_else(|| "RUNNING".to_string());
+            m.insert("status".into(), status.into());
+            if let Some(end) = t.endtime {
+                m.insert("endtime".into(), end.into());
+            }
+            Value::Object(m)
+        })
+        .collect();
+    Ok(Data {
+        data: json!(entries),
+        total: Some(all.len()),
+    })
+}
