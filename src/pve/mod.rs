@@ -16,10 +16,9 @@ pub use client::{Client, ClientOptions, WaitOptions};
 pub use error::{ApiError, TransportError, WaitError};
 pub use messages::TaskFailure;
 pub use tls::{default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
-pub use types::TaskOutcome;
 pub use types::{
     ClusterResource, GuestEntry, GuestStatus, HaResource, LxcConfig, PendingEntry, PowerOp,
-    RunState, TaskListEntry, TaskQuery, TaskRunState, TaskStatus, Version,
+    RunState, TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
 };
 pub use upid::{percent_encode_segment, Upid, UpidParseError};
 pub use vmid::Vmid;

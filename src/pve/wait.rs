@@ -24,6 +24,15 @@ pub struct WaitOptions {
     pub cancel: Cancel,
 }
 
+impl std::fmt::Debug for WaitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitOptions")
+            .field("deadline", &self.deadline)
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish()
+    }
+}
+
 /// The pauses between polls: 0.2 s, growing by half each time, capped at 2 s.
 pub(crate) fn next_interval(current: Duration) -> Duration {
     current.mul_f64(1.5).min(MAX_POLL_INTERVAL)
