@@ -2,10 +2,23 @@
 
 pub mod client;
 pub mod error;
+pub mod form;
+pub mod messages;
 pub mod perl;
+pub mod tls;
+mod transport;
 pub mod types;
 mod upid;
 mod vmid;
+mod wait;
 
+pub use client::{Client, ClientOptions, WaitOptions};
+pub use error::{ApiError, TransportError, WaitError};
+pub use messages::TaskFailure;
+pub use tls::{default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
+pub use types::{
+    ClusterResource, GuestEntry, GuestStatus, HaResource, LxcConfig, PendingEntry, PowerOp,
+    RunState, TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
+};
 pub use upid::{percent_encode_segment, Upid, UpidParseError};
 pub use vmid::Vmid;

@@ -1,1 +1,418 @@
-//! (to be written)
+//! What the PVE API returns, decoded tolerantly (numbers and booleans through
+//! [`super::perl`]) and with unknown fields ignored, since PVE adds fields over time.
+//!
+//! Absent fields keep PVE's meaning: absent `cores` is "all host cores" and stays
+//! `None`; absent `swap` is 0 and absent `onboot` is false, exposed through
+//! [`LxcConfig::effective_swap`] and [`LxcConfig::effective_onboot`].
+
+use super::messages::TaskFailure;
+use super::perl;
+use super::{Upid, Vmid};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A guest's run state. LXC reports only `running` and `stopped`; anything else
+/// (QEMU's `paused`, cluster resources' `unknown`) is kept as text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RunState {
+    Running,
+    Stopped,
+    Unknown(String),
+}
+
+impl RunState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+            RunState::Unknown(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> RunState {
+        match s {
+            "running" => RunState::Running,
+            "stopped" => RunState::Stopped,
+            other => RunState::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RunState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RunState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(RunState::parse(&String::deserialize(d)?))
+    }
+}
+
+/// One entry of `GET /nodes/{node}/lxc` (reference §2.1). Sizes are in bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuestEntry {
+    pub vmid: Vmid,
+    pub status: RunState,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub lock: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_flag")]
+    pub template: bool,
+    /// The raw `;`-separated config string.
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub tags: Option<String>,
+    /// `cores`, else `cpulimit`, else the host CPU count: not the config's `cores`.
+    #[serde(default, deserialize_with = "perl::de_opt_f64")]
+    pub cpus: Option<f64>,
+    #[serde(default, deserialize_with = "perl::de_opt_u64")]
+    pub maxmem: Option<u64>,
+    #[serde(default, deserialize_with = "perl::de_opt_u64")]
+    pub maxswap: Option<u64>,
+    #[serde(default, deserialize_with = "perl::de_opt_u64")]
+    pub uptime: Option<u64>,
+}
+
+/// `GET /nodes/{node}/lxc/{vmid}/config` (reference §3). Only keys that are set come
+/// back; `memory` and `swap` are MiB. Keys the agent does not manage are in `other`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LxcConfig {
+    /// `None` means no cpuset limit: all host cores.
+    #[serde(default, deserialize_with = "perl::de_opt_u32")]
+    pub cores: Option<u32>,
+    #[serde(default, deserialize_with = "perl::de_opt_u64")]
+    pub memory: Option<u64>,
+    #[serde(default, deserialize_with = "perl::de_opt_u64")]
+    pub swap: Option<u64>,
+    #[serde(default, deserialize_with = "perl::de_opt_bool")]
+    pub onboot: Option<bool>,
+    /// As PVE returns it: one `\n` after every line.
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub tags: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub hostname: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub lock: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_flag")]
+    pub template: bool,
+    /// SHA-1 of the whole config file; send it back to guard a write.
+    pub digest: String,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+impl LxcConfig {
+    /// Swap in MiB: an absent key means 0, not the schema's 512 (reference §3).
+    pub fn effective_swap(&self) -> u64 {
+        self.swap.unwrap_or(0)
+    }
+
+    /// Absent `onboot` means false.
+    pub fn effective_onboot(&self) -> bool {
+        self.onboot.unwrap_or(false)
+    }
+
+    /// Memory in MiB: PVE falls back to 512 when the key is absent.
+    pub fn effective_memory(&self) -> u64 {
+        self.memory.unwrap_or(512)
+    }
+}
+
+/// `GET /nodes/{node}/lxc/{vmid}/status/current` (reference §2.4).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GuestStatus {
+    pub vmid: Vmid,
+    pub status: RunState,
+    pub name: Option<String>,
+    pub lock: Option<String>,
+    pub template: bool,
+    /// Whether the HA stack manages the guest; then power calls only queue requests.
+    pub ha_managed: bool,
+    /// The HA state (`started`, `stopped`, `request_stop`, ...) when managed.
+    pub ha_state: Option<String>,
+}
+
+/// The wire form of [`GuestStatus`]: `vmid` may be missing and HA is nested.
+#[derive(Deserialize)]
+pub(crate) struct RawGuestStatus {
+    #[serde(default)]
+    vmid: Option<Vmid>,
+    status: RunState,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    lock: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_flag")]
+    template: bool,
+    #[serde(default)]
+    ha: Option<RawHa>,
+}
+
+#[derive(Deserialize)]
+struct RawHa {
+    #[serde(default, deserialize_with = "perl::de_flag")]
+    managed: bool,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    state: Option<String>,
+}
+
+impl RawGuestStatus {
+    /// Completes the status with the vmid that was asked for, if the answer lacks one.
+    pub(crate) fn into_status(self, asked: Vmid) -> GuestStatus {
+        let (ha_managed, ha_state) = match self.ha {
+            Some(ha) => (ha.managed, ha.state),
+            None => (false, None),
+        };
+        GuestStatus {
+            vmid: self.vmid.unwrap_or(asked),
+            status: self.status,
+            name: self.name,
+            lock: self.lock,
+            template: self.template,
+            ha_managed,
+            ha_state,
+        }
+    }
+}
+
+/// One entry of `GET /nodes/{node}/lxc/{vmid}/pending` (reference §3.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingEntry {
+    pub key: String,
+    /// The active value.
+    #[serde(default)]
+    pub value: Option<Value>,
+    /// The value waiting to be applied.
+    #[serde(default)]
+    pub pending: Option<Value>,
+    /// 1 = pending delete, 2 = forced delete.
+    #[serde(default, deserialize_with = "perl::de_opt_u8")]
+    pub delete: Option<u8>,
+}
+
+impl PendingEntry {
+    /// Whether something is waiting for this key (a new value or a delete).
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some() || self.delete.is_some_and(|d| d > 0)
+    }
+}
+
+/// One guest from `GET /cluster/resources?type=vm` (reference §2.3). `status` and
+/// metrics can be ~10 s stale or `unknown`; `lock` and `tags` are current.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterResource {
+    /// `lxc/101` or `qemu/100`.
+    pub id: String,
+    pub vmid: Vmid,
+    /// `lxc` or `qemu`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub node: String,
+    #[serde(
+        default = "unknown_status",
+        deserialize_with = "perl::de_string_or_empty"
+    )]
+    pub status: String,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_flag")]
+    pub template: bool,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub lock: Option<String>,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub tags: Option<String>,
+    /// The CRM state, only for HA resources.
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub hastate: Option<String>,
+}
+
+fn unknown_status() -> String {
+    "unknown".to_string()
+}
+
+/// One entry of `GET /cluster/ha/resources`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HaResource {
+    /// `ct:101`, `vm:100`, or a bare `101`.
+    pub sid: String,
+    /// The configured state (`started`, `stopped`, `disabled`, `ignored`).
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub state: Option<String>,
+}
+
+impl HaResource {
+    /// The guest id from `ct:101`, `vm:100` or `101`.
+    pub fn vmid(&self) -> Option<Vmid> {
+        let id = match self.sid.split_once(':') {
+            Some(("ct" | "vm", id)) => id,
+            Some(_) => return None,
+            None => &self.sid,
+        };
+        id.parse().ok()
+    }
+
+    /// Whether this is a container (`ct:`), as opposed to a VM.
+    pub fn is_ct(&self) -> bool {
+        self.sid.starts_with("ct:")
+    }
+}
+
+/// Whether a task's process still exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskRunState {
+    Running,
+    Stopped,
+}
+
+/// How a finished task ended. `OK` and `WARNINGS: n` are both success (reference
+/// §6.2; pve-common `status_is_error`); anything else is the error text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskOutcome {
+    Ok,
+    /// Succeeded, but logged this many warnings: the caller should log them.
+    Warnings(u32),
+    Failed(String),
+}
+
+impl TaskOutcome {
+    /// Reads an exit status: `OK`, `WARNINGS: 2`, or an error text.
+    pub fn from_exit_status(s: &str) -> TaskOutcome {
+        let s = s.trim();
+        if s == "OK" {
+            return TaskOutcome::Ok;
+        }
+        if let Some(n) = s.strip_prefix("WARNINGS:") {
+            if let Ok(n) = n.trim().parse() {
+                return TaskOutcome::Warnings(n);
+            }
+        }
+        TaskOutcome::Failed(s.to_string())
+    }
+
+    pub fn is_success(&self) -> bool {
+        !matches!(self, TaskOutcome::Failed(_))
+    }
+
+    /// The failure classified (`CT is locked (backup)` is [`TaskFailure::Locked`]).
+    pub fn failure(&self) -> Option<TaskFailure> {
+        match self {
+            TaskOutcome::Failed(msg) => Some(TaskFailure::classify(msg)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TaskOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskOutcome::Ok => f.write_str("OK"),
+            TaskOutcome::Warnings(n) => write!(f, "WARNINGS: {n}"),
+            TaskOutcome::Failed(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// `GET /nodes/{node}/tasks/{upid}/status` (reference §6.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub upid: Upid,
+    pub status: TaskRunState,
+    /// Present once stopped: `OK`, `WARNINGS: n`, or the error text.
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub exitstatus: Option<String>,
+}
+
+impl TaskStatus {
+    /// `None` while running. A stopped task without an exit status counts as failed.
+    pub fn outcome(&self) -> Option<TaskOutcome> {
+        match self.status {
+            TaskRunState::Running => None,
+            TaskRunState::Stopped => Some(match &self.exitstatus {
+                Some(s) => TaskOutcome::from_exit_status(s),
+                None => TaskOutcome::Failed("task stopped without an exit status".into()),
+            }),
+        }
+    }
+}
+
+/// One entry of `GET /nodes/{node}/tasks`, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskListEntry {
+    pub upid: Upid,
+    /// The worker type, e.g. `vzstart`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The worker id: the vmid for guest tasks, may be empty.
+    #[serde(default, deserialize_with = "perl::de_string_or_empty")]
+    pub id: String,
+    #[serde(deserialize_with = "perl::de_i64")]
+    pub starttime: i64,
+    /// Present once the task has finished.
+    #[serde(default, deserialize_with = "perl::de_opt_i64")]
+    pub endtime: Option<i64>,
+    /// The exit status, or `RUNNING` while active.
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub status: Option<String>,
+}
+
+/// Filters for [`super::client::Client::tasks`]; `None` leaves a filter out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskQuery {
+    pub vmid: Option<Vmid>,
+    /// A task type such as `vzstart`.
+    pub typefilter: Option<String>,
+    /// Unix time: only tasks started at or after it.
+    pub since: Option<i64>,
+    /// `active`, `archive` or `all`.
+    pub source: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `GET /version`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    #[serde(deserialize_with = "perl::de_string_or_empty")]
+    pub version: String,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    pub release: Option<String>,
+}
+
+/// A power action, named by its path segment under `.../status/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PowerOp {
+    Start,
+    Stop,
+    Shutdown,
+}
+
+impl PowerOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerOp::Start => "start",
+            PowerOp::Stop => "stop",
+            PowerOp::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for PowerOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,6 @@
 //! Integration tests: the real client, engine and binary against the simulated node.
 
+mod client;
 mod config;
 mod desired;
 mod metrics;
