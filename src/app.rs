@@ -113,7 +113,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
 /// Trusts the configured CA (must run before any thread starts) and builds the client.
 pub fn client(config: &Config) -> Result<Client, AppError> {
     if let Some(ca) = config.resolved_ca_file() {
-        crate::pve::client::trust_ca_file(&ca)?;
+        crate::pve::trust_ca_file(&ca)?;
     }
     Ok(Client::new(ClientOptions {
         base_url: config.api_url.clone(),

@@ -12,7 +12,7 @@ use crate::cancel::Cancel;
 use crate::journal::{Journal, JournalError, OpId};
 use crate::lanes::{Executor, Outcome, Permits};
 use crate::log;
-use crate::pve::client::{Client, WaitError, WaitOptions};
+use crate::pve::{Client, WaitError, WaitOptions};
 use crate::pve::error::ApiError;
 use crate::pve::types::{PowerOp, RunState, TaskOutcome};
 use crate::pve::Upid;
@@ -264,7 +264,7 @@ pub fn classify_api_error(action: &Action, e: &ApiError) -> Outcome {
 
 /// Maps a failed task's exit status to what the guest should do next.
 pub fn classify_task_error(action: &Action, status: &str) -> Outcome {
-    use crate::pve::error::messages;
+    use crate::pve::messages;
     let msg = status.to_string();
     match action.kind {
         ActionKind::Start if messages::is_already_running(status) => Outcome::Converged(msg),

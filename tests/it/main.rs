@@ -7,3 +7,6 @@ mod metrics;
 mod notify;
 mod prom;
 mod sim;
+mod commands;
+mod engine;
+mod rig;

@@ -1,0 +1,103 @@
+//! The real binary's one-shot commands against the simulated node.
+
+use super::rig::{fast_sim, guest, mutations_of, Rig};
+use felhom_agent::sim::{Faults, PowerState};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn plan_is_read_only_and_prints_a_diff() {
+    let mut web = guest(101, false);
+    web.hostname = Some("web".into());
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running", "memory": 1024},
+                                 {"vmid": 999, "state": "running"}]}"#;
+    let rig = Rig::new("cmd-plan", fast_sim(), vec![web, guest(102, true)], desired, serde_json::json!({}));
+    let out = rig.bin(&["plan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "101 web  memory 512 -> 1024, state stopped -> running\n999 -  skipped: missing: on no node of the cluster\n"
+    );
+    let out = rig.bin(&["plan", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["actions"][0]["vmid"], 101);
+    assert_eq!(v["actions"][0]["kind"], "set_config");
+    assert_eq!(v["actions"][0]["params"]["memory"], "1024");
+    assert!(v["actions"][0]["params"]["digest"].is_string());
+    assert_eq!(v["actions"][1]["kind"], "start");
+    assert_eq!(v["skipped"][0]["vmid"], 999);
+    assert!(rig.sim.mutations().is_empty(), "plan must not mutate");
+    // The unnamed guest was not read beyond the list.
+    assert!(rig.sim.requests().iter().all(|r| r.vmid != Some(102)));
+}
+
+#[test]
+fn once_converges_and_reports_json() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running", "cores": 2}]}"#;
+    let rig = Rig::new("cmd-once", fast_sim(), vec![guest(101, false)], desired, serde_json::json!({}));
+    let out = rig.bin(&["once", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["planned"], 2);
+    assert_eq!(v["executed"], 2);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(mutations_of(&rig.sim, 101), ["PUT config", "POST start"]);
+    let g = rig.sim.guest(101).unwrap();
+    assert_eq!((g.status, g.cores), (PowerState::Running, Some(2)));
+    // The status file is there for `status`.
+    let out = rig.bin(&["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 applied") || stdout(&out).contains("2 applied"), "{}", stdout(&out));
+    // The journal shows both ops finished.
+    let out = rig.bin(&["journal", "--in-flight", "--json"]);
+    assert_eq!(stdout(&out).trim(), "[]");
+}
+
+#[test]
+fn once_exits_1_when_an_action_fails() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new("cmd-once-fail", fast_sim(), vec![guest(101, false)], desired, serde_json::json!({}));
+    rig.sim.set_faults(Faults {
+        fail_tasks: [(101, "startup for container '101' failed".to_string())].into(),
+        ..Faults::default()
+    });
+    let out = rig.bin(&["once", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["failed"], 1);
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("startup for container '101' failed"));
+}
+
+#[test]
+fn a_bad_desired_state_causes_no_action_and_exit_2() {
+    let rig = Rig::new("cmd-bad", fast_sim(), vec![guest(101, false)], "{}", serde_json::json!({}));
+    rig.write_desired("{\"guests\": [\n  {\"vmid\": 101, \"state\": \"runing\"}\n]}\n");
+    for cmd in ["check", "plan", "once"] {
+        let out = rig.bin(&[cmd]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("desired.json:2:"), "{cmd}: {err}");
+        assert!(err.contains("guest 101"), "{cmd}: {err}");
+    }
+    assert!(rig.sim.requests().is_empty(), "nothing was even read");
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new("cmd-check", fast_sim(), vec![], desired, serde_json::json!({}));
+    let out = rig.bin(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok: "));
+    assert!(rig.sim.requests().is_empty());
+}

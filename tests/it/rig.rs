@@ -1,0 +1,132 @@
+//! A test rig: a simulated node, a temp dir with a real config, token file and desired
+//! state, and ways to drive the real engine in-process or the real binary.
+
+use super::config::TempDir;
+use felhom_agent::app;
+use felhom_agent::cancel::CancelSource;
+use felhom_agent::engine::Engine;
+use felhom_agent::journal::Journal;
+use felhom_agent::sim::{PowerState, Sim, SimGuest, SimOptions};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Rig {
+    pub sim: Sim,
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+}
+
+/// Fast tasks, so a pass over many guests stays well under a second or two.
+pub fn fast_sim() -> SimOptions {
+    SimOptions {
+        task_duration: Duration::from_millis(30),
+        shutdown_duration: Duration::from_millis(40),
+        ha_task_duration: Duration::from_millis(5),
+        ha_apply_delay: Duration::from_millis(30),
+        lock_wait: Duration::from_millis(200),
+        ..SimOptions::default()
+    }
+}
+
+pub fn guest(vmid: u32, running: bool) -> SimGuest {
+    let mut g = SimGuest::new(vmid, "pve1");
+    g.hostname = Some(format!("ct{vmid}"));
+    g.status = if running {
+        PowerState::Running
+    } else {
+        PowerState::Stopped
+    };
+    g.cores = Some(1);
+    g.memory = Some(512);
+    g.swap = Some(512);
+    g
+}
+
+impl Rig {
+    /// A rig whose config points at the sim; `extra` keys override the defaults.
+    pub fn new(tag: &str, opts: SimOptions, guests: Vec<SimGuest>, desired: &str, extra: serde_json::Value) -> Rig {
+        let sim = Sim::start(opts).expect("sim starts");
+        for g in guests {
+            sim.add_guest(g);
+        }
+        let dir = TempDir::new(tag);
+        let secret = dir.write("token.secret", sim.token_secret(), 0o600);
+        dir.write("desired.json", desired, 0o644);
+        let mut config = serde_json::json!({
+            "api_url": sim.url(),
+            "node": "pve1",
+            "token_id": sim.token_id(),
+            "token_secret_file": secret,
+            "desired_file": dir.path().join("desired.json"),
+            "state_dir": dir.path().join("state"),
+            "interval_secs": 3600,
+            "shutdown_timeout_secs": 5,
+            "task_timeout_secs": 20,
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            config[k] = v.clone();
+        }
+        let config_path = dir.write("config.json", config.to_string(), 0o644);
+        Rig {
+            sim,
+            dir,
+            config_path,
+        }
+    }
+
+    pub fn write_desired(&self, desired: &str) {
+        self.dir.write("desired.json", desired, 0o644);
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The real engine, journal and cancel source, built the way `once` builds them.
+    pub fn engine(&self) -> (Engine, Journal, CancelSource) {
+        let loaded = app::load(&self.config_path).expect("config loads");
+        let client = app::client(&loaded.config).expect("client");
+        let journal = app::open_journal(&loaded.config).expect("journal opens");
+        let cancel = CancelSource::new();
+        let engine = Engine::new(
+            client,
+            journal.clone(),
+            app::engine_settings(&loaded.config),
+            cancel.token(),
+            None,
+        );
+        (engine, journal, cancel)
+    }
+
+    pub fn desired(&self) -> felhom_agent::desired::DesiredState {
+        app::load(&self.config_path).expect("config loads").desired
+    }
+
+    /// Runs the real binary with `--config` and waits for it (bounded by the test
+    /// harness' own timeout through the binary's task and pass deadlines).
+    pub fn bin(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .expect("binary runs")
+    }
+}
+
+/// Runs one pass through the engine and waits for it.
+pub fn pass(engine: &mut Engine, desired: &felhom_agent::desired::DesiredState) -> felhom_agent::engine::PassReport {
+    let (_plan, report) = engine.run_pass(desired, Instant::now() + Duration::from_secs(30));
+    report
+}
+
+/// The mutating requests the node saw, as `METHOD path` lines for one guest.
+pub fn mutations_of(sim: &Sim, vmid: u32) -> Vec<String> {
+    sim.mutations()
+        .into_iter()
+        .filter(|r| r.vmid == Some(vmid))
+        .map(|r| format!("{} {}", r.method, r.path.rsplit('/').next().unwrap_or("")))
+        .collect()
+}
