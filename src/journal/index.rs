@@ -1,7 +1,8 @@
 //! The in-memory replay of a journal: each op's latest state, the ops in flight, and
 //! the counters that continue across restarts. Pure: no I/O, no clock.
 
-use super::{OpId, OpState, OpSummary, Record};
+use super::view::View;
+use super::{OpId, OpState, OpSummary};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Whether an op may go from `from` to `to`. `started` only ever begins an op.
@@ -14,16 +15,16 @@ pub(crate) fn allowed(from: OpState, to: OpState) -> bool {
 }
 
 /// An op's summary as its `started` record gives it.
-pub(crate) fn summary_of(rec: &Record) -> OpSummary {
+pub(crate) fn summary_of(rec: &View<'_>) -> OpSummary {
     OpSummary {
         op: rec.op,
         vmid: rec.vmid,
         kind: rec.kind,
-        params: rec.params.clone(),
+        params: rec.params(),
         state: rec.state,
-        upid: rec.upid.clone(),
-        started_at: crate::time::parse_rfc3339(&rec.ts).unwrap_or(0),
-        error: rec.error.clone(),
+        upid: None,
+        started_at: rec.unix_ts(),
+        error: None,
     }
 }
 
@@ -56,7 +57,7 @@ impl Index {
 
     /// Applies the next record of the file, or says why it cannot follow the ones
     /// before it.
-    pub(crate) fn apply(&mut self, rec: &Record) -> Result<(), String> {
+    pub(crate) fn apply(&mut self, rec: &View<'_>) -> Result<(), String> {
         if rec.seq <= self.last_seq {
             return Err(format!(
                 "seq {} does not follow seq {}",
@@ -99,7 +100,7 @@ impl Index {
                 }
             } else {
                 cur.state = rec.state;
-                cur.upid = rec.upid.clone();
+                cur.upid = rec.upid().map_err(|e| format!("op {}: {e}", rec.op))?;
             }
         }
         self.last_seq = rec.seq;

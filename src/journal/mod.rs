@@ -84,6 +84,7 @@ mod open;
 mod record;
 mod recover;
 mod scan;
+mod view;
 mod writer;
 
 pub use crc::crc32c;
@@ -101,8 +102,10 @@ use std::path::Path;
 /// The one format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Where an op stands, as of one record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Where an op stands, as of one record. Ordered as an op lives.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OpState {
     Started,
@@ -211,7 +214,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
     let mut index = index::Index::new(0);
     scan::scan(&bytes, |rec, _| {
         index.apply(&rec)?;
-        records.push(rec);
+        records.push(rec.to_record()?);
         Ok(())
     })
     .map_err(|c| JournalError::Corrupt {
@@ -228,7 +231,7 @@ pub fn in_flight_of(records: &[Record]) -> Vec<OpSummary> {
     let mut ops: std::collections::BTreeMap<OpId, OpSummary> = Default::default();
     for rec in records {
         if rec.state == OpState::Started {
-            ops.insert(rec.op, index::summary_of(rec));
+            ops.insert(rec.op, index::summary_of(&view::View::of(rec)));
         } else if let Some(op) = ops.get_mut(&rec.op) {
             op.state = rec.state;
             if rec.upid.is_some() {

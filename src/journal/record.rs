@@ -2,9 +2,10 @@
 //! line allows (the cross-line checks live in `index`).
 
 use super::crc::Crc32c;
+use super::view::{Str, StrMap, View};
 use super::{OpId, OpState, Record, FORMAT_VERSION};
-use crate::action::{ActionKind, Params};
-use crate::pve::{Upid, Vmid};
+use crate::action::ActionKind;
+use crate::pve::Vmid;
 use std::io::Write as _;
 
 /// `,"crc":"` + 8 hex digits + `"}`.
@@ -57,25 +58,29 @@ impl BadLine {
 /// format gets a new version.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wire {
+struct Wire<'a> {
     v: u32,
     seq: u64,
     op: u64,
     vmid: Vmid,
-    kind: ActionKind,
-    params: Params,
+    #[serde(borrow)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    params: StrMap<'a>,
     state: OpState,
-    #[serde(default)]
-    upid: Option<Upid>,
-    #[serde(default)]
-    error: Option<String>,
-    ts: String,
+    #[serde(default, borrow)]
+    upid: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    error: Option<Str<'a>>,
+    #[serde(borrow)]
+    ts: Str<'a>,
     #[allow(dead_code)]
     crc: serde::de::IgnoredAny,
 }
 
-/// Decodes one line, without its `\n`.
-pub(crate) fn decode(line: &[u8]) -> Result<Record, BadLine> {
+/// Decodes one line, without its `\n`, borrowing from it. The UPID is only
+/// checked for being present where it must be; [`View::upid`] parses it.
+pub(crate) fn decode(line: &[u8]) -> Result<View<'_>, BadLine> {
     if line.contains(&0) {
         return Err(BadLine::torn("nul bytes"));
     }
@@ -91,22 +96,29 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record, BadLine> {
         )));
     }
     check_version(body)?;
-    let w: Wire =
+    let w: Wire<'_> =
         serde_json::from_slice(line).map_err(|e| BadLine::whole(format!("bad record: {e}")))?;
-    let rec = Record {
-        v: w.v,
+    debug_assert_eq!(w.v, FORMAT_VERSION);
+    let kind: ActionKind = w.kind.0.parse().map_err(BadLine::whole)?;
+    let view = View {
         seq: w.seq,
         op: OpId(w.op),
         vmid: w.vmid,
-        kind: w.kind,
-        params: w.params,
+        kind,
+        params: w.params.0,
         state: w.state,
-        upid: w.upid,
-        error: w.error,
-        ts: w.ts,
+        upid: w.upid.map(|s| s.0),
+        error: w.error.map(|s| s.0),
+        ts: w.ts.0,
     };
-    check_shape(&rec).map_err(BadLine::whole)?;
-    Ok(rec)
+    check_shape(&view).map_err(BadLine::whole)?;
+    Ok(view)
+}
+
+/// Decodes one line into an owned record, with its UPID parsed.
+#[cfg(test)]
+pub(crate) fn decode_record(line: &[u8]) -> Result<Record, BadLine> {
+    decode(line)?.to_record().map_err(BadLine::whole)
 }
 
 fn parse_crc_suffix(suffix: &[u8]) -> Option<u32> {
@@ -136,7 +148,7 @@ fn check_version(body: &[u8]) -> Result<(), BadLine> {
 }
 
 /// Which optional members each state must and must not have.
-fn check_shape(rec: &Record) -> Result<(), String> {
+fn check_shape(rec: &View<'_>) -> Result<(), String> {
     if rec.seq == 0 || rec.op.0 == 0 {
         return Err("seq and op start at 1".into());
     }
@@ -165,8 +177,9 @@ fn check_shape(rec: &Record) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::Params;
 
-    pub(crate) fn sample(state: OpState) -> Record {
+    fn sample(state: OpState) -> Record {
         let mut params = Params::new();
         params.insert("timeout".into(), "60".into());
         params.insert("description".into(), "line 1\nline \"2\"\u{0}é".into());
@@ -203,7 +216,7 @@ mod tests {
             assert_eq!(line.last(), Some(&b'\n'));
             let line = &line[..line.len() - 1];
             assert!(!line.contains(&b'\n') && !line.contains(&0));
-            assert_eq!(decode(line).unwrap(), rec);
+            assert_eq!(decode_record(line).unwrap(), rec);
         }
     }
 
@@ -215,7 +228,7 @@ mod tests {
             .find(|l| l.starts_with("//! {\"v\":1"))
             .unwrap()
             .trim_start_matches("//! ");
-        let rec = decode(doc.as_bytes()).unwrap();
+        let rec = decode_record(doc.as_bytes()).unwrap();
         assert_eq!(rec.state, OpState::TaskRunning);
         assert_eq!(encode(&rec), format!("{doc}\n").into_bytes());
     }
@@ -236,7 +249,7 @@ mod tests {
     }
 
     fn reason(line: &str) -> (String, bool) {
-        let e = decode(line.as_bytes()).unwrap_err();
+        let e = decode_record(line.as_bytes()).unwrap_err();
         (e.reason, e.checksummed)
     }
 
@@ -292,6 +305,18 @@ mod tests {
         assert_eq!(
             reason(&bad_ts),
             ("bad timestamp \"yesterday\"".into(), true)
+        );
+        // The UPID is parsed when it is used; a bad one is then refused.
+        let bad_upid = sealed(
+            r#"{"v":1,"seq":1,"op":1,"vmid":101,"kind":"start","params":{},"state":"task_running","upid":"UPID:nonsense","ts":"2026-11-26T20:49:12Z""#,
+        );
+        assert!(decode(bad_upid.as_bytes()).is_ok());
+        assert_eq!(
+            reason(&bad_upid),
+            (
+                "invalid UPID \"UPID:nonsense\": missing trailing colon".into(),
+                true
+            )
         );
     }
 }

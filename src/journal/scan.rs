@@ -2,7 +2,7 @@
 //! caller, finds a torn tail, and tells it apart from corruption. Pure: no I/O.
 
 use super::record::decode;
-use super::Record;
+use super::view::View;
 
 /// A run of bad lines at the very end of the file: what a crash mid-write leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub(crate) struct Corrupt {
 /// but whose content is wrong (it was written whole, so no crash explains it).
 pub(crate) fn scan(
     bytes: &[u8],
-    mut on_record: impl FnMut(Record, &[u8]) -> Result<(), String>,
+    mut on_record: impl FnMut(View<'_>, &[u8]) -> Result<(), String>,
 ) -> Result<Option<Tail>, Corrupt> {
     let mut pos = 0;
     let mut line_no = 0u64;

@@ -7,6 +7,7 @@
 
 use super::index::{allowed, summary_of, Index};
 use super::record::encode_into;
+use super::view::View;
 use super::{open, JournalError, JournalOptions, OpId, OpState, OpSummary, Record};
 use crate::action::{Action, ActionKind, Params};
 use crate::log;
@@ -103,12 +104,16 @@ impl Journal {
             compactions: AtomicU64::new(0),
             index: Mutex::new(opened.index),
         });
+        let (next_seq, next_op) = {
+            let index = shared.index();
+            (index.next_seq(), index.next_op())
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = Writer {
             dir: state_dir.to_path_buf(),
             path: opened.path.clone(),
-            next_seq: shared.index().next_seq(),
-            next_op: shared.index().next_op(),
+            next_seq,
+            next_op,
             compact_at: opts.compact_bytes,
             file: opened.file,
             size: opened.size,
@@ -381,7 +386,7 @@ impl Writer {
         {
             let mut index = self.shared.index();
             for rec in &records {
-                if let Err(why) = index.apply(rec) {
+                if let Err(why) = index.apply(&View::of(rec)) {
                     // Staging checked the same rules; this is a bug, and the next
                     // open would call the file corrupt, so stop writing now.
                     log::error("journal index refused a staged record", &[("why", &why)]);
@@ -480,7 +485,7 @@ impl Writer {
             None => {
                 let mut s = match index.get(rec.op) {
                     Some(s) => s.clone(),
-                    None => summary_of(&rec),
+                    None => summary_of(&View::of(&rec)),
                 };
                 s.state = rec.state;
                 s.upid = rec.upid.clone();
