@@ -3,7 +3,7 @@
 
 use super::view::View;
 use super::{OpId, OpState, OpSummary};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Whether an op may go from `from` to `to`. `started` only ever begins an op.
 pub(crate) fn allowed(from: OpState, to: OpState) -> bool {
@@ -34,6 +34,8 @@ pub(crate) struct Index {
     in_flight: BTreeMap<OpId, OpSummary>,
     /// Finished ops in the order they finished, newest last, at most `keep_finished`.
     finished: VecDeque<OpId>,
+    /// The summaries of the ops in `finished`.
+    finished_ops: HashMap<OpId, OpSummary>,
     keep_finished: usize,
     last_seq: u64,
     max_op: u64,
@@ -47,6 +49,7 @@ impl Index {
         Index {
             in_flight: BTreeMap::new(),
             finished: VecDeque::new(),
+            finished_ops: HashMap::new(),
             keep_finished,
             last_seq: 0,
             max_op: 0,
@@ -93,10 +96,17 @@ impl Index {
                 ));
             }
             if rec.state.is_finished() {
-                self.in_flight.remove(&rec.op);
-                self.finished.push_back(rec.op);
+                let mut done = self.in_flight.remove(&rec.op).expect("looked up above");
+                done.state = rec.state;
+                done.error = rec.error.as_ref().map(|e| e.to_string());
+                if self.keep_finished > 0 {
+                    self.finished.push_back(rec.op);
+                    self.finished_ops.insert(rec.op, done);
+                }
                 if self.finished.len() > self.keep_finished {
-                    self.finished.pop_front();
+                    if let Some(old) = self.finished.pop_front() {
+                        self.finished_ops.remove(&old);
+                    }
                 }
             } else {
                 cur.state = rec.state;
@@ -112,6 +122,13 @@ impl Index {
     /// An op in flight.
     pub(crate) fn get(&self, op: OpId) -> Option<&OpSummary> {
         self.in_flight.get(&op)
+    }
+
+    /// An op in flight or among the last `keep_finished` finished.
+    pub(crate) fn op(&self, op: OpId) -> Option<&OpSummary> {
+        self.in_flight
+            .get(&op)
+            .or_else(|| self.finished_ops.get(&op))
     }
 
     /// The ops in flight, by op id.
@@ -175,12 +192,16 @@ impl Index {
             }
             out.push('\n');
         }
-        let finished: Vec<String> = self.finished.iter().map(|o| o.to_string()).collect();
+        let finished: Vec<String> = self
+            .finished
+            .iter()
+            .map(|o| format!("{o} {}", self.finished_ops[o].state))
+            .collect();
         let keep: Vec<String> = self.keep_set().iter().map(|o| o.to_string()).collect();
         let _ = writeln!(
             out,
             "finished: [{}] keep: [{}]",
-            finished.join(" "),
+            finished.join(", "),
             keep.join(" ")
         );
         out

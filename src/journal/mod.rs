@@ -71,10 +71,16 @@
 //!
 //! # Module map
 //!
-//! `record` encodes and decodes one line, `scan` replays a whole file's bytes into an
-//! `Index` (pure, no I/O), `open` does the file work of opening and repairing,
-//! `writer` is the [`Journal`] handle and its writer thread, `compact` rewrites the
-//! file, and `recover` resolves in-flight ops against Proxmox.
+//! `crc` is CRC-32C; `record` encodes and decodes one line (decoding into a `view`
+//! that borrows from the file's bytes); `scan` walks a whole file's bytes, telling a
+//! torn tail from corruption, and `index` replays the records (both pure, no I/O);
+//! `open` does the file work of opening and repairing; `writer` is the [`Journal`]
+//! handle and its writer thread; `compact` rewrites the file; `recover` resolves
+//! in-flight ops against Proxmox.
+//!
+//! Not done here: two processes opening the same state directory would both append.
+//! The daemon runs once per node under systemd; a lock file needs `flock`, which std
+//! only offers from Rust 1.89 (the crate's MSRV is 1.85).
 
 mod compact;
 mod crc;

@@ -35,7 +35,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
 }
 
 pub(crate) fn open(dir: &Path, keep_finished: usize) -> Result<Opened, JournalError> {
-    fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "create directory", e))?;
+    create_dir_durably(dir)?;
     let path = dir.join(FILE_NAME);
     remove_stale_tmp(dir)?;
 
@@ -75,6 +75,28 @@ pub(crate) fn open(dir: &Path, keep_finished: usize) -> Result<Opened, JournalEr
         size,
         repaired,
     })
+}
+
+/// Creates `dir` and any missing parents, and fsyncs each parent that gained an
+/// entry, so that the directory itself survives a power cut.
+fn create_dir_durably(dir: &Path) -> Result<(), JournalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, "create directory", e))?;
+    for d in missing.iter().rev() {
+        match d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => fsync_dir(parent)?,
+            None => fsync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
 }
 
 /// A `journal.tmp` at open is from a compaction that died before its rename: the

@@ -221,7 +221,7 @@ mod tests {
             ),
             "records 6, next seq 7, next op 4
              in flight: op 3 103 shutdown started forceStop=1 timeout=60
-             finished: [2 1] keep: [1 2 3]",
+             finished: [2 failed, 1 succeeded] keep: [1 2 3]",
         );
     }
 
@@ -239,7 +239,7 @@ mod tests {
              succeeded 2
              succeeded 3",
             "records 8, next seq 9, next op 5
-             finished: [2 3] keep: [2 3 4]",
+             finished: [2 succeeded, 3 succeeded] keep: [2 3 4]",
         );
     }
 
@@ -249,7 +249,7 @@ mod tests {
             "started 1 101 start\n@7 succeeded 1\nstarted 2 101 stop",
             "records 3, next seq 9, next op 3
              in flight: op 2 101 stop started
-             finished: [1] keep: [1 2]",
+             finished: [1 succeeded] keep: [1 2]",
         );
         check(
             "started 1 101 start\n@1 succeeded 1",

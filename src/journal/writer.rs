@@ -174,6 +174,12 @@ impl Journal {
         self.inner.shared.index().in_flight()
     }
 
+    /// An op that is in flight or among the last `keep_finished` finished (with
+    /// its final state and error), as of its latest durable record.
+    pub fn op(&self, op: OpId) -> Option<OpSummary> {
+        self.inner.shared.index().op(op).cloned()
+    }
+
     /// The size of the journal file.
     pub fn size_bytes(&self) -> u64 {
         self.inner.shared.size.load(Ordering::SeqCst)

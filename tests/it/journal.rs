@@ -177,6 +177,13 @@ fn wrong_steps_are_errors_and_close_closes_every_clone() {
         journal.abandoned(OpId(999), "never began"),
         Err(JournalError::Transition { from: None, .. })
     ));
+    let done = journal.op(op).unwrap();
+    assert_eq!(
+        (done.state, done.upid.as_ref(), done.error.as_deref()),
+        (OpState::Succeeded, Some(&u), None)
+    );
+    assert_eq!(done.params["forceStop"], "1");
+    assert!(journal.op(OpId(999)).is_none());
     // A refused step does not stop the ones after it.
     let op2 = journal.begin(&action(102, ActionKind::SetConfig)).unwrap();
     assert_eq!(op2, OpId(op.0 + 1));
@@ -201,6 +208,32 @@ fn wrong_steps_are_errors_and_close_closes_every_clone() {
         ]
     );
     assert_eq!(records[0].params["timeout"], "60");
+}
+
+#[test]
+fn open_creates_the_state_dir_and_replays_what_it_finds() {
+    let dir = TempDir::new("create");
+    let state = dir.path().join("var/lib/felhom");
+    let journal = Journal::open(&state, JournalOptions::default()).unwrap();
+    assert_eq!(journal.path(), state.join("journal"));
+    assert_eq!((journal.size_bytes(), journal.record_count()), (0, 0));
+    let a = journal.begin(&action(101, ActionKind::Start)).unwrap();
+    let b = journal.begin(&action(102, ActionKind::Stop)).unwrap();
+    journal.failed(b, "CT 102 not running").unwrap();
+    let size = journal.size_bytes();
+    journal.close().unwrap();
+
+    let journal = Journal::open(&state, JournalOptions::default()).unwrap();
+    assert_eq!((journal.size_bytes(), journal.record_count()), (size, 3));
+    assert_eq!(journal.records_written(), 0);
+    let in_flight = journal.in_flight();
+    assert_eq!(in_flight.len(), 1);
+    assert_eq!((in_flight[0].op, in_flight[0].state), (a, OpState::Started));
+    let now = felhom_agent::time::unix_now();
+    assert!((now - 60..=now).contains(&in_flight[0].started_at));
+    let failed = journal.op(b).unwrap();
+    assert_eq!(failed.error.as_deref(), Some("CT 102 not running"));
+    journal.close().unwrap();
 }
 
 /// A journal of three records, closed; returns its bytes and where the last line starts.
