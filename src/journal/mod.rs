@@ -74,9 +74,9 @@
 //! `crc` is CRC-32C; `record` encodes and decodes one line (decoding into a `view`
 //! that borrows from the file's bytes); `scan` walks a whole file's bytes, telling a
 //! torn tail from corruption, and `index` replays the records (both pure, no I/O);
-//! `open` does the file work of opening and repairing; `writer` is the [`Journal`]
-//! handle and its writer thread; `compact` rewrites the file; `recover` resolves
-//! in-flight ops against Proxmox.
+//! `open` does the file work of opening and repairing; `handle` is the [`Journal`]
+//! handle and `writer` its writer thread; `compact` rewrites the file; `recover`
+//! resolves in-flight ops against Proxmox.
 //!
 //! Not done here: two processes opening the same state directory would both append.
 //! The daemon runs once per node under systemd; a lock file needs `flock`, which std
@@ -85,6 +85,7 @@
 mod compact;
 mod crc;
 mod error;
+mod handle;
 mod index;
 mod open;
 mod record;
@@ -95,10 +96,10 @@ mod writer;
 
 pub use crc::crc32c;
 pub use error::JournalError;
+pub use handle::Journal;
 pub use recover::{
     recover, RecoverError, RecoveryOptions, RecoveryReport, TaskLookup, TaskState, Unresolved,
 };
-pub use writer::Journal;
 
 use crate::action::{ActionKind, Params};
 use crate::pve::{Upid, Vmid};
