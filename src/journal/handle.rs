@@ -26,6 +26,21 @@ pub struct Journal {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.inner.path)
+            .field("poisoned", &self.inner.shared.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
+// The engine shares one handle between its lanes.
+const _: () = {
+    const fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Journal>();
+};
+
 struct Inner {
     path: PathBuf,
     repaired: Option<String>,

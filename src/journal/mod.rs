@@ -115,14 +115,20 @@ pub const FORMAT_VERSION: u32 = 1;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum OpState {
+    /// About to call the API.
     Started,
+    /// The API returned a UPID; the task runs.
     TaskRunning,
+    /// Done: null answer or task OK.
     Succeeded,
+    /// Done: the call or the task failed.
     Failed,
+    /// Done: recovery could not tell what happened.
     Abandoned,
 }
 
 impl OpState {
+    /// The name used in the file and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             OpState::Started => "started",

@@ -35,12 +35,10 @@ const MAX_POLL: Duration = Duration::from_secs(2);
 /// A task's state as Proxmox reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskState {
+    /// `status` is `running`.
     Running,
     /// `ok` follows pve-common's rule: `OK` and `WARNINGS: n` are success.
-    Finished {
-        ok: bool,
-        exitstatus: String,
-    },
+    Finished { ok: bool, exitstatus: String },
 }
 
 /// What recovery needs from Proxmox.
@@ -57,6 +55,7 @@ pub struct RecoveryOptions {
     /// How long recovery waits, in all, for tasks to finish (and failing lookups to
     /// succeed).
     pub task_timeout: Duration,
+    /// Shutdown: recovery stops at its next wait.
     pub cancel: Cancel,
 }
 
