@@ -1,1 +1,259 @@
-//! The crash-safe journal (to be written).
+//! The crash-safe journal: what the agent asked Proxmox to do, durable before it acts.
+//!
+//! felhom-agent must survive being killed at any moment without losing track of an
+//! action, and without doing it twice while its task still runs. Every action is
+//! journaled as an *op*: `started` (durable) before the API call, `task_running` with
+//! the UPID (durable) before waiting on the task, then `succeeded`, `failed` or
+//! `abandoned`. On start-up, [`recover`] resolves every op that was left in flight.
+//!
+//! # The file
+//!
+//! `<state_dir>/journal` holds one JSON object per line, each terminated by `\n`
+//! (the JSON never contains a raw newline or NUL: serde_json escapes both). Records
+//! are only ever appended, and the file is only ever replaced whole by compaction
+//! (`journal.tmp`, fsync, rename, fsync the directory). A record, as written:
+//!
+//! ```text
+//! {"v":1,"seq":42,"op":17,"vmid":101,"kind":"start","params":{},"state":"task_running","upid":"UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstart:101:agent@pve!reconciler:","ts":"2026-11-26T20:49:12.345Z","crc":"d7061c10"}
+//! ```
+//!
+//! The members, always in this order:
+//!
+//! * `v`: the format version, the number `1`. It is the first member, so a reader
+//!   finds it before anything else; a reader rejects any version it does not know
+//!   (opening fails with [`JournalError::Corrupt`]). Any change to this format,
+//!   even a new optional member, gets a new version: a version-1 reader rejects
+//!   unknown members.
+//! * `seq`: a u64, strictly increasing down the file, starting at 1. It continues
+//!   across restarts and compaction (which copies records verbatim). Gaps are
+//!   allowed: a sequence number taken by an append that failed is not reused.
+//! * `op`: the op id, a u64 unique forever. A new op gets the highest id seen so
+//!   far plus one, so the `started` records appear in increasing op order.
+//! * `vmid`: the guest, a number (crate::pve::Vmid).
+//! * `kind`: `start`, `shutdown`, `stop` or `set_config` (crate::action::ActionKind).
+//! * `params`: an object of strings, the request's parameters by PVE's own names
+//!   (crate::action::Params), e.g. `{"forceStop":"1","timeout":"60"}`.
+//!   `vmid`, `kind` and `params` are repeated in every record of an op, so each line
+//!   reads on its own; a reader takes them from the `started` record.
+//! * `state`: what this record says happened:
+//!   * `started`: about to call the API. Always the op's first record.
+//!   * `task_running`: the API returned this UPID; the task is running. At most once,
+//!     straight after `started`.
+//!   * `succeeded`: the call returned null (synchronous success) or the task ended OK.
+//!   * `failed`: the call or the task failed; see `error`.
+//!   * `abandoned`: recovery could not tell what happened (no task was found, or a
+//!     `set_config` whose answer was lost); the next pass re-plans from the live state.
+//!
+//!   The last three finish the op: nothing follows them.
+//! * `upid`: the task's UPID as a string, present once known (from `task_running`
+//!   on); absent otherwise.
+//! * `error`: present for `failed` (the API error, or the task's exit status) and
+//!   `abandoned` (why); absent otherwise.
+//! * `ts`: when the record was made, UTC RFC 3339 with milliseconds
+//!   (`2026-11-26T20:49:12.345Z`).
+//! * `crc`: the last member, exactly `,"crc":"` + 8 lowercase hex digits + `"}`.
+//!   It is the CRC-32C (Castagnoli) of the bytes of the line with that member cut
+//!   out: everything before `,"crc":` followed by the closing `}`, which is itself
+//!   the record's JSON object without `crc`. The newline is not covered. Readers
+//!   check the CRC on the bytes as they are, never on a re-serialization.
+//!
+//! # Crash safety
+//!
+//! A batch of records is appended with one `write(2)` and made durable with one
+//! `fdatasync` before any caller is acknowledged (group commit); this includes
+//! `succeeded`, `failed` and `abandoned`, which could have ridden the next sync but
+//! are cheap enough to wait for, and that way a returned call always means "on disk".
+//! So a crash can only tear the records of the batch being written: at open, a run
+//! of bad lines at the very end (partial, no newline, bad CRC or JSON, NUL-filled)
+//! is copied to `journal.broken` and cut off. A bad line followed by a good one
+//! cannot come from a crash and is reported as corruption; it is never skipped.
+//! An fsync error poisons the journal for good (see [`JournalError::is_fatal`]).
+//!
+//! # Module map
+//!
+//! `crc` is CRC-32C; `record` encodes and decodes one line (decoding into a `view`
+//! that borrows from the file's bytes); `scan` walks a whole file's bytes, telling a
+//! torn tail from corruption, and `index` replays the records (both pure, no I/O);
+//! `open` does the file work of opening and repairing; `handle` is the [`Journal`]
+//! handle and `writer` its writer thread; `compact` rewrites the file; `recover`
+//! resolves in-flight ops against Proxmox.
+//!
+//! Not done here: two processes opening the same state directory would both append.
+//! The daemon runs once per node under systemd; a lock file needs `flock`, which std
+//! only offers from Rust 1.89 (the crate's MSRV is 1.85).
+
+mod compact;
+mod crc;
+mod error;
+mod handle;
+mod index;
+mod open;
+mod record;
+mod recover;
+mod scan;
+mod view;
+mod writer;
+
+pub use crc::crc32c;
+pub use error::JournalError;
+pub use handle::Journal;
+pub use recover::{
+    recover, RecoverError, RecoveryOptions, RecoveryReport, TaskLookup, TaskState, Unresolved,
+};
+
+use crate::action::{ActionKind, Params};
+use crate::pve::{Upid, Vmid};
+use std::fmt;
+use std::path::Path;
+
+/// The one format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where an op stands, as of one record. Ordered as an op lives.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OpState {
+    /// About to call the API.
+    Started,
+    /// The API returned a UPID; the task runs.
+    TaskRunning,
+    /// Done: null answer or task OK.
+    Succeeded,
+    /// Done: the call or the task failed.
+    Failed,
+    /// Done: recovery could not tell what happened.
+    Abandoned,
+}
+
+impl OpState {
+    /// The name used in the file and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpState::Started => "started",
+            OpState::TaskRunning => "task_running",
+            OpState::Succeeded => "succeeded",
+            OpState::Failed => "failed",
+            OpState::Abandoned => "abandoned",
+        }
+    }
+
+    /// True for `succeeded`, `failed` and `abandoned`: nothing follows them.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            OpState::Succeeded | OpState::Failed | OpState::Abandoned
+        )
+    }
+}
+
+impl fmt::Display for OpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An op id: unique forever within one journal.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One line of the journal, decoded and checked. Serializes to the line's members
+/// in file order, without `crc`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    pub v: u32,
+    pub seq: u64,
+    pub op: OpId,
+    pub vmid: Vmid,
+    pub kind: ActionKind,
+    pub params: Params,
+    pub state: OpState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upid: Option<Upid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ts: String,
+}
+
+/// An op as the journal knows it after replay: its `started` fields and its latest state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpSummary {
+    pub op: OpId,
+    pub vmid: Vmid,
+    pub kind: ActionKind,
+    pub params: Params,
+    pub state: OpState,
+    pub upid: Option<Upid>,
+    /// Unix seconds of the `started` record.
+    pub started_at: i64,
+    pub error: Option<String>,
+}
+
+/// Tuning for [`Journal::open`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// Compact once the file grows past this many bytes (default 4 MiB).
+    pub compact_bytes: u64,
+    /// How many finished ops compaction keeps, newest by finish first (default 1000).
+    pub keep_finished: usize,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            compact_bytes: 4 << 20,
+            keep_finished: 1000,
+        }
+    }
+}
+
+/// Reads and checks every record of the journal at `path`, read-only: no repair, no
+/// writes. A torn tail (what [`Journal::open`] would cut off) is left out of the
+/// result; a bad record followed by a good one, an unknown version or an impossible
+/// sequence is [`JournalError::Corrupt`].
+pub fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, "read", e))?;
+    let mut records = Vec::new();
+    let mut index = index::Index::new(0);
+    scan::scan(&bytes, |rec, _| {
+        index.apply(&rec)?;
+        records.push(rec.to_record()?);
+        Ok(())
+    })
+    .map_err(|c| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        line: c.line,
+        reason: c.reason,
+    })?;
+    Ok(records)
+}
+
+/// The ops whose latest record in `records` is `started` or `task_running`, by op id.
+/// Records are taken as they come: use [`read_records`] to check them first.
+pub fn in_flight_of(records: &[Record]) -> Vec<OpSummary> {
+    let mut ops: std::collections::BTreeMap<OpId, OpSummary> = Default::default();
+    for rec in records {
+        if rec.state == OpState::Started {
+            ops.insert(rec.op, index::summary_of(&view::View::of(rec)));
+        } else if let Some(op) = ops.get_mut(&rec.op) {
+            op.state = rec.state;
+            if rec.upid.is_some() {
+                op.upid = rec.upid.clone();
+            }
+            op.error = rec.error.clone();
+        }
+    }
+    ops.into_values()
+        .filter(|o| !o.state.is_finished())
+        .collect()
+}

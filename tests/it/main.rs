@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod desired;
+mod journal;
 mod metrics;
 mod notify;
 mod prom;

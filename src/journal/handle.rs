@@ -1,0 +1,300 @@
+//! The [`Journal`] handle: what every other thread holds. Each call becomes a
+//! request to the writer thread (see `writer`) and waits for its answer.
+
+use super::index::Index;
+use super::writer::Writer;
+use super::{open, JournalError, JournalOptions, OpId, OpState, OpSummary};
+use crate::action::{Action, ActionKind, Params};
+use crate::log;
+use crate::pve::{Upid, Vmid};
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a caller waits for the writer's answer. A local fdatasync that takes
+/// this long means a hung disk: the caller gets a fatal [`JournalError::Stalled`]
+/// and the daemon exits rather than act on a record that may not be durable.
+const ACK_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A handle on the journal. Cheap to clone and share between threads; the writer
+/// thread stops and is joined by [`Journal::close`] or when the last clone drops.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.inner.path)
+            .field("poisoned", &self.inner.shared.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
+// The engine shares one handle between its lanes.
+const _: () = {
+    const fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Journal>();
+};
+
+struct Inner {
+    path: PathBuf,
+    repaired: Option<String>,
+    /// `None` once closed. Requests are sent under the read lock, so after `close`
+    /// takes the write lock no request can slip in behind the writer's last one.
+    tx: RwLock<Option<Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
+}
+
+/// What the caller threads and the writer thread both see.
+pub(super) struct Shared {
+    pub(super) index: Mutex<Index>,
+    pub(super) poisoned: AtomicBool,
+    pub(super) size: AtomicU64,
+    pub(super) written: AtomicU64,
+    pub(super) syncs: AtomicU64,
+    pub(super) compactions: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+}
+
+pub(super) enum Entry {
+    Begin {
+        vmid: Vmid,
+        kind: ActionKind,
+        params: Params,
+    },
+    Step {
+        op: OpId,
+        state: OpState,
+        upid: Option<Upid>,
+        error: Option<String>,
+    },
+}
+
+pub(super) struct Request {
+    pub(super) entry: Entry,
+    pub(super) reply: Sender<Result<OpId, JournalError>>,
+}
+
+impl Journal {
+    /// Opens (creating the directory and file as needed) and replays
+    /// `<state_dir>/journal`, cuts off a torn tail, removes a stale `journal.tmp`,
+    /// and starts the writer thread.
+    pub fn open(state_dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
+        let opened = open::open(state_dir, opts.keep_finished)?;
+        let shared = Arc::new(Shared {
+            poisoned: AtomicBool::new(false),
+            size: AtomicU64::new(opened.size),
+            written: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            index: Mutex::new(opened.index),
+        });
+        let (next_seq, next_op) = {
+            let index = shared.index();
+            (index.next_seq(), index.next_op())
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = Writer {
+            dir: state_dir.to_path_buf(),
+            path: opened.path.clone(),
+            next_seq,
+            next_op,
+            compact_at: opts.compact_bytes,
+            file: opened.file,
+            size: opened.size,
+            shared: shared.clone(),
+            opts,
+        };
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(|e| JournalError::io(&opened.path, "spawn the writer thread", e))?;
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                path: opened.path,
+                repaired: opened.repaired,
+                tx: RwLock::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                shared,
+            }),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Journals `started` for a new op and returns its id once that is on disk.
+    pub fn begin(&self, action: &Action) -> Result<OpId, JournalError> {
+        self.call(Entry::Begin {
+            vmid: action.vmid,
+            kind: action.kind,
+            params: action.params.clone(),
+        })
+    }
+
+    /// Journals that `op`'s task is running as `upid`, durably.
+    pub fn task_running(&self, op: OpId, upid: &Upid) -> Result<(), JournalError> {
+        self.step(op, OpState::TaskRunning, Some(upid.clone()), None)
+    }
+
+    /// Journals that `op` succeeded, durably.
+    pub fn succeeded(&self, op: OpId) -> Result<(), JournalError> {
+        self.step(op, OpState::Succeeded, None, None)
+    }
+
+    /// Journals that `op` failed with `error`, durably.
+    pub fn failed(&self, op: OpId, error: &str) -> Result<(), JournalError> {
+        self.step(op, OpState::Failed, None, Some(error.to_string()))
+    }
+
+    /// Journals that `op` was given up on, and why, durably.
+    pub fn abandoned(&self, op: OpId, why: &str) -> Result<(), JournalError> {
+        self.step(op, OpState::Abandoned, None, Some(why.to_string()))
+    }
+
+    /// The ops whose latest durable record is `started` or `task_running`, by op id.
+    pub fn in_flight(&self) -> Vec<OpSummary> {
+        self.inner.shared.index().in_flight()
+    }
+
+    /// An op that is in flight or among the last `keep_finished` finished (with
+    /// its final state and error), as of its latest durable record.
+    pub fn op(&self, op: OpId) -> Option<OpSummary> {
+        self.inner.shared.index().op(op).cloned()
+    }
+
+    /// The size of the journal file.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.shared.size.load(Ordering::SeqCst)
+    }
+
+    /// Records appended (and synced) through this handle since open.
+    pub fn records_written(&self) -> u64 {
+        self.inner.shared.written.load(Ordering::SeqCst)
+    }
+
+    /// Records in the file now (replayed at open, appended, minus what compaction dropped).
+    pub fn record_count(&self) -> u64 {
+        self.inner.shared.index().records()
+    }
+
+    /// Successful fdatasync calls on the journal since open: one per group commit.
+    pub fn syncs(&self) -> u64 {
+        self.inner.shared.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Compactions done since open.
+    pub fn compactions(&self) -> u64 {
+        self.inner.shared.compactions.load(Ordering::SeqCst)
+    }
+
+    /// What [`Journal::open`] cut off as a torn tail, said for people.
+    pub fn repaired_tail(&self) -> Option<String> {
+        self.inner.repaired.clone()
+    }
+
+    /// Stops the writer once every queued record is written and synced, and joins
+    /// it. Calls through other clones then return [`JournalError::Closed`].
+    /// Returns [`JournalError::Poisoned`] if the journal was poisoned.
+    pub fn close(self) -> Result<(), JournalError> {
+        self.inner.shutdown()
+    }
+
+    fn step(
+        &self,
+        op: OpId,
+        state: OpState,
+        upid: Option<Upid>,
+        error: Option<String>,
+    ) -> Result<(), JournalError> {
+        self.call(Entry::Step {
+            op,
+            state,
+            upid,
+            error,
+        })
+        .map(|_| ())
+    }
+
+    fn call(&self, entry: Entry) -> Result<OpId, JournalError> {
+        if self.inner.shared.is_poisoned() {
+            return Err(JournalError::Poisoned);
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        {
+            let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+            let tx = tx.as_ref().ok_or(JournalError::Closed)?;
+            // The writer only drops its receiver by dying.
+            tx.send(Request { entry, reply })
+                .map_err(|_| JournalError::Poisoned)?;
+        }
+        match answer.recv_timeout(ACK_DEADLINE) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => {
+                log::error(
+                    "journal writer stalled",
+                    &[("waited_s", &ACK_DEADLINE.as_secs())],
+                );
+                self.inner.shared.poison();
+                Err(JournalError::Stalled {
+                    waited: ACK_DEADLINE,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(JournalError::Poisoned),
+        }
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<(), JournalError> {
+        // Dropping the only sender lets the writer drain its queue and return.
+        drop(
+            self.tx
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                self.shared.poison();
+            }
+        }
+        if self.shared.is_poisoned() {
+            Err(JournalError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

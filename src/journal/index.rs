@@ -1,0 +1,237 @@
+//! The in-memory replay of a journal: each op's latest state, the ops in flight, and
+//! the counters that continue across restarts. Pure: no I/O, no clock.
+
+use super::view::View;
+use super::{OpId, OpState, OpSummary};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Whether an op may go from `from` to `to`. `started` only ever begins an op.
+pub(crate) fn allowed(from: OpState, to: OpState) -> bool {
+    match from {
+        OpState::Started => to != OpState::Started,
+        OpState::TaskRunning => to.is_finished(),
+        OpState::Succeeded | OpState::Failed | OpState::Abandoned => false,
+    }
+}
+
+/// An op's summary as its `started` record gives it.
+pub(crate) fn summary_of(rec: &View<'_>) -> OpSummary {
+    OpSummary {
+        op: rec.op,
+        vmid: rec.vmid,
+        kind: rec.kind,
+        params: rec.params(),
+        state: rec.state,
+        upid: None,
+        started_at: rec.unix_ts(),
+        error: None,
+    }
+}
+
+/// The replayed state of a journal.
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    in_flight: BTreeMap<OpId, OpSummary>,
+    /// Finished ops in the order they finished, newest last, at most `keep_finished`.
+    finished: VecDeque<OpId>,
+    /// The summaries of the ops in `finished`.
+    finished_ops: HashMap<OpId, OpSummary>,
+    keep_finished: usize,
+    last_seq: u64,
+    max_op: u64,
+    /// The op of the record with the highest seq.
+    last_op: Option<OpId>,
+    records: u64,
+}
+
+impl Index {
+    pub(crate) fn new(keep_finished: usize) -> Index {
+        Index {
+            in_flight: BTreeMap::new(),
+            finished: VecDeque::new(),
+            finished_ops: HashMap::new(),
+            keep_finished,
+            last_seq: 0,
+            max_op: 0,
+            last_op: None,
+            records: 0,
+        }
+    }
+
+    /// Applies the next record of the file, or says why it cannot follow the ones
+    /// before it.
+    pub(crate) fn apply(&mut self, rec: &View<'_>) -> Result<(), String> {
+        if rec.seq <= self.last_seq {
+            return Err(format!(
+                "seq {} does not follow seq {}",
+                rec.seq, self.last_seq
+            ));
+        }
+        if rec.state == OpState::Started {
+            if rec.op.0 <= self.max_op {
+                return Err(format!(
+                    "op {} starts again or out of order (highest op so far {})",
+                    rec.op, self.max_op
+                ));
+            }
+            self.in_flight.insert(rec.op, summary_of(rec));
+            self.max_op = rec.op.0;
+        } else {
+            let Some(cur) = self.in_flight.get_mut(&rec.op) else {
+                return Err(format!(
+                    "op {} is not in flight, cannot record {}",
+                    rec.op, rec.state
+                ));
+            };
+            if !allowed(cur.state, rec.state) {
+                return Err(format!(
+                    "op {} cannot go from {} to {}",
+                    rec.op, cur.state, rec.state
+                ));
+            }
+            if cur.vmid != rec.vmid || cur.kind != rec.kind {
+                return Err(format!(
+                    "op {} was {} {} when started, not {} {}",
+                    rec.op, cur.kind, cur.vmid, rec.kind, rec.vmid
+                ));
+            }
+            if rec.state.is_finished() {
+                let mut done = self.in_flight.remove(&rec.op).expect("looked up above");
+                done.state = rec.state;
+                done.error = rec.error.as_ref().map(|e| e.to_string());
+                if self.keep_finished > 0 {
+                    self.finished.push_back(rec.op);
+                    self.finished_ops.insert(rec.op, done);
+                }
+                if self.finished.len() > self.keep_finished {
+                    if let Some(old) = self.finished.pop_front() {
+                        self.finished_ops.remove(&old);
+                    }
+                }
+            } else {
+                cur.state = rec.state;
+                cur.upid = rec.upid().map_err(|e| format!("op {}: {e}", rec.op))?;
+            }
+        }
+        self.last_seq = rec.seq;
+        self.last_op = Some(rec.op);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// An op in flight.
+    pub(crate) fn get(&self, op: OpId) -> Option<&OpSummary> {
+        self.in_flight.get(&op)
+    }
+
+    /// An op in flight or among the last `keep_finished` finished.
+    pub(crate) fn op(&self, op: OpId) -> Option<&OpSummary> {
+        self.in_flight
+            .get(&op)
+            .or_else(|| self.finished_ops.get(&op))
+    }
+
+    /// The ops in flight, by op id.
+    pub(crate) fn in_flight(&self) -> Vec<OpSummary> {
+        self.in_flight.values().cloned().collect()
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.last_seq + 1
+    }
+
+    pub(crate) fn next_op(&self) -> u64 {
+        self.max_op + 1
+    }
+
+    /// Records replayed since the last [`Index::set_records`].
+    pub(crate) fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// After compaction: how many records the new file holds.
+    pub(crate) fn set_records(&mut self, n: u64) {
+        self.records = n;
+    }
+
+    /// The ops whose records compaction keeps: every op in flight, the last
+    /// `keep_finished` finished ones, and always the op with the highest id and the
+    /// op of the last record, so that the next op id and seq survive even
+    /// `keep_finished == 0`.
+    pub(crate) fn keep_set(&self) -> BTreeSet<OpId> {
+        let mut keep: BTreeSet<OpId> = self.in_flight.keys().copied().collect();
+        keep.extend(self.finished.iter().copied());
+        if self.max_op > 0 {
+            keep.insert(OpId(self.max_op));
+        }
+        keep.extend(self.last_op);
+        keep
+    }
+
+    /// A readable rendering, for tests.
+    #[cfg(test)]
+    pub(crate) fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!(
+            "records {}, next seq {}, next op {}\n",
+            self.records,
+            self.next_seq(),
+            self.next_op()
+        );
+        for o in self.in_flight.values() {
+            let _ = write!(
+                out,
+                "in flight: op {} {} {} {}",
+                o.op, o.vmid, o.kind, o.state
+            );
+            for (k, v) in &o.params {
+                let _ = write!(out, " {k}={v}");
+            }
+            if let Some(u) = &o.upid {
+                let _ = write!(out, " {u}");
+            }
+            out.push('\n');
+        }
+        let finished: Vec<String> = self
+            .finished
+            .iter()
+            .map(|o| format!("{o} {}", self.finished_ops[o].state))
+            .collect();
+        let keep: Vec<String> = self.keep_set().iter().map(|o| o.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "finished: [{}] keep: [{}]",
+            finished.join(", "),
+            keep.join(" ")
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions() {
+        use OpState::*;
+        let all = [Started, TaskRunning, Succeeded, Failed, Abandoned];
+        let mut table = String::new();
+        for from in all {
+            let to: Vec<&str> = all
+                .iter()
+                .filter(|t| allowed(from, **t))
+                .map(|t| t.as_str())
+                .collect();
+            table += &format!("{from} -> {}\n", to.join(" "));
+        }
+        assert_eq!(
+            table,
+            "started -> task_running succeeded failed abandoned\n\
+             task_running -> succeeded failed abandoned\n\
+             succeeded -> \n\
+             failed -> \n\
+             abandoned -> \n"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The one thread (`journal`) that owns the file.
+//!
+//! Callers send a request over a crossbeam channel and wait on their own bounded(1)
+//! reply channel. The writer takes every request queued at that moment, encodes them,
+//! appends them with one `write(2)`, makes them durable with one `fdatasync`, applies
+//! them to the shared index, and only then answers each caller (group commit).
+
+use super::handle::{Entry, Request, Shared};
+use super::index::{allowed, summary_of, Index};
+use super::record::encode_into;
+use super::view::View;
+use super::{JournalError, JournalOptions, OpId, OpState, OpSummary, Record};
+use crate::log;
+use crossbeam_channel::Receiver;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Upper bound on one group commit, so that one write stays a sane size.
+const MAX_BATCH: usize = 1024;
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    pub(super) dir: PathBuf,
+    pub(super) path: PathBuf,
+    pub(super) file: File,
+    /// The file's size: every byte before it is a good, synced record.
+    pub(super) size: u64,
+    pub(super) next_seq: u64,
+    pub(super) next_op: u64,
+    /// Compact once `size` reaches this.
+    pub(super) compact_at: u64,
+    pub(super) opts: JournalOptions,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: &Receiver<Request>) {
+        let shared = self.shared.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.maybe_compact();
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+                self.commit(batch);
+                self.maybe_compact();
+            }
+        }));
+        if ran.is_err() {
+            // Pending callers see their reply channel disconnect and get `Poisoned`.
+            log::error("journal writer thread panicked", &[]);
+            shared.poison();
+        }
+    }
+
+    /// One group commit: stage, write once, sync once, apply, answer.
+    fn commit(&mut self, batch: Vec<Request>) {
+        if self.shared.is_poisoned() {
+            for req in batch {
+                let _ = req.reply.send(Err(JournalError::Poisoned));
+            }
+            return;
+        }
+        let mut buf = Vec::with_capacity(256 * batch.len());
+        let mut records = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        {
+            let shared = self.shared.clone();
+            let index = shared.index();
+            let mut staged = HashMap::new();
+            for req in batch {
+                match self.stage(&index, &mut staged, req.entry) {
+                    Ok(rec) => {
+                        encode_into(&rec, &mut buf);
+                        waiting.push((req.reply, rec.op));
+                        records.push(rec);
+                    }
+                    Err(e) => {
+                        let _ = req.reply.send(Err(e));
+                    }
+                }
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&buf) {
+            self.undo_write(&e);
+            for (reply, _) in waiting {
+                let source = std::io::Error::new(e.kind(), e.to_string());
+                let _ = reply.send(Err(JournalError::io(&self.path, "write", source)));
+            }
+            return;
+        }
+        if let Err(e) = self.file.sync_data() {
+            log::error(
+                "journal fsync failed, the journal is poisoned",
+                &[("file", &self.path.display()), ("err", &e)],
+            );
+            self.shared.poison();
+            for (reply, _) in waiting {
+                let source = std::io::Error::new(e.kind(), e.to_string());
+                let _ = reply.send(Err(JournalError::Sync {
+                    path: self.path.clone(),
+                    source,
+                }));
+            }
+            return;
+        }
+        self.size += buf.len() as u64;
+        self.shared.size.store(self.size, Ordering::SeqCst);
+        self.shared.syncs.fetch_add(1, Ordering::SeqCst);
+        self.shared
+            .written
+            .fetch_add(records.len() as u64, Ordering::SeqCst);
+        {
+            let mut index = self.shared.index();
+            for rec in &records {
+                if let Err(why) = index.apply(&View::of(rec)) {
+                    // Staging checked the same rules; this is a bug, and the next
+                    // open would call the file corrupt, so stop writing now.
+                    log::error("journal index refused a staged record", &[("why", &why)]);
+                    self.shared.poison();
+                }
+            }
+        }
+        for (reply, op) in waiting {
+            let _ = reply.send(Ok(op));
+        }
+    }
+
+    /// A failed append may have left part of the batch in the file; cut it off so
+    /// that later records do not follow a torn one. If even that fails, poison.
+    fn undo_write(&mut self, e: &std::io::Error) {
+        log::warn(
+            "journal append failed, cutting the partial batch off",
+            &[("file", &self.path.display()), ("err", e)],
+        );
+        if let Err(e) = self.file.set_len(self.size) {
+            log::error(
+                "journal could not cut a failed append, the journal is poisoned",
+                &[("file", &self.path.display()), ("err", &e)],
+            );
+            self.shared.poison();
+        }
+    }
+
+    /// Turns a request into the record to write, checking it against the index and
+    /// the records staged before it in this batch.
+    fn stage(
+        &mut self,
+        index: &Index,
+        staged: &mut HashMap<OpId, OpSummary>,
+        entry: Entry,
+    ) -> Result<Record, JournalError> {
+        let ts = crate::time::now_rfc3339();
+        let rec = match entry {
+            Entry::Begin { vmid, kind, params } => {
+                let op = OpId(self.next_op);
+                self.next_op += 1;
+                Record {
+                    v: super::FORMAT_VERSION,
+                    seq: 0,
+                    op,
+                    vmid,
+                    kind,
+                    params,
+                    state: OpState::Started,
+                    upid: None,
+                    error: None,
+                    ts,
+                }
+            }
+            Entry::Step {
+                op,
+                state,
+                upid,
+                error,
+            } => {
+                let cur = staged.get(&op).or_else(|| index.get(op));
+                let cur = match cur {
+                    Some(cur) if allowed(cur.state, state) => cur,
+                    other => {
+                        return Err(JournalError::Transition {
+                            op,
+                            from: other.map(|c| c.state).filter(|s| !s.is_finished()),
+                            to: state,
+                        })
+                    }
+                };
+                Record {
+                    v: super::FORMAT_VERSION,
+                    seq: 0,
+                    op,
+                    vmid: cur.vmid,
+                    kind: cur.kind,
+                    params: cur.params.clone(),
+                    state,
+                    upid: upid.or_else(|| cur.upid.clone()),
+                    error,
+                    ts,
+                }
+            }
+        };
+        let rec = Record {
+            seq: self.next_seq,
+            ..rec
+        };
+        self.next_seq += 1;
+        match staged.get_mut(&rec.op) {
+            Some(s) => {
+                s.state = rec.state;
+                s.upid = rec.upid.clone();
+            }
+            None => {
+                let mut s = match index.get(rec.op) {
+                    Some(s) => s.clone(),
+                    None => summary_of(&View::of(&rec)),
+                };
+                s.state = rec.state;
+                s.upid = rec.upid.clone();
+                staged.insert(rec.op, s);
+            }
+        }
+        Ok(rec)
+    }
+}
