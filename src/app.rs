@@ -6,7 +6,7 @@ use crate::config::{Config, ConfigError, StopMode};
 use crate::desired::{DesiredError, DesiredState, Provider};
 use crate::engine::{ClientTasks, Engine, EngineSettings, PassReport};
 use crate::exit::ExitCode;
-use crate::journal::recover::{recover, RecoverError, RecoveryOptions};
+use crate::journal::{recover, RecoverError, RecoveryOptions};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::plan::PlanSettings;
 use crate::pve::client::{Client, ClientOptions};

@@ -252,10 +252,12 @@ impl Daemon {
             log::Level::Warn
         };
         log::log(level, "pass finished", &[("summary", &report.summary())]);
-        let _ = self.notifier.status(&report.summary());
         self.telemetry.record_pass(&report);
+        let summary = report.summary();
         self.last_report = Some(report);
+        // Files first, then STATUS=: whoever sees the status line finds them written.
         self.write_outputs();
+        let _ = self.notifier.status(&summary);
     }
 
     /// Writes status.json and, when configured, the metrics file.

@@ -171,7 +171,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let report = pass(&mut engine, &loaded.desired, &progress, t0)?;
     summary(&report);
 
-    println!("3. the next pass finds nothing to do");
+    println!("3. the next pass: nothing left to change, only the skips remain");
     let (plan, obs) = engine.plan(&loaded.desired)?;
     indent(&crate::plan::render(&plan, &obs.names));
     let mutations = sim.mutations().len();

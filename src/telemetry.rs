@@ -45,7 +45,7 @@ impl Telemetry {
     pub fn render(&self, live: &Live) -> String {
         let mut m = MetricsText::new();
         // Every name and label here is a constant or a known class, so these cannot fail.
-        let mut counter =
+        let counter =
             |m: &mut MetricsText, name: &str, help: &str, labels: &[(&str, &str)], v: f64| {
                 m.counter(name, help, labels, v).expect("valid metric");
             };

@@ -12,10 +12,10 @@ use crate::cancel::Cancel;
 use crate::journal::{Journal, JournalError, OpId};
 use crate::lanes::{Executor, Outcome, Permits};
 use crate::log;
-use crate::pve::{Client, WaitError, WaitOptions};
 use crate::pve::error::ApiError;
 use crate::pve::types::{PowerOp, RunState, TaskOutcome};
 use crate::pve::Upid;
+use crate::pve::{Client, WaitError, WaitOptions};
 use crossbeam_channel::Sender;
 use std::time::{Duration, Instant};
 

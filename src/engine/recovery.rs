@@ -1,7 +1,7 @@
 //! The journal's recovery talks to Proxmox through [`TaskLookup`]; this is that seam
 //! implemented with the real client.
 
-use crate::journal::recover::{TaskLookup, TaskState};
+use crate::journal::{TaskLookup, TaskState};
 use crate::pve::client::Client;
 use crate::pve::types::{TaskQuery, TaskRunState};
 use crate::pve::{Upid, Vmid};

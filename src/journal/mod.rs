@@ -186,7 +186,7 @@ pub struct Record {
 }
 
 /// An op as the journal knows it after replay: its `started` fields and its latest state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct OpSummary {
     pub op: OpId,
     pub vmid: Vmid,

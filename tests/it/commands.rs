@@ -17,7 +17,13 @@ fn plan_is_read_only_and_prints_a_diff() {
     web.hostname = Some("web".into());
     let desired = r#"{"guests": [{"vmid": 101, "state": "running", "memory": 1024},
                                  {"vmid": 999, "state": "running"}]}"#;
-    let rig = Rig::new("cmd-plan", fast_sim(), vec![web, guest(102, true)], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "cmd-plan",
+        fast_sim(),
+        vec![web, guest(102, true)],
+        desired,
+        serde_json::json!({}),
+    );
     let out = rig.bin(&["plan"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -41,7 +47,13 @@ fn plan_is_read_only_and_prints_a_diff() {
 #[test]
 fn once_converges_and_reports_json() {
     let desired = r#"{"guests": [{"vmid": 101, "state": "running", "cores": 2}]}"#;
-    let rig = Rig::new("cmd-once", fast_sim(), vec![guest(101, false)], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "cmd-once",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
     let out = rig.bin(&["once", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
@@ -54,7 +66,11 @@ fn once_converges_and_reports_json() {
     // The status file is there for `status`.
     let out = rig.bin(&["status"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("1 applied") || stdout(&out).contains("2 applied"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 applied") || stdout(&out).contains("2 applied"),
+        "{}",
+        stdout(&out)
+    );
     // The journal shows both ops finished.
     let out = rig.bin(&["journal", "--in-flight", "--json"]);
     assert_eq!(stdout(&out).trim(), "[]");
@@ -63,7 +79,13 @@ fn once_converges_and_reports_json() {
 #[test]
 fn once_exits_1_when_an_action_fails() {
     let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new("cmd-once-fail", fast_sim(), vec![guest(101, false)], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "cmd-once-fail",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
     rig.sim.set_faults(Faults {
         fail_tasks: [(101, "startup for container '101' failed".to_string())].into(),
         ..Faults::default()
@@ -80,7 +102,13 @@ fn once_exits_1_when_an_action_fails() {
 
 #[test]
 fn a_bad_desired_state_causes_no_action_and_exit_2() {
-    let rig = Rig::new("cmd-bad", fast_sim(), vec![guest(101, false)], "{}", serde_json::json!({}));
+    let rig = Rig::new(
+        "cmd-bad",
+        fast_sim(),
+        vec![guest(101, false)],
+        "{}",
+        serde_json::json!({}),
+    );
     rig.write_desired("{\"guests\": [\n  {\"vmid\": 101, \"state\": \"runing\"}\n]}\n");
     for cmd in ["check", "plan", "once"] {
         let out = rig.bin(&[cmd]);
@@ -95,7 +123,13 @@ fn a_bad_desired_state_causes_no_action_and_exit_2() {
 #[test]
 fn check_accepts_a_good_config() {
     let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new("cmd-check", fast_sim(), vec![], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "cmd-check",
+        fast_sim(),
+        vec![],
+        desired,
+        serde_json::json!({}),
+    );
     let out = rig.bin(&["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("ok: "));

@@ -54,7 +54,13 @@ fn drifted_fleet() -> (Vec<SimGuest>, String, BTreeMap<u32, Vec<&'static str>>) 
 #[test]
 fn fifty_drifted_guests_converge_with_exactly_the_minimal_actions() {
     let (guests, desired, expected) = drifted_fleet();
-    let rig = Rig::new("engine-fleet", fast_sim(), guests, &desired, serde_json::json!({"max_parallel": 4}));
+    let rig = Rig::new(
+        "engine-fleet",
+        fast_sim(),
+        guests,
+        &desired,
+        serde_json::json!({"max_parallel": 4}),
+    );
     let (mut engine, journal, mut cancel) = rig.engine();
     let desired = rig.desired();
 
@@ -84,7 +90,11 @@ fn fifty_drifted_guests_converge_with_exactly_the_minimal_actions() {
         }
     }
     // Never more tasks at once than max_parallel.
-    assert!(rig.sim.max_concurrent_tasks() <= 4, "{}", rig.sim.max_concurrent_tasks());
+    assert!(
+        rig.sim.max_concurrent_tasks() <= 4,
+        "{}",
+        rig.sim.max_concurrent_tasks()
+    );
     assert!(rig.sim.max_concurrent_mutations() <= 4);
     assert!(rig.sim.max_concurrent_tasks() >= 2, "lanes ran in parallel");
 
@@ -128,7 +138,13 @@ fn skipped_guests_say_why_and_are_not_touched() {
         {"vmid": 101, "state": "running"}, {"vmid": 102, "state": "running"},
         {"vmid": 103, "state": "running"}, {"vmid": 104, "state": "running"},
         {"vmid": 105, "state": "running"}]}"#;
-    let rig = Rig::new("engine-skips", opts, vec![locked, ha, template, elsewhere], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "engine-skips",
+        opts,
+        vec![locked, ha, template, elsewhere],
+        desired,
+        serde_json::json!({}),
+    );
     let (mut engine, journal, mut cancel) = rig.engine();
     let report = pass(&mut engine, &rig.desired());
     let reasons: Vec<String> = report
@@ -156,7 +172,8 @@ fn skipped_guests_say_why_and_are_not_touched() {
 
 #[test]
 fn failures_back_off_and_blocked_guests_are_retried_without_counting_as_failures() {
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}, {"vmid": 102, "state": "running"}]}"#;
+    let desired =
+        r#"{"guests": [{"vmid": 101, "state": "running"}, {"vmid": 102, "state": "running"}]}"#;
     let rig = Rig::new(
         "engine-backoff",
         fast_sim(),
@@ -183,7 +200,11 @@ fn failures_back_off_and_blocked_guests_are_retried_without_counting_as_failures
     // At once again: the failed guest backs off, the blocked one is retried.
     let r2 = pass(&mut engine, &desired);
     assert_eq!((r2.failed, r2.blocked), (0, 1), "{r2:?}");
-    let held: Vec<String> = r2.skipped.iter().map(|(v, c, _)| format!("{v} {c}")).collect();
+    let held: Vec<String> = r2
+        .skipped
+        .iter()
+        .map(|(v, c, _)| format!("{v} {c}"))
+        .collect();
     assert_eq!(held, ["101 backoff"]);
     assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
     assert_eq!(mutations_of(&rig.sim, 102), ["POST start", "POST start"]);
@@ -200,16 +221,35 @@ fn failures_back_off_and_blocked_guests_are_retried_without_counting_as_failures
 
 #[test]
 fn already_in_state_counts_as_converged() {
-    // The node changes between the read and the action: PVE answers "already running".
+    // The guest starts by another hand between the agent's read and its start request:
+    // PVE answers "CT 101 already running", which is convergence, not failure.
     let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new("engine-converged", fast_sim(), vec![guest(101, false)], desired, serde_json::json!({}));
-    let (engine, journal, mut cancel) = rig.engine();
-    let (plan, _) = engine.plan(&rig.desired()).unwrap();
-    assert_eq!(plan.actions.len(), 1);
-    rig.sim.update_guest(101, |g| g.status = PowerState::Running);
-    let mut engine = engine;
-    let report = pass(&mut engine, &rig.desired());
+    let rig = Rig::new(
+        "engine-converged",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    rig.sim.set_faults(Faults {
+        latency: std::time::Duration::from_millis(800),
+        latency_for: Some(("POST".into(), "status/start".into())),
+        ..Faults::default()
+    });
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let (plan, done) = engine.start_pass(&rig.desired());
+    assert_eq!(plan.unwrap().actions.len(), 1);
+    assert!(done.is_none());
+    rig.sim
+        .update_guest(101, |g| g.status = PowerState::Running);
+    let result = engine
+        .results()
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the start returns");
+    let report = engine.on_result(result).expect("the pass completes");
     assert_eq!((report.converged, report.failed), (1, 0), "{report:?}");
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert!(rig.sim.tasks_started(101).is_empty());
     engine.shutdown(std::time::Instant::now(), || cancel.cancel());
     journal.close().unwrap();
 }
@@ -219,11 +259,23 @@ fn pending_drift_is_reported_and_never_resent() {
     let mut g = guest(101, true);
     g.pending.insert("memory".into(), "2048".into());
     let desired = r#"{"guests": [{"vmid": 101, "memory": 2048}]}"#;
-    let rig = Rig::new("engine-pending", fast_sim(), vec![g], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "engine-pending",
+        fast_sim(),
+        vec![g],
+        desired,
+        serde_json::json!({}),
+    );
     let (mut engine, journal, mut cancel) = rig.engine();
     for _ in 0..2 {
         let report = pass(&mut engine, &rig.desired());
-        assert_eq!(report.pending, [(felhom_agent::pve::Vmid::new(101).unwrap(), vec!["memory".to_string()])]);
+        assert_eq!(
+            report.pending,
+            [(
+                felhom_agent::pve::Vmid::new(101).unwrap(),
+                vec!["memory".to_string()]
+            )]
+        );
         assert_eq!(report.planned, 0);
     }
     assert!(rig.sim.mutations().is_empty());
@@ -236,7 +288,13 @@ fn ha_managed_guests_are_left_to_ha_manager() {
     let mut g = guest(101, true);
     g.ha = Some("started".into());
     let desired = r#"{"guests": [{"vmid": 101, "state": "stopped", "cores": 3}]}"#;
-    let rig = Rig::new("engine-ha", fast_sim(), vec![g], desired, serde_json::json!({}));
+    let rig = Rig::new(
+        "engine-ha",
+        fast_sim(),
+        vec![g],
+        desired,
+        serde_json::json!({}),
+    );
     let (mut engine, journal, mut cancel) = rig.engine();
     let report = pass(&mut engine, &rig.desired());
     assert_eq!(report.skipped.len(), 1);

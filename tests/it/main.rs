@@ -1,13 +1,16 @@
 //! Integration tests: the real client, engine and binary against the simulated node.
 
+mod agent;
 mod client;
+mod commands;
 mod config;
+mod crash;
+mod daemon;
 mod desired;
+mod engine;
 mod journal;
 mod metrics;
 mod notify;
 mod prom;
-mod sim;
-mod commands;
-mod engine;
 mod rig;
+mod sim;

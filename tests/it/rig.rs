@@ -45,7 +45,13 @@ pub fn guest(vmid: u32, running: bool) -> SimGuest {
 
 impl Rig {
     /// A rig whose config points at the sim; `extra` keys override the defaults.
-    pub fn new(tag: &str, opts: SimOptions, guests: Vec<SimGuest>, desired: &str, extra: serde_json::Value) -> Rig {
+    pub fn new(
+        tag: &str,
+        opts: SimOptions,
+        guests: Vec<SimGuest>,
+        desired: &str,
+        extra: serde_json::Value,
+    ) -> Rig {
         let sim = Sim::start(opts).expect("sim starts");
         for g in guests {
             sim.add_guest(g);
@@ -117,7 +123,10 @@ impl Rig {
 }
 
 /// Runs one pass through the engine and waits for it.
-pub fn pass(engine: &mut Engine, desired: &felhom_agent::desired::DesiredState) -> felhom_agent::engine::PassReport {
+pub fn pass(
+    engine: &mut Engine,
+    desired: &felhom_agent::desired::DesiredState,
+) -> felhom_agent::engine::PassReport {
     let (_plan, report) = engine.run_pass(desired, Instant::now() + Duration::from_secs(30));
     report
 }
@@ -129,4 +138,11 @@ pub fn mutations_of(sim: &Sim, vmid: u32) -> Vec<String> {
         .filter(|r| r.vmid == Some(vmid))
         .map(|r| format!("{} {}", r.method, r.path.rsplit('/').next().unwrap_or("")))
         .collect()
+}
+
+/// A number unique within this test process, for file names.
+pub fn unique() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
 }

@@ -1,0 +1,179 @@
+//! A real agent killed with SIGKILL at three points, then restarted: recovery leaves
+//! nothing in flight, and the node never sees a duplicate start of a guest whose task
+//! was still running.
+
+use super::agent::{poll_until, Agent};
+use super::rig::{fast_sim, guest, mutations_of, Rig};
+use felhom_agent::sim::{Faults, PowerState, SimOptions};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn in_flight(rig: &Rig) -> serde_json::Value {
+    let out = rig.bin(&["journal", "--in-flight", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn journal_has(rig: &Rig, needle: &str) -> bool {
+    std::fs::read_to_string(rig.state_dir().join("journal")).is_ok_and(|j| j.contains(needle))
+}
+
+/// Restarts the agent, waits for recovery and the first pass, and stops it cleanly.
+fn restart_and_settle(rig: &Rig) -> Agent {
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    agent.wait_notify("STATUS=pass 1:", T);
+    agent
+}
+
+#[test]
+fn killed_after_started_is_durable_but_before_the_call_returns() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "crash-started",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    // The start request reaches the node but its answer takes a while.
+    rig.sim.set_faults(Faults {
+        latency: Duration::from_millis(700),
+        latency_for: Some(("POST".into(), "status/start".into())),
+        ..Faults::default()
+    });
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    // The request is at the node, so `started` is already on disk.
+    assert!(rig.sim.wait_until(T, |s| s.max_concurrent_mutations() == 1));
+    assert!(journal_has(&rig, "\"started\""));
+    agent.kill9();
+    assert_eq!(in_flight(&rig)[0]["state"], "started");
+
+    // The node carries on with the request the dead agent sent.
+    assert!(rig.sim.wait_until(T, |s| s.tasks_started(101).len() == 1));
+    rig.sim.set_faults(Faults::default());
+
+    let mut agent = restart_and_settle(&rig);
+    // Recovery found the task in the node's task list and resolved the op from it.
+    assert_eq!(in_flight(&rig), serde_json::json!([]));
+    assert!(rig
+        .sim
+        .wait_until(T, |s| s.guest(101).unwrap().status == PowerState::Running));
+    assert_eq!(rig.sim.tasks_started(101).len(), 1, "a duplicate start");
+    assert_eq!(
+        mutations_of(&rig.sim, 101),
+        ["POST start"],
+        "the restart sent another"
+    );
+    let out = rig.bin(&["journal", "--json"]);
+    let states: Vec<String> = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["started", "task_running", "succeeded"]);
+    agent.signal(super::agent::SIGTERM);
+    assert!(agent.wait_exit(T).success());
+}
+
+#[test]
+fn killed_after_task_running_while_the_task_runs() {
+    let opts = SimOptions {
+        task_duration: Duration::from_millis(1500),
+        ..fast_sim()
+    };
+    let desired =
+        r#"{"guests": [{"vmid": 101, "state": "running"}, {"vmid": 102, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "crash-task",
+        opts,
+        vec![guest(101, false), guest(102, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    assert!(poll_until(T, || {
+        std::fs::read_to_string(rig.state_dir().join("journal"))
+            .is_ok_and(|j| j.matches("\"task_running\"").count() == 2)
+    }));
+    assert_eq!(rig.sim.running_tasks(), 2, "killed while the tasks run");
+    agent.kill9();
+    let ops = in_flight(&rig);
+    assert_eq!(ops.as_array().unwrap().len(), 2);
+    assert!(ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["state"] == "task_running"));
+
+    // Restarted while the tasks still run: recovery waits for them, and no new start
+    // is issued for either guest.
+    let mut agent = restart_and_settle(&rig);
+    assert_eq!(in_flight(&rig), serde_json::json!([]));
+    for vmid in [101, 102] {
+        assert_eq!(mutations_of(&rig.sim, vmid), ["POST start"], "guest {vmid}");
+        assert_eq!(rig.sim.guest(vmid).unwrap().status, PowerState::Running);
+    }
+    let out = rig.bin(&["journal", "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let succeeded = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, 2, "{records}");
+    agent.signal(super::agent::SIGTERM);
+    assert!(agent.wait_exit(T).success());
+}
+
+#[test]
+fn killed_during_compaction() {
+    // Ten guests to start: twenty-odd records pass the smallest compaction bound.
+    let guests: Vec<_> = (101..=110).map(|v| guest(v, false)).collect();
+    let desired = serde_json::json!({"guests": (101..=110)
+        .map(|v| serde_json::json!({"vmid": v, "state": "running"}))
+        .collect::<Vec<_>>()})
+    .to_string();
+    let rig = Rig::new(
+        "crash-compact",
+        fast_sim(),
+        guests,
+        &desired,
+        serde_json::json!({"journal_compact_bytes": 4096}),
+    );
+    let mut agent = Agent::run(
+        &rig.config_path,
+        rig.dir.path(),
+        &[("FELHOM_FAILPOINT", "compact-before-rename")],
+    );
+    agent.wait_line("failpoint compact-before-rename reached", T);
+    assert!(rig.state_dir().join("journal.tmp").exists());
+    agent.kill9();
+
+    // The journal opens (the old file, whole), and a restart converges everything.
+    let _ = in_flight(&rig);
+    let mut agent = restart_and_settle(&rig);
+    assert!(rig.sim.wait_until(T, |s| (101..=110)
+        .all(|v| s.guest(v).unwrap().status == PowerState::Running)));
+    agent.signal(super::agent::SIGTERM);
+    assert!(agent.wait_exit(T).success());
+    assert_eq!(in_flight(&rig), serde_json::json!([]));
+    for vmid in 101..=110 {
+        assert_eq!(
+            rig.sim.tasks_started(vmid).len(),
+            1,
+            "guest {vmid} started twice"
+        );
+    }
+    assert!(!rig.state_dir().join("journal.tmp").exists());
+}

@@ -1,0 +1,188 @@
+//! `felhom-agent run` as a real process against the simulated node: reload, a rejected
+//! reload, SIGTERM during a long task, sd_notify, and the metrics file.
+
+use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
+use super::prom::parse_prometheus;
+use super::rig::{fast_sim, guest, mutations_of, Rig};
+use felhom_agent::sim::{PowerState, SimOptions};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn desired_change_and_sighup_converge_without_a_restart() {
+    let desired =
+        r#"{"guests": [{"vmid": 101, "state": "running"}, {"vmid": 102, "state": "stopped"}]}"#;
+    let rig = Rig::new(
+        "daemon-reload",
+        fast_sim(),
+        vec![guest(101, false), guest(102, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    let metrics = rig.dir.path().join("metrics.prom");
+    let rig = {
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&rig.config_path).unwrap()).unwrap();
+        cfg["metrics_file"] = serde_json::json!(metrics);
+        std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
+        rig
+    };
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    agent.wait_notify("STATUS=pass 1:", T);
+    assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
+
+    // The metrics file is valid Prometheus text and says what happened.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let samples = parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+            .map(|s| s.value)
+    };
+    assert_eq!(value("felhom_passes_total", &[]), Some(1.0));
+    assert_eq!(
+        value(
+            "felhom_actions_total",
+            &[("kind", "start"), ("result", "applied")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value("felhom_in_flight_ops", &[]), Some(0.0));
+    assert!(value("felhom_journal_size_bytes", &[]).unwrap() > 0.0);
+    assert!(value("felhom_last_pass_duration_seconds", &[]).is_some());
+
+    // A new desired state and SIGHUP: the agent converges to it, same process.
+    rig.write_desired(r#"{"guests": [{"vmid": 101, "state": "stopped"}, {"vmid": 102, "state": "running", "cores": 3}]}"#);
+    agent.signal(SIGHUP);
+    agent.wait_notify("RELOADING=1", T);
+    agent.wait_notify("READY=1", T);
+    agent.wait_notify("STATUS=pass 2:", T);
+    let (g1, g2) = (rig.sim.guest(101).unwrap(), rig.sim.guest(102).unwrap());
+    assert_eq!(g1.status, PowerState::Stopped);
+    assert_eq!((g2.status, g2.cores), (PowerState::Running, Some(3)));
+    assert_eq!(mutations_of(&rig.sim, 102), ["PUT config", "POST start"]);
+
+    agent.signal(SIGTERM);
+    agent.wait_notify("STOPPING=1", T);
+    assert!(agent.wait_exit(T).success());
+}
+
+#[test]
+fn a_broken_desired_file_on_sighup_keeps_the_old_state_and_shows_in_status() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "daemon-bad-reload",
+        fast_sim(),
+        vec![guest(101, false), guest(102, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    agent.wait_notify("STATUS=pass 1:", T);
+    let before = rig.sim.mutations().len();
+
+    // Broken: a syntax error that would also name guest 102.
+    rig.write_desired("{\"guests\": [{\"vmid\": 102, \"state\": \"running\",}]}");
+    agent.signal(SIGHUP);
+    agent.wait_notify("RELOADING=1", T);
+    agent.wait_notify("READY=1", T);
+    agent.wait_line("reload failed", T);
+    // The pass after the reload runs with the old desired state: nothing to do.
+    agent.wait_notify("STATUS=pass 2:", T);
+    assert_eq!(
+        rig.sim.mutations().len(),
+        before,
+        "a bad reload caused an action"
+    );
+    assert_eq!(rig.sim.guest(102).unwrap().status, PowerState::Stopped);
+
+    let out = rig.bin(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reload error"), "{text}");
+    assert!(text.contains("desired.json:1:"), "{text}");
+
+    // The old desired state is still enforced: drift on 101 is repaired.
+    rig.sim
+        .update_guest(101, |g| g.status = PowerState::Stopped);
+    agent.signal(super::agent::SIGUSR1);
+    agent.wait_notify("STATUS=pass 3:", T);
+    assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
+
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+}
+
+#[test]
+fn sigterm_during_a_long_task_exits_0_within_the_drain_bound() {
+    let opts = SimOptions {
+        task_duration: Duration::from_secs(60),
+        ..fast_sim()
+    };
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "daemon-term",
+        opts,
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({"drain_timeout_secs": 1}),
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 1));
+    let journal = rig.state_dir().join("journal");
+    assert!(poll_until(T, || std::fs::read_to_string(&journal)
+        .is_ok_and(|j| j.contains("\"task_running\""))));
+
+    let t0 = Instant::now();
+    agent.signal(SIGTERM);
+    agent.wait_notify("STOPPING=1", T);
+    let status = agent.wait_exit(T);
+    let took = t0.elapsed();
+    assert!(status.success(), "{status:?}");
+    // Drain bound 1 s, plus the time to cancel the wait and join the threads.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        agent.seen.iter().any(|l| l.contains("drain bound reached")),
+        "{:?}",
+        agent.seen
+    );
+    assert!(
+        agent.seen.iter().any(|l| l.contains("agent stopped")),
+        "{:?}",
+        agent.seen
+    );
+
+    // The journal is consistent and still has the running task in flight, with its UPID.
+    let out = rig.bin(&["journal", "--in-flight", "--json"]);
+    assert!(out.status.success());
+    let ops: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ops.as_array().unwrap().len(), 1, "{ops}");
+    assert_eq!(ops[0]["state"], "task_running");
+    assert!(ops[0]["upid"].as_str().unwrap().contains(":vzstart:101:"));
+    assert_eq!(rig.sim.tasks_started(101).len(), 1);
+}
+
+#[test]
+fn notify_sequence_and_thread_hygiene() {
+    let rig = Rig::new(
+        "daemon-notify",
+        fast_sim(),
+        vec![],
+        r#"{"guests": []}"#,
+        serde_json::json!({}),
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    agent.signal(SIGHUP);
+    let msg = agent.wait_notify("RELOADING=1", T);
+    assert!(msg.contains("MONOTONIC_USEC="), "{msg}");
+    agent.wait_notify("READY=1", T);
+    agent.signal(SIGTERM);
+    agent.wait_notify("STOPPING=1", T);
+    assert!(agent.wait_exit(T).success());
+    assert!(rig.sim.mutations().is_empty());
+}
