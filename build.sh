@@ -2,7 +2,7 @@
 # felhom-agent build entry point.
 #   ./build.sh          static x86_64 musl release binary (prints its path and size)
 #   ./build.sh test     fmt check, clippy with -D warnings, and the whole test suite
-#   ./build.sh bench    the benchmark (`cargo test --release --test bench`)
+#   ./build.sh bench    the benchmark (tests/bench, `cargo bench --bench bench`)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -98,10 +98,8 @@ has_interp() {
 # nothing could load a shared library for it anyway (Rust's musl target links a
 # static PIE, which has a PT_DYNAMIC for its own relocations but no interpreter).
 # readelf, when present, also confirms that there is no DT_NEEDED entry. Last, the
-# binary is run with an empty environment: that it starts at all on this machine
-# proves the check above right in practice. Until the binary has `--version` any
-# exit code below 126 counts as started (126/127: could not execute; above 128:
-# killed by a signal).
+# binary runs `--version` with an empty environment: that it works at all on this
+# machine proves the check above right in practice.
 check_static() {
   local bin=$1 rc=0
   if has_interp "$bin"; then
@@ -114,8 +112,8 @@ check_static() {
     exit 1
   fi
   env -i "$bin" --version >/dev/null 2>&1 || rc=$?
-  if ((rc >= 126)); then
-    echo "build.sh: $bin does not run (exit $rc)" >&2
+  if ((rc != 0)); then
+    echo "build.sh: $bin --version does not run (exit $rc)" >&2
     exit 1
   fi
   echo "static: no interpreter, no shared libraries, runs with an empty environment"
@@ -124,7 +122,9 @@ check_static() {
 build_static() {
   ensure_musl_target
   ensure_musl_cc
-  cargo build --release --locked --target "$target"
+  # Without the default `sim` feature: a node has no use for the simulated Proxmox
+  # node or the demo, and leaving them out keeps rustls' server side out too.
+  cargo build --release --locked --no-default-features --target "$target"
   local bin=target/$target/release/felhom-agent bytes
   bytes=$(stat -c %s "$bin")
   echo "binary: $bin"
@@ -147,12 +147,19 @@ case "$cmd" in
   test)
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
+    cargo clippy --no-default-features -- -D warnings
     cargo test --all-targets
+    # The shipped binary: static and under budget. It needs musl-gcc, which build.sh
+    # installs only as root; elsewhere (and outside CI) the check is skipped, loudly.
+    if [[ ${CI:-} == true || $(id -u) == 0 ]] || command -v musl-gcc >/dev/null 2>&1; then
+      build_static
+    else
+      echo "build.sh: skipping the static build check (needs musl-gcc; run ./build.sh as root once)" >&2
+    fi
     ;;
   bench)
-    # Fails with cargo's "no test target named `bench`" until tests/bench exists.
-    # One test thread so that measurements do not compete for the two cores.
-    cargo test --release --test bench -- --nocapture --test-threads=1
+    # tests/bench/main.rs: prints one line per measured number.
+    cargo bench --bench bench
     ;;
   *)
     echo "usage: ./build.sh [build|test|bench]" >&2

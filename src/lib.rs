@@ -7,6 +7,7 @@ pub mod app;
 pub mod cancel;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod desired;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod notify;
 pub mod plan;
 pub mod pve;
 pub mod secret;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod telemetry;
 pub mod time;

@@ -85,8 +85,18 @@ fn main() -> std::process::ExitCode {
     let first = argv.get(1).map(String::as_str);
     // These parse their own arguments.
     match first {
+        #[cfg(feature = "sim")]
         Some("sim") => return felhom_agent::sim::cli::main(&argv[2..]).into(),
+        #[cfg(feature = "sim")]
         Some("demo") => return felhom_agent::demo::main(&argv[2..]).into(),
+        #[cfg(not(feature = "sim"))]
+        Some(cmd @ ("sim" | "demo")) => {
+            eprintln!(
+                "felhom-agent: `{cmd}` is not in this build (built without the `sim` feature); \
+                 use a default build, e.g. `cargo run --release -- {cmd}`"
+            );
+            return ExitCode::Usage.into();
+        }
         Some("--version" | "version") => {
             println!("felhom-agent {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::Ok.into();
