@@ -112,7 +112,14 @@ fn main() -> std::process::ExitCode {
         }
         _ => {}
     }
-    let result = parse(&argv[1..]).and_then(|args| match args.command.as_str() {
+    let args = match parse(&argv[1..]) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("felhom-agent: {e}");
+            return e.exit_code().into();
+        }
+    };
+    let result = match args.command.as_str() {
         "run" => felhom_agent::daemon::run(&args.config),
         "once" => app::once(&args.config, args.json),
         "plan" => app::plan(&args.config, args.json),
@@ -122,14 +129,17 @@ fn main() -> std::process::ExitCode {
         other => Err(AppError::Usage(format!(
             "unknown command {other:?}\n\n{USAGE}"
         ))),
-    });
+    };
     match result {
         Ok(code) => code.into(),
         Err(e) => {
             let code = e.exit_code();
-            match &e {
-                AppError::Usage(m) => eprintln!("felhom-agent: {m}"),
-                _ => log::error(&e.to_string(), &[("exit", &code.code())]),
+            if args.command == "run" {
+                // The service's stderr goes to journald or svlogd: one logfmt line.
+                log::error(&e.to_string(), &[("exit", &code.code())]);
+            } else {
+                // A person at a terminal: the message as written, one problem per line.
+                eprintln!("felhom-agent: {e}");
             }
             code.into()
         }

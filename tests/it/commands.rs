@@ -135,3 +135,55 @@ fn check_accepts_a_good_config() {
     assert!(stdout(&out).starts_with("ok: "));
     assert!(rig.sim.requests().is_empty());
 }
+
+#[test]
+fn the_secret_never_reaches_logs_output_or_state_files() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running", "cores": 2}]}"#;
+    let rig = Rig::new(
+        "cmd-secret",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    let secret = rig.sim.token_secret().to_string();
+    let mut seen = String::new();
+    for args in [
+        &["once", "--log-level", "debug"][..],
+        &["plan", "--json", "--log-level", "debug"],
+        &["status", "--json"],
+        &["journal", "--json"],
+    ] {
+        let out = rig.bin(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        seen += &stdout(&out);
+        seen += &stderr(&out);
+    }
+    assert!(seen.contains("level=debug"), "debug logging was on");
+    for entry in std::fs::read_dir(rig.state_dir()).unwrap() {
+        seen += &std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+    }
+    assert!(!seen.contains(&secret), "the token secret leaked");
+    // It did authenticate with it: the guest was started.
+    assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    for needle in [
+        "pass 1: 1 in sync, 6 actions (6 applied, 0 converged, 0 failed, 0 blocked), 2 skipped",
+        "mutations the node saw: 6 before this pass, 6 after",
+        "103 db  memory 256 -> 4096, state stopped -> running",
+        "pass 3: 4 in sync, 2 actions (2 applied",
+        "0 on guest 108 (unmanaged)",
+        "nothing in flight: true",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
