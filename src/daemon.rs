@@ -171,10 +171,16 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         journal,
         telemetry: Default::default(),
     };
-    let code = d.run_loop(&signals.events, &mut cancel);
+    let code = d.run_loop(&signals.events);
+    // Whatever ended the loop, nothing may keep a lane waiting: cancel, then join.
+    // (After a clean shutdown this is already done and costs nothing.)
+    cancel.cancel();
     let Daemon {
-        engine, journal, ..
+        mut engine,
+        journal,
+        ..
     } = d;
+    engine.close_lanes(|_| {});
     drop(engine);
     if let Err(e) = journal.close() {
         log::error("closing the journal", &[("error", &log::Chain(&e))]);
@@ -185,7 +191,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
 }
 
 impl Daemon {
-    fn run_loop(&mut self, signals: &Receiver<i32>, cancel: &mut CancelSource) -> ExitCode {
+    fn run_loop(&mut self, signals: &Receiver<i32>) -> ExitCode {
         let mut next_pass = Instant::now();
         let watchdog = self.notifier.watchdog_interval();
         let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
@@ -232,7 +238,7 @@ impl Daemon {
                     );
                     return ExitCode::JournalSync;
                 }
-                Event::Shutdown(sig) => return self.shutdown(sig, signals, cancel),
+                Event::Shutdown(sig) => return self.shutdown(sig, signals),
                 Event::DrainDeadline => {}
             }
         }
@@ -335,15 +341,11 @@ impl Daemon {
         }
     }
 
-    /// Starts no new action, lets in-flight work finish within the drain bound, then
-    /// cancels what is left (it stays in flight in the journal) and joins the lanes.
+    /// Starts no new action and lets in-flight work finish within the drain bound; the
+    /// caller then cancels what is left (it stays in flight in the journal) and joins
+    /// the lanes.
     /// A second signal exits at once; every journal record is already whole on disk.
-    fn shutdown(
-        &mut self,
-        sig: i32,
-        signals: &Receiver<i32>,
-        cancel: &mut CancelSource,
-    ) -> ExitCode {
+    fn shutdown(&mut self, sig: i32, signals: &Receiver<i32>) -> ExitCode {
         let _ = self.notifier.stopping();
         log::info(
             "stopping",
@@ -386,8 +388,6 @@ impl Daemon {
                 &[("busy", &busy)],
             );
         }
-        cancel.cancel();
-        self.engine.close_lanes(|_| {});
         ExitCode::Ok
     }
 }

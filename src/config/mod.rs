@@ -55,7 +55,7 @@ use std::time::Duration;
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/felhom-agent/config.json";
 /// The PVE cluster CA, trusted when `ca_file` is not set and the file exists.
-pub const PVE_ROOT_CA: &str = "/etc/pve/pve-root-ca.pem";
+pub const PVE_ROOT_CA: &str = crate::pve::DEFAULT_CA_FILE;
 /// Where PVE's node name comes from when `node` is not set.
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 

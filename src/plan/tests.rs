@@ -7,17 +7,7 @@ fn vmid(n: u32) -> Vmid {
 }
 
 fn spec(n: u32) -> GuestSpec {
-    GuestSpec {
-        vmid: vmid(n),
-        name: None,
-        state: None,
-        cores: None,
-        memory: None,
-        swap: None,
-        description: None,
-        onboot: None,
-        tags: None,
-    }
+    GuestSpec::new(vmid(n))
 }
 
 fn guest(n: u32, running: bool) -> ObservedGuest {
