@@ -177,3 +177,59 @@ fn killed_during_compaction() {
     }
     assert!(!rig.state_dir().join("journal.tmp").exists());
 }
+
+#[test]
+fn a_corrupt_journal_stops_the_agent_with_exit_3() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running", "cores": 2}]}"#;
+    let rig = Rig::new(
+        "crash-corrupt",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    assert!(rig.bin(&["once"]).status.success());
+    let path = rig.state_dir().join("journal");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let lines: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    assert!(lines.len() >= 3, "a middle record exists");
+    // One flipped byte inside the second record, with good records after it.
+    bytes[lines[0] + 20] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    rig.sim
+        .update_guest(101, |g| g.status = PowerState::Stopped);
+    let before = rig.sim.mutations().len();
+
+    for cmd in [
+        &["once"][..],
+        &["journal"],
+        &["journal", "--in-flight", "--json"],
+    ] {
+        let out = rig.bin(cmd);
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("corrupt at line 2"),
+            "{cmd:?}: {err}"
+        );
+    }
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    assert_eq!(agent.wait_exit(T).code(), Some(3));
+    assert!(
+        agent.seen.iter().any(|l| l.contains("corrupt")),
+        "{:?}",
+        agent.seen
+    );
+    assert_eq!(
+        rig.sim.mutations().len(),
+        before,
+        "a corrupt journal caused an action"
+    );
+    // Nothing was repaired or rewritten behind the operator's back.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

@@ -186,3 +186,25 @@ fn notify_sequence_and_thread_hygiene() {
     assert!(agent.wait_exit(T).success());
     assert!(rig.sim.mutations().is_empty());
 }
+
+#[test]
+fn watchdog_pings_when_systemd_asks_for_them() {
+    let rig = Rig::new(
+        "daemon-watchdog",
+        fast_sim(),
+        vec![],
+        r#"{"guests": []}"#,
+        serde_json::json!({}),
+    );
+    let mut agent = Agent::run(
+        &rig.config_path,
+        rig.dir.path(),
+        &[("WATCHDOG_USEC", "200000")],
+    );
+    agent.wait_notify("READY=1", T);
+    // Half the watchdog interval: pings every 100 ms, so two arrive well within T.
+    agent.wait_notify("WATCHDOG=1", T);
+    agent.wait_notify("WATCHDOG=1", T);
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+}
