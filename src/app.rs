@@ -279,11 +279,11 @@ fn print_report(r: &PassReport) {
     for a in &r.actions {
         println!("{} {}  {}", a.vmid, a.kind, a.message);
     }
-    for (vmid, _, reason) in &r.skipped {
-        println!("{vmid} skipped: {reason}");
+    for s in &r.skipped {
+        println!("{} skipped: {}", s.vmid, s.reason);
     }
-    for (vmid, keys) in &r.pending {
-        println!("{vmid} pending: {}", keys.join(", "));
+    for p in &r.pending {
+        println!("{} pending: {}", p.vmid, p.keys.join(", "));
     }
     println!("{}", r.summary());
 }
@@ -362,12 +362,12 @@ pub fn render_status(v: &serde_json::Value) -> String {
     }
     if let Some(skipped) = pass["skipped"].as_array() {
         for k in skipped {
-            let _ = writeln!(out, "skipped:   {} {}", k[0], s(&k[2]));
+            let _ = writeln!(out, "skipped:   {} {}", k["vmid"], s(&k["reason"]));
         }
     }
     if let Some(pending) = pass["pending"].as_array() {
         for p in pending {
-            let _ = writeln!(out, "pending:   {} {}", p[0], p[1]);
+            let _ = writeln!(out, "pending:   {} {}", p["vmid"], p["keys"]);
         }
     }
     if let Some(e) = v["reload_error"].as_str() {

@@ -124,8 +124,8 @@ impl Telemetry {
                 );
             }
             let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
-            for (_, class, _) in &r.skipped {
-                *skipped.entry(class.as_str()).or_default() += 1;
+            for s in &r.skipped {
+                *skipped.entry(s.class.as_str()).or_default() += 1;
             }
             for (reason, n) in skipped {
                 gauge(

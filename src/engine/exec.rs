@@ -207,17 +207,18 @@ impl ApiExecutor {
         cancel: &Cancel,
     ) -> Outcome {
         let want = match action.kind {
-            ActionKind::Start => RunState::Running,
-            ActionKind::Stop | ActionKind::Shutdown => RunState::Stopped,
-            ActionKind::SetConfig => RunState::Stopped,
+            _ if !upid.kind.starts_with("ha") => None,
+            ActionKind::Start => Some(RunState::Running),
+            ActionKind::Stop | ActionKind::Shutdown => Some(RunState::Stopped),
+            ActionKind::SetConfig => None,
         };
-        if !upid.kind.starts_with("ha") || action.kind == ActionKind::SetConfig {
+        let Some(want) = want else {
             rec.succeeded(op);
             return Outcome::Applied {
                 upid: Some(upid),
                 warnings,
             };
-        }
+        };
         let mut interval = Duration::from_millis(200);
         loop {
             match self.client.lxc_status(&self.node, action.vmid) {

@@ -49,6 +49,21 @@ pub struct ActionReport {
     pub message: String,
 }
 
+/// A guest skipped in a pass: `class` is stable (for metrics), `reason` is for people.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SkipReport {
+    pub vmid: Vmid,
+    pub class: String,
+    pub reason: String,
+}
+
+/// A guest whose only drift waits in PVE's pending section.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PendingReport {
+    pub vmid: Vmid,
+    pub keys: Vec<String>,
+}
+
 /// The result of one pass, once every job it dispatched has reported.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PassReport {
@@ -68,8 +83,8 @@ pub struct PassReport {
     pub not_run: usize,
     pub in_sync: Vec<Vmid>,
     pub drifted: Vec<Vmid>,
-    pub pending: Vec<(Vmid, Vec<String>)>,
-    pub skipped: Vec<(Vmid, String, String)>,
+    pub pending: Vec<PendingReport>,
+    pub skipped: Vec<SkipReport>,
     pub actions: Vec<ActionReport>,
     pub errors: Vec<ActionReport>,
     /// Set when the pass could not observe the node; nothing was planned.
@@ -247,12 +262,19 @@ impl Engine {
         report.pending = plan
             .pending
             .iter()
-            .map(|(v, f)| (*v, f.iter().map(|f| f.name().to_string()).collect()))
+            .map(|(v, f)| PendingReport {
+                vmid: *v,
+                keys: f.iter().map(|f| f.name().to_string()).collect(),
+            })
             .collect();
         report.skipped = plan
             .skipped
             .iter()
-            .map(|s| (s.vmid, s.reason.class().to_string(), s.reason.to_string()))
+            .map(|s| SkipReport {
+                vmid: s.vmid,
+                class: s.reason.class().to_string(),
+                reason: s.reason.to_string(),
+            })
             .collect();
         let mut outstanding = BTreeSet::new();
         for vmid in plan.guests() {

@@ -213,10 +213,7 @@ fn a_corrupt_journal_stops_the_agent_with_exit_3() {
         let out = rig.bin(cmd);
         assert_eq!(out.status.code(), Some(3), "{cmd:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("corrupt at line 2"),
-            "{cmd:?}: {err}"
-        );
+        assert!(err.contains("corrupt at line 2"), "{cmd:?}: {err}");
     }
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     assert_eq!(agent.wait_exit(T).code(), Some(3));

@@ -150,7 +150,7 @@ fn skipped_guests_say_why_and_are_not_touched() {
     let reasons: Vec<String> = report
         .skipped
         .iter()
-        .map(|(v, _, r)| format!("{v} {r}"))
+        .map(|s| format!("{} {}", s.vmid, s.reason))
         .collect();
     assert_eq!(
         reasons,
@@ -203,7 +203,7 @@ fn failures_back_off_and_blocked_guests_are_retried_without_counting_as_failures
     let held: Vec<String> = r2
         .skipped
         .iter()
-        .map(|(v, c, _)| format!("{v} {c}"))
+        .map(|s| format!("{} {}", s.vmid, s.class))
         .collect();
     assert_eq!(held, ["101 backoff"]);
     assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
@@ -269,13 +269,12 @@ fn pending_drift_is_reported_and_never_resent() {
     let (mut engine, journal, mut cancel) = rig.engine();
     for _ in 0..2 {
         let report = pass(&mut engine, &rig.desired());
-        assert_eq!(
-            report.pending,
-            [(
-                felhom_agent::pve::Vmid::new(101).unwrap(),
-                vec!["memory".to_string()]
-            )]
-        );
+        let pending: Vec<String> = report
+            .pending
+            .iter()
+            .map(|p| format!("{} {}", p.vmid, p.keys.join(",")))
+            .collect();
+        assert_eq!(pending, ["101 memory"]);
         assert_eq!(report.planned, 0);
     }
     assert!(rig.sim.mutations().is_empty());
@@ -299,6 +298,52 @@ fn ha_managed_guests_are_left_to_ha_manager() {
     let report = pass(&mut engine, &rig.desired());
     assert_eq!(report.skipped.len(), 1);
     assert!(rig.sim.mutations().is_empty());
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}
+
+#[test]
+fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
+    // HA takes the guest over between the read and the start: the node answers with an
+    // `hastart` task that ends at once, and the guest starts only later. The action
+    // counts as applied only once the guest really runs.
+    let opts = SimOptions {
+        ha_apply_delay: std::time::Duration::from_millis(600),
+        ..fast_sim()
+    };
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "engine-ha-race",
+        opts,
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    rig.sim.set_faults(Faults {
+        latency: std::time::Duration::from_millis(500),
+        latency_for: Some(("POST".into(), "status/start".into())),
+        ..Faults::default()
+    });
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let (_plan, done) = engine.start_pass(&rig.desired());
+    assert!(done.is_none());
+    rig.sim.update_guest(101, |g| g.ha = Some("started".into()));
+    let result = engine
+        .results()
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the start returns");
+    let report = engine.on_result(result).expect("the pass completes");
+    assert_eq!(report.applied, 1, "{report:?}");
+    let upids = rig.sim.tasks_started(101);
+    assert_eq!(upids.len(), 1);
+    assert_eq!(upids[0].kind, "hastart");
+    assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
+    // The agent polled the guest's status after the HA task ended.
+    assert!(rig
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/101/status/current")));
     engine.shutdown(std::time::Instant::now(), || cancel.cancel());
     journal.close().unwrap();
 }
