@@ -91,6 +91,9 @@ pub fn main(args: &[String]) -> ExitCode {
         eprintln!("felhom-agent demo takes no arguments, got {a:?}");
         return ExitCode::Usage;
     }
+    // The demo prints its own account of every action; the agent's log lines would say
+    // the same again on stderr. Warnings and errors still show.
+    crate::log::set_level(crate::log::Level::Warn);
     match run() {
         Ok(()) => ExitCode::Ok,
         Err(e) => {

@@ -104,8 +104,18 @@ impl Executor for ApiExecutor {
             Ok(op) => op,
             Err(e) => return Outcome::Failed(format!("journal unavailable, not acting: {e}")),
         };
+        log::info(
+            "action started",
+            &[
+                ("vmid", &action.vmid),
+                ("kind", &action.kind),
+                ("op", &op),
+                ("reason", &action.reason),
+            ],
+        );
         self.report(Progress::Started(action.clone()));
         let outcome = self.run(action, op, &rec, cancel);
+        log_outcome(action, op, &outcome);
         self.report(Progress::Finished(action.clone(), outcome.clone()));
         outcome
     }
@@ -150,6 +160,14 @@ impl ApiExecutor {
             }
         };
         rec.task_running(op, &upid);
+        log::debug(
+            "task running",
+            &[
+                ("vmid", &action.vmid),
+                ("kind", &action.kind),
+                ("upid", &upid),
+            ],
+        );
         self.report(Progress::TaskRunning(action.clone(), upid.clone()));
         let deadline = Instant::now() + self.task_timeout;
         let waited = self.client.wait_task(
@@ -240,6 +258,39 @@ impl ApiExecutor {
                 return Outcome::Cancelled(format!("ha request {upid} unverified at shutdown"));
             }
             interval = (interval * 3 / 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// One line per finished action: `action applied` at info, anything that did not
+/// apply at warn.
+fn log_outcome(action: &Action, op: OpId, outcome: &Outcome) {
+    let class = outcome.class();
+    let mut fields: Vec<log::Field<'_>> =
+        vec![("vmid", &action.vmid), ("kind", &action.kind), ("op", &op)];
+    match outcome {
+        Outcome::Applied { upid, warnings } => {
+            if let Some(upid) = upid {
+                fields.push(("upid", upid));
+            }
+            if *warnings > 0 {
+                fields.push(("warnings", warnings));
+            }
+            log::info("action applied", &fields);
+        }
+        Outcome::Converged(m) => {
+            fields.push(("detail", m));
+            log::info("action converged", &fields);
+        }
+        Outcome::Blocked(m) | Outcome::Cancelled(m) => {
+            fields.push(("result", &class));
+            fields.push(("error", m));
+            log::warn("action not done", &fields);
+        }
+        Outcome::Terminal(m) | Outcome::Failed(m) => {
+            fields.push(("result", &class));
+            fields.push(("error", m));
+            log::warn("action failed", &fields);
         }
     }
 }

@@ -187,3 +187,26 @@ fn the_demo_runs_end_to_end() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 }
+
+#[test]
+fn with_no_desired_source_a_pass_plans_and_mutates_nothing() {
+    let rig = Rig::new(
+        "cmd-no-desired",
+        fast_sim(),
+        vec![guest(101, false), guest(102, true)],
+        "{}",
+        serde_json::json!({"desired_file": null}),
+    );
+    let out = rig.bin(&["once", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["planned"], 0);
+    assert!(rig.sim.mutations().is_empty());
+    assert!(rig.sim.requests().is_empty(), "nothing named, nothing read");
+    let out = rig.bin(&["check"]);
+    assert!(
+        stdout(&out).contains("0 guests desired, source none"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -32,6 +32,12 @@ fn desired_change_and_sighup_converge_without_a_restart() {
     agent.wait_notify("READY=1", T);
     agent.wait_notify("STATUS=pass 1:", T);
     assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
+    // logfmt, with a timestamp when journald is not the receiver.
+    let line = agent.wait_line("msg=\"action applied\" vmid=101 kind=start", T);
+    assert!(
+        line.starts_with("ts=") && line.contains(" upid=UPID:pve1:"),
+        "{line}"
+    );
 
     // The metrics file is valid Prometheus text and says what happened.
     let text = std::fs::read_to_string(&metrics).unwrap();

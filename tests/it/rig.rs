@@ -70,8 +70,13 @@ impl Rig {
             "shutdown_timeout_secs": 5,
             "task_timeout_secs": 20,
         });
+        // `extra` overrides keys; a null removes one.
         for (k, v) in extra.as_object().into_iter().flatten() {
-            config[k] = v.clone();
+            if v.is_null() {
+                config.as_object_mut().unwrap().remove(k);
+            } else {
+                config[k] = v.clone();
+            }
         }
         let config_path = dir.write("config.json", config.to_string(), 0o644);
         Rig {
