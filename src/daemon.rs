@@ -129,9 +129,10 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         provider,
         desired,
     } = app::load(config_path)?;
-    // Installed before readiness, so a signal during recovery is not lost.
-    let signals = SignalThread::install()?;
+    // Trusting the CA sets SSL_CERT_FILE: before any thread starts.
     let client = app::client(&config)?;
+    // Installed before recovery and readiness, so no signal is lost.
+    let signals = SignalThread::install()?;
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         log::warn("sd_notify disabled", &[("error", &e)]);
         Notifier::disabled()
@@ -141,7 +142,22 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
     }
     let mut cancel = CancelSource::new();
-    let stuck = app::recover_journal(&journal, &client, &config, &cancel.token())?;
+    let (stuck, reload) = match recover(
+        &journal,
+        &client,
+        &config,
+        &mut cancel,
+        &signals.events,
+        &notifier,
+    )? {
+        Recovery::Done(stuck, reload) => (stuck, reload),
+        Recovery::Stopped(sig) => {
+            log::info("stopped during recovery", &[("signal", &sig)]);
+            journal.close()?;
+            drop(signals);
+            return Ok(ExitCode::Ok);
+        }
+    };
     let mut engine = Engine::new(
         client,
         journal.clone(),
@@ -171,6 +187,9 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         journal,
         telemetry: Default::default(),
     };
+    if reload {
+        d.reload();
+    }
     let code = d.run_loop(&signals.events);
     // Whatever ended the loop, nothing may keep a lane waiting: cancel, then join.
     // (After a clean shutdown this is already done and costs nothing.)
@@ -188,6 +207,74 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     drop(signals);
     log::info("agent stopped", &[("exit", &code.code())]);
     Ok(code)
+}
+
+/// How start-up recovery ended.
+enum Recovery {
+    /// Every op resolved, or these guests' tasks are still running (never acted on);
+    /// and whether a SIGHUP arrived meanwhile.
+    Done(Vec<crate::pve::Vmid>, bool),
+    /// SIGTERM or SIGINT arrived first; recovery was cancelled.
+    Stopped(i32),
+}
+
+/// Resolves the ops an earlier run left in flight, on a `recovery` thread, while this
+/// thread keeps listening for signals: recovery may wait for a task for up to
+/// `task_timeout_secs`, and a stop request must not wait that long.
+fn recover(
+    journal: &crate::journal::Journal,
+    client: &crate::pve::Client,
+    config: &Config,
+    cancel: &mut CancelSource,
+    signals: &Receiver<i32>,
+    notifier: &Notifier,
+) -> Result<Recovery, AppError> {
+    if journal.in_flight().is_empty() {
+        return Ok(Recovery::Done(Vec::new(), false));
+    }
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let (j, c, cfg, token) = (
+        journal.clone(),
+        client.clone(),
+        config.clone(),
+        cancel.token(),
+    );
+    let thread = std::thread::Builder::new()
+        .name("recovery".into())
+        .spawn(move || {
+            let _ = done_tx.send(app::recover_journal(&j, &c, &cfg, &token));
+        })
+        .map_err(|e| AppError::Io("starting the recovery thread".into(), e))?;
+    let mut stopping = None;
+    let mut reload = false;
+    let result = loop {
+        select! {
+            recv(done) -> r => break r.unwrap_or_else(|_| Err(AppError::Usage("recovery thread ended without a result".into()))),
+            recv(signals) -> s => match s.map(event_of_signal) {
+                Ok(Event::Shutdown(sig)) if stopping.is_none() => {
+                    let _ = notifier.stopping();
+                    log::info("stop requested during recovery; cancelling it", &[("signal", &sig)]);
+                    stopping = Some(sig);
+                    cancel.cancel();
+                }
+                Ok(Event::Shutdown(sig)) => {
+                    log::warn("second signal: exiting at once", &[("signal", &sig)]);
+                    std::process::exit(ExitCode::Failure.code());
+                }
+                Ok(Event::Reload) => {
+                    log::info("reload requested during recovery; it follows recovery", &[]);
+                    reload = true;
+                }
+                Ok(event) => log::info("ignored during recovery", &[("event", &event)]),
+                Err(_) => {}
+            },
+        }
+    };
+    let _ = thread.join();
+    match stopping {
+        Some(sig) => Ok(Recovery::Stopped(sig)),
+        None => result.map(|stuck| Recovery::Done(stuck, reload)),
+    }
 }
 
 impl Daemon {

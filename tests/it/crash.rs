@@ -230,3 +230,40 @@ fn a_corrupt_journal_stops_the_agent_with_exit_3() {
     // Nothing was repaired or rewritten behind the operator's back.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+#[test]
+fn sigterm_during_recovery_stops_at_once_and_keeps_the_op_in_flight() {
+    let opts = SimOptions {
+        task_duration: Duration::from_secs(60),
+        ..fast_sim()
+    };
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "crash-recovery-term",
+        opts,
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("READY=1", T);
+    assert!(poll_until(T, || journal_has(&rig, "\"task_running\"")));
+    agent.kill9();
+
+    // The restart waits for the 60 s task before it is ready; a stop must not wait.
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_line("recovering in-flight ops", T);
+    let t0 = std::time::Instant::now();
+    agent.signal(super::agent::SIGTERM);
+    agent.wait_notify("STOPPING=1", T);
+    assert!(agent.wait_exit(T).success());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(agent.seen.iter().all(|l| !l.contains("agent ready")));
+    let ops = in_flight(&rig);
+    assert_eq!(ops[0]["state"], "task_running", "{ops}");
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+}
