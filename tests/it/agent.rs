@@ -190,3 +190,28 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 pub const SIGUSR1: i32 = 10;
+
+/// A running agent whose one action (starting guest 101) has a task that takes a
+/// minute, with the task's UPID already durable in the journal.
+pub fn agent_with_a_long_task(tag: &str, extra: serde_json::Value) -> (crate::rig::Rig, Agent) {
+    let opts = felhom_agent::sim::SimOptions {
+        task_duration: Duration::from_secs(60),
+        ..crate::rig::fast_sim()
+    };
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = crate::rig::Rig::new(
+        tag,
+        opts,
+        vec![crate::rig::guest(101, false)],
+        desired,
+        extra,
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    let t = Duration::from_secs(20);
+    agent.wait_notify("READY=1", t);
+    assert!(rig.sim.wait_until(t, |s| s.running_tasks() == 1));
+    let journal = rig.state_dir().join("journal");
+    assert!(poll_until(t, || std::fs::read_to_string(&journal)
+        .is_ok_and(|j| j.contains("\"task_running\""))));
+    (rig, agent)
+}

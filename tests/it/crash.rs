@@ -2,7 +2,7 @@
 //! nothing in flight, and the node never sees a duplicate start of a guest whose task
 //! was still running.
 
-use super::agent::{poll_until, Agent};
+use super::agent::{agent_with_a_long_task, poll_until, Agent};
 use super::rig::{fast_sim, guest, mutations_of, Rig};
 use felhom_agent::sim::{Faults, PowerState, SimOptions};
 use std::time::Duration;
@@ -233,21 +233,7 @@ fn a_corrupt_journal_stops_the_agent_with_exit_3() {
 
 #[test]
 fn sigterm_during_recovery_stops_at_once_and_keeps_the_op_in_flight() {
-    let opts = SimOptions {
-        task_duration: Duration::from_secs(60),
-        ..fast_sim()
-    };
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "crash-recovery-term",
-        opts,
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
-    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
-    agent.wait_notify("READY=1", T);
-    assert!(poll_until(T, || journal_has(&rig, "\"task_running\"")));
+    let (rig, mut agent) = agent_with_a_long_task("crash-recovery-term", serde_json::json!({}));
     agent.kill9();
 
     // The restart waits for the 60 s task before it is ready; a stop must not wait.

@@ -1,10 +1,10 @@
 //! `felhom-agent run` as a real process against the simulated node: reload, a rejected
 //! reload, SIGTERM during a long task, sd_notify, and the metrics file.
 
-use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
+use super::agent::{agent_with_a_long_task, Agent, SIGHUP, SIGTERM};
 use super::prom::parse_prometheus;
 use super::rig::{fast_sim, guest, mutations_of, Rig};
-use felhom_agent::sim::{PowerState, SimOptions};
+use felhom_agent::sim::PowerState;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
@@ -124,24 +124,8 @@ fn a_broken_desired_file_on_sighup_keeps_the_old_state_and_shows_in_status() {
 
 #[test]
 fn sigterm_during_a_long_task_exits_0_within_the_drain_bound() {
-    let opts = SimOptions {
-        task_duration: Duration::from_secs(60),
-        ..fast_sim()
-    };
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "daemon-term",
-        opts,
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({"drain_timeout_secs": 1}),
-    );
-    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
-    agent.wait_notify("READY=1", T);
-    assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 1));
-    let journal = rig.state_dir().join("journal");
-    assert!(poll_until(T, || std::fs::read_to_string(&journal)
-        .is_ok_and(|j| j.contains("\"task_running\""))));
+    let (rig, mut agent) =
+        agent_with_a_long_task("daemon-term", serde_json::json!({"drain_timeout_secs": 1}));
 
     let t0 = Instant::now();
     agent.signal(SIGTERM);
