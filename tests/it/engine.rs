@@ -347,3 +347,31 @@ fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
     engine.shutdown(std::time::Instant::now(), || cancel.cancel());
     journal.close().unwrap();
 }
+
+#[test]
+fn an_unreadable_node_plans_nothing_and_the_next_pass_recovers() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "engine-down",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    rig.sim.set_faults(Faults {
+        rate_500: 1.0,
+        ..Faults::default()
+    });
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let report = pass(&mut engine, &rig.desired());
+    assert!(!report.ok());
+    assert!(report.observe_error.is_some(), "{report:?}");
+    assert_eq!(report.planned, 0);
+    assert!(rig.sim.mutations().is_empty());
+    rig.sim.set_faults(Faults::default());
+    let report = pass(&mut engine, &rig.desired());
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}
