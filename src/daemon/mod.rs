@@ -7,7 +7,11 @@
 //! One run loop on the main thread takes a closed set of [`Event`]s from one `select!`:
 //! a signal (from the `signals` thread, which does nothing else), a lane result, a tick,
 //! a watchdog ping, or a fatal journal error. Threads: `signals`, `journal` (the journal's
-//! writer), one `lane <vmid>` per active guest. All are joined before `run` returns.
+//! writer), `recovery` during start-up, one `lane <vmid>` per active guest. All are
+//! joined before `run` returns.
+
+mod recovery;
+mod signals;
 
 use crate::app::{self, AppError, Loaded};
 use crate::cancel::CancelSource;
@@ -19,8 +23,9 @@ use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
 use crossbeam_channel::{after, never, select, Receiver};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-use signal_hook::iterator::Signals;
+use recovery::{recover, Recovery};
+use signal_hook::consts::SIGTERM;
+use signals::{event_of_signal, SignalThread};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,54 +62,6 @@ impl fmt::Display for Event {
             Event::JournalFatal(e) => write!(f, "journal fatal: {e}"),
             Event::DrainDeadline => f.write_str("drain deadline"),
         }
-    }
-}
-
-/// The signal thread: turns each signal into an event and does nothing else.
-struct SignalThread {
-    handle: signal_hook::iterator::Handle,
-    thread: Option<std::thread::JoinHandle<()>>,
-    events: Receiver<i32>,
-}
-
-impl SignalThread {
-    fn install() -> Result<SignalThread, AppError> {
-        let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM, SIGUSR1])
-            .map_err(|e| AppError::Io("installing signal handlers".into(), e))?;
-        let handle = signals.handle();
-        let (tx, events) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    if tx.send(sig).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| AppError::Io("starting the signal thread".into(), e))?;
-        Ok(SignalThread {
-            handle,
-            thread: Some(thread),
-            events,
-        })
-    }
-}
-
-impl Drop for SignalThread {
-    fn drop(&mut self) {
-        self.handle.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn event_of_signal(sig: i32) -> Event {
-    match sig {
-        SIGHUP => Event::Reload,
-        SIGUSR1 => Event::PassNow,
-        other => Event::Shutdown(other),
     }
 }
 
@@ -207,74 +164,6 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     drop(signals);
     log::info("agent stopped", &[("exit", &code.code())]);
     Ok(code)
-}
-
-/// How start-up recovery ended.
-enum Recovery {
-    /// Every op resolved, or these guests' tasks are still running (never acted on);
-    /// and whether a SIGHUP arrived meanwhile.
-    Done(Vec<crate::pve::Vmid>, bool),
-    /// SIGTERM or SIGINT arrived first; recovery was cancelled.
-    Stopped(i32),
-}
-
-/// Resolves the ops an earlier run left in flight, on a `recovery` thread, while this
-/// thread keeps listening for signals: recovery may wait for a task for up to
-/// `task_timeout_secs`, and a stop request must not wait that long.
-fn recover(
-    journal: &crate::journal::Journal,
-    client: &crate::pve::Client,
-    config: &Config,
-    cancel: &mut CancelSource,
-    signals: &Receiver<i32>,
-    notifier: &Notifier,
-) -> Result<Recovery, AppError> {
-    if journal.in_flight().is_empty() {
-        return Ok(Recovery::Done(Vec::new(), false));
-    }
-    let (done_tx, done) = crossbeam_channel::bounded(1);
-    let (j, c, cfg, token) = (
-        journal.clone(),
-        client.clone(),
-        config.clone(),
-        cancel.token(),
-    );
-    let thread = std::thread::Builder::new()
-        .name("recovery".into())
-        .spawn(move || {
-            let _ = done_tx.send(app::recover_journal(&j, &c, &cfg, &token));
-        })
-        .map_err(|e| AppError::Io("starting the recovery thread".into(), e))?;
-    let mut stopping = None;
-    let mut reload = false;
-    let result = loop {
-        select! {
-            recv(done) -> r => break r.unwrap_or_else(|_| Err(AppError::Usage("recovery thread ended without a result".into()))),
-            recv(signals) -> s => match s.map(event_of_signal) {
-                Ok(Event::Shutdown(sig)) if stopping.is_none() => {
-                    let _ = notifier.stopping();
-                    log::info("stop requested during recovery; cancelling it", &[("signal", &sig)]);
-                    stopping = Some(sig);
-                    cancel.cancel();
-                }
-                Ok(Event::Shutdown(sig)) => {
-                    log::warn("second signal: exiting at once", &[("signal", &sig)]);
-                    std::process::exit(ExitCode::Failure.code());
-                }
-                Ok(Event::Reload) => {
-                    log::info("reload requested during recovery; it follows recovery", &[]);
-                    reload = true;
-                }
-                Ok(event) => log::info("ignored during recovery", &[("event", &event)]),
-                Err(_) => {}
-            },
-        }
-    };
-    let _ = thread.join();
-    match stopping {
-        Some(sig) => Ok(Recovery::Stopped(sig)),
-        None => result.map(|stuck| Recovery::Done(stuck, reload)),
-    }
 }
 
 impl Daemon {

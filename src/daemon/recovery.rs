@@ -1,0 +1,79 @@
+//! Start-up recovery, run on its own thread while the main thread watches signals.
+
+use super::signals::event_of_signal;
+use super::Event;
+use crate::app::{self, AppError};
+use crate::cancel::CancelSource;
+use crate::config::Config;
+use crate::exit::ExitCode;
+use crate::log;
+use crate::notify::Notifier;
+use crossbeam_channel::{select, Receiver};
+
+/// How start-up recovery ended.
+pub(super) enum Recovery {
+    /// Every op resolved, or these guests' tasks are still running (never acted on);
+    /// and whether a SIGHUP arrived meanwhile.
+    Done(Vec<crate::pve::Vmid>, bool),
+    /// SIGTERM or SIGINT arrived first; recovery was cancelled.
+    Stopped(i32),
+}
+
+/// Resolves the ops an earlier run left in flight, on a `recovery` thread, while this
+/// thread keeps listening for signals: recovery may wait for a task for up to
+/// `task_timeout_secs`, and a stop request must not wait that long.
+pub(super) fn recover(
+    journal: &crate::journal::Journal,
+    client: &crate::pve::Client,
+    config: &Config,
+    cancel: &mut CancelSource,
+    signals: &Receiver<i32>,
+    notifier: &Notifier,
+) -> Result<Recovery, AppError> {
+    if journal.in_flight().is_empty() {
+        return Ok(Recovery::Done(Vec::new(), false));
+    }
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let (j, c, cfg, token) = (
+        journal.clone(),
+        client.clone(),
+        config.clone(),
+        cancel.token(),
+    );
+    let thread = std::thread::Builder::new()
+        .name("recovery".into())
+        .spawn(move || {
+            let _ = done_tx.send(app::recover_journal(&j, &c, &cfg, &token));
+        })
+        .map_err(|e| AppError::Io("starting the recovery thread".into(), e))?;
+    let mut stopping = None;
+    let mut reload = false;
+    let result = loop {
+        select! {
+            recv(done) -> r => break r.unwrap_or_else(|_| Err(AppError::Usage("recovery thread ended without a result".into()))),
+            recv(signals) -> s => match s.map(event_of_signal) {
+                Ok(Event::Shutdown(sig)) if stopping.is_none() => {
+                    let _ = notifier.stopping();
+                    log::info("stop requested during recovery; cancelling it", &[("signal", &sig)]);
+                    stopping = Some(sig);
+                    cancel.cancel();
+                }
+                Ok(Event::Shutdown(sig)) => {
+                    log::warn("second signal: exiting at once", &[("signal", &sig)]);
+                    std::process::exit(ExitCode::Failure.code());
+                }
+                Ok(Event::Reload) => {
+                    log::info("reload requested during recovery; it follows recovery", &[]);
+                    reload = true;
+                }
+                Ok(event) => log::info("ignored during recovery", &[("event", &event)]),
+                Err(_) => {}
+            },
+        }
+    };
+    let _ = thread.join();
+    match stopping {
+        Some(sig) => Ok(Recovery::Stopped(sig)),
+        None => result.map(|stuck| Recovery::Done(stuck, reload)),
+    }
+}
