@@ -42,6 +42,9 @@ pub enum JournalError {
     /// The writer thread did not acknowledge within its deadline (a hung disk).
     /// Whether the record is on disk is unknown, so this is fatal.
     Stalled { waited: Duration },
+    /// Another process holds the state directory's lock: two writers would interleave
+    /// their records and act on the same guests.
+    Locked { dir: PathBuf },
 }
 
 impl JournalError {
@@ -53,9 +56,10 @@ impl JournalError {
             | JournalError::Poisoned
             | JournalError::Corrupt { .. }
             | JournalError::Stalled { .. } => true,
-            JournalError::Io { .. } | JournalError::Closed | JournalError::Transition { .. } => {
-                false
-            }
+            JournalError::Io { .. }
+            | JournalError::Closed
+            | JournalError::Transition { .. }
+            | JournalError::Locked { .. } => false,
         }
     }
 
@@ -66,9 +70,10 @@ impl JournalError {
             JournalError::Sync { .. } | JournalError::Poisoned | JournalError::Stalled { .. } => {
                 ExitCode::JournalSync
             }
-            JournalError::Io { .. } | JournalError::Closed | JournalError::Transition { .. } => {
-                ExitCode::Failure
-            }
+            JournalError::Io { .. }
+            | JournalError::Closed
+            | JournalError::Transition { .. }
+            | JournalError::Locked { .. } => ExitCode::Failure,
         }
     }
 
@@ -109,6 +114,12 @@ impl fmt::Display for JournalError {
                 f,
                 "journal writer did not answer within {} s",
                 waited.as_secs()
+            ),
+            JournalError::Locked { dir } => write!(
+                f,
+                "state directory {} is in use by another felhom-agent process \
+                 (the service?): stop it first, or read its state with `felhom-agent status`",
+                dir.display()
             ),
         }
     }

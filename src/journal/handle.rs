@@ -42,6 +42,8 @@ const _: () = {
 };
 
 struct Inner {
+    /// The state directory's lock, released when the last handle goes.
+    _lock: std::fs::File,
     path: PathBuf,
     repaired: Option<String>,
     /// `None` once closed. Requests are sent under the read lock, so after `close`
@@ -99,6 +101,7 @@ impl Journal {
     /// `<state_dir>/journal`, cuts off a torn tail, removes a stale `journal.tmp`,
     /// and starts the writer thread.
     pub fn open(state_dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
+        let lock = open::lock(state_dir)?;
         let opened = open::open(state_dir, opts.keep_finished)?;
         let shared = Arc::new(Shared {
             poisoned: AtomicBool::new(false),
@@ -130,6 +133,7 @@ impl Journal {
             .map_err(|e| JournalError::io(&opened.path, "spawn the writer thread", e))?;
         Ok(Journal {
             inner: Arc::new(Inner {
+                _lock: lock,
                 path: opened.path,
                 repaired: opened.repaired,
                 tx: RwLock::new(Some(tx)),

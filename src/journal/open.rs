@@ -34,6 +34,39 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
         })
 }
 
+/// Takes the state directory's lock: an exclusive `flock` on `<dir>/lock`, held for
+/// as long as the returned file is open. The kernel drops it when the process dies,
+/// so a crash never leaves a stale lock behind.
+pub(crate) fn lock(dir: &Path) -> Result<File, JournalError> {
+    extern "C" {
+        // From the C library std already links; std's own File::try_lock needs a
+        // newer Rust than this crate's minimum.
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    create_dir_durably(dir)?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| JournalError::io(&path, "open", e))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+            });
+        }
+        return Err(JournalError::io(&path, "lock", e));
+    }
+    Ok(file)
+}
+
 pub(crate) fn open(dir: &Path, keep_finished: usize) -> Result<Opened, JournalError> {
     create_dir_durably(dir)?;
     let path = dir.join(FILE_NAME);

@@ -198,3 +198,36 @@ fn watchdog_pings_when_systemd_asks_for_them() {
     agent.signal(SIGTERM);
     assert!(agent.wait_exit(T).success());
 }
+
+#[test]
+fn a_second_agent_on_the_same_state_dir_is_refused() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "daemon-lock",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("STATUS=pass 1:", T);
+    let before = rig.sim.requests().len();
+    let out = rig.bin(&["once"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another felhom-agent process"),
+        "{err}"
+    );
+    assert_eq!(
+        rig.sim.requests().len(),
+        before,
+        "the refused agent talked to the node"
+    );
+    // Reading the journal needs no lock.
+    assert!(rig.bin(&["journal"]).status.success());
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+    // Released at exit: the next agent runs.
+    assert!(rig.bin(&["once"]).status.success());
+}
