@@ -1,10 +1,10 @@
 //! Reading the node's actual state for one pass.
 //!
-//! Requests per pass: one guest list for this node and one read of the HA resources; then,
-//! only for guests the desired state names that live on this node, the active config
-//! (`current=1`), plus the pending section when a field differs. `/cluster/resources` is
-//! read only when a named guest is not on this node, to tell "elsewhere" from "missing".
-//! Unmanaged guests therefore cost nothing beyond the list.
+//! Requests per pass: the guest list of this node and `/cluster/resources?type=vm` (HA
+//! state, and which node a named guest that is not local lives on); then, only for
+//! guests the desired state names that live on this node, the active config
+//! (`current=1`), plus the pending section when a field differs. Unmanaged guests
+//! therefore cost nothing beyond those two lists. With nothing desired, nothing is read.
 
 use crate::desired::DesiredState;
 use crate::plan::{Field, Observed, ObservedGuest, ObservedSpec};
@@ -35,14 +35,18 @@ pub fn observe(
         return Ok(out);
     }
     let list = client.list_lxc(node)?;
-    for (vmid, res) in client
-        .ha_resources()?
-        .into_iter()
-        .filter_map(|r| Some((r.vmid()?, r)))
-    {
-        let state = res.state.clone().unwrap_or_else(|| "started".into());
-        if desired.guests.contains_key(&vmid) && state != "ignored" {
-            out.observed.ha_managed.insert(vmid, state);
+    // HA state and the home of named guests that are not local both come from here:
+    // it needs only VM.Audit, where /cluster/ha/resources needs Sys.Audit on `/`.
+    let resources = client.cluster_resources()?;
+    for r in &resources {
+        if !desired.guests.contains_key(&r.vmid) {
+            continue;
+        }
+        if let Some(state) = r.hastate.as_deref().filter(|s| *s != "ignored") {
+            out.observed.ha_managed.insert(r.vmid, state.to_string());
+        }
+        if let Some(name) = &r.name {
+            out.names.insert(r.vmid, name.clone());
         }
     }
     for entry in list {
@@ -65,20 +69,10 @@ pub fn observe(
             },
         );
     }
-    let absent = desired
-        .guests
-        .keys()
-        .any(|v| !out.observed.local.contains_key(v));
-    if absent {
-        for r in client.cluster_resources()? {
-            if r.kind == "lxc" || r.kind == "qemu" {
-                out.names
-                    .entry(r.vmid)
-                    .or_insert_with(|| r.name.clone().unwrap_or_default());
-            }
-            if desired.guests.contains_key(&r.vmid) && !out.observed.local.contains_key(&r.vmid) {
-                out.observed.elsewhere.insert(r.vmid, r.node);
-            }
+    // The node's own list is live and wins; /cluster/resources can lag ~10 s.
+    for r in resources {
+        if desired.guests.contains_key(&r.vmid) && !out.observed.local.contains_key(&r.vmid) {
+            out.observed.elsewhere.insert(r.vmid, r.node);
         }
     }
     Ok(out)
