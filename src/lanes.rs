@@ -36,6 +36,10 @@ pub enum Outcome {
     Failed(String),
     /// The agent is shutting down; a task may still be running and stays in the journal.
     Cancelled(String),
+    /// The request may have reached Proxmox but its outcome is unknown (no answer, or
+    /// its task outlived the wait). The op stays in flight in the journal and the guest
+    /// is held until a later pass finds out how it ended.
+    InFlight(String),
 }
 
 impl Outcome {
@@ -52,6 +56,7 @@ impl Outcome {
             Outcome::Terminal(_) => "terminal",
             Outcome::Failed(_) => "failed",
             Outcome::Cancelled(_) => "cancelled",
+            Outcome::InFlight(_) => "in_flight",
         }
     }
 }
@@ -66,6 +71,7 @@ impl fmt::Display for Outcome {
             Outcome::Terminal(m) => write!(f, "failed permanently: {m}"),
             Outcome::Failed(m) => write!(f, "failed: {m}"),
             Outcome::Cancelled(m) => write!(f, "cancelled: {m}"),
+            Outcome::InFlight(m) => write!(f, "still in flight: {m}"),
         }
     }
 }

@@ -150,16 +150,18 @@ pub fn open_journal(config: &Config) -> Result<Journal, AppError> {
 }
 
 /// Resolves every op left in flight by an earlier run before anything is planned.
-/// Guests whose task could not be resolved are returned: they must not be acted on.
+/// What it cannot resolve (a task still running at its deadline, a node that cannot
+/// be read) stays in flight: every pass checks such ops again and holds their guests
+/// until they are resolved.
 pub fn recover_journal(
     journal: &Journal,
     client: &Client,
     config: &Config,
     cancel: &Cancel,
-) -> Result<Vec<crate::pve::Vmid>, AppError> {
+) -> Result<(), AppError> {
     let in_flight = journal.in_flight();
     if in_flight.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     log::info("recovering in-flight ops", &[("count", &in_flight.len())]);
     let tasks = ClientTasks {
@@ -180,15 +182,15 @@ pub fn recover_journal(
                     ("abandoned", &report.abandoned),
                 ],
             );
-            Ok(Vec::new())
+            Ok(())
         }
+        Err(RecoverError::Journal(e)) => Err(AppError::Journal(e)),
         Err(e) => {
-            let vmids = e.vmids().to_vec();
-            log::error("recovery incomplete", &[("error", &log::Chain(&e))]);
-            if vmids.is_empty() {
-                return Err(AppError::Recovery(e));
-            }
-            Ok(vmids)
+            log::warn(
+                "recovery incomplete; those guests stay held until their ops resolve",
+                &[("error", &log::Chain(&e))],
+            );
+            Ok(())
         }
     }
 }
@@ -248,7 +250,7 @@ pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let client = client(&loaded.config)?;
     let journal = open_journal(&loaded.config)?;
     let cancel = crate::cancel::CancelSource::new();
-    let stuck = recover_journal(&journal, &client, &loaded.config, &cancel.token())?;
+    recover_journal(&journal, &client, &loaded.config, &cancel.token())?;
     let mut engine = Engine::new(
         client,
         journal.clone(),
@@ -256,7 +258,6 @@ pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
         cancel.token(),
         None,
     );
-    engine.quarantine(stuck);
     // Every task wait is bounded by task_timeout; the pass by the slowest guest's chain.
     let deadline = Instant::now() + loaded.config.task_timeout * 4 + Duration::from_secs(60);
     let (_plan, report) = engine.run_pass(&loaded.desired, deadline);

@@ -248,8 +248,12 @@ fn parse_with(
         journal_compact_bytes: 4 * 1024 * 1024,
     };
     let (mut has_node, mut has_token_id, mut has_secret_file) = (false, false, false);
+    let mut task_timeout_pos = root.pos;
     for m in known_members(members, KEYS, None, &mut problems) {
         let v = &m.value;
+        if m.key == "task_timeout_secs" {
+            task_timeout_pos = v.pos;
+        }
         let set: Result<(), String> = match m.key.as_str() {
             "api_url" => string(v).and_then(values::api_url).map(|s| cfg.api_url = s),
             "node" => {
@@ -299,6 +303,22 @@ fn parse_with(
         if let Err(msg) = set {
             problems.push(v.pos, None, Some(&m.key), msg);
         }
+    }
+    // A graceful LXC shutdown can take up to about twice its timeout before forceStop
+    // ends it (reference §5, §11). A task wait that gives up first leaves the outcome
+    // unknown and the guest held until the task ends: make the wait outlast it.
+    let need = cfg.shutdown_timeout.as_secs() * 2 + 30;
+    if cfg.task_timeout.as_secs() < need {
+        problems.push(
+            task_timeout_pos,
+            None,
+            Some("task_timeout_secs"),
+            format!(
+                "must be at least twice shutdown_timeout_secs plus 30 ({need} seconds), found {}: \
+                 raise task_timeout_secs or lower shutdown_timeout_secs",
+                cfg.task_timeout.as_secs()
+            ),
+        );
     }
     if !has_token_id {
         problems.push(

@@ -288,20 +288,48 @@ fn durations_and_counts() {
         "shutdown_timeout_secs" => "shutdown_timeout",
         _ => "drain_timeout",
     };
-    for (key, max) in [
-        ("interval_secs", 86400),
-        ("task_timeout_secs", 86400),
-        ("shutdown_timeout_secs", 3600),
-        ("drain_timeout_secs", 600),
+    // The two timeouts must also fit each other (task_timeout_secs >= 2 x
+    // shutdown_timeout_secs + 30): each is tested with its partner set so that only its
+    // own bounds are in play, except where the pair itself is the problem.
+    for (key, max, partner, partner_render) in [
+        ("interval_secs", 86400, "", ""),
+        (
+            "task_timeout_secs",
+            86400,
+            r#", "shutdown_timeout_secs": 1"#,
+            "\nshutdown_timeout=1s",
+        ),
+        (
+            "shutdown_timeout_secs",
+            3600,
+            r#", "task_timeout_secs": 86400"#,
+            "",
+        ),
+        ("drain_timeout_secs", 600, "", ""),
     ] {
         let col = key.len() + 6;
         for (fields, expected) in secs(key, col, max) {
-            let input = format!("{{{fields}, {REQUIRED}}}");
+            let input = format!("{{{fields}, {REQUIRED}{partner}}}");
             let cfg = parse(&input);
-            if expected.is_empty() {
-                let n: u64 = fields.rsplit(' ').next().unwrap().parse().unwrap();
+            let n: Option<u64> = fields.rsplit(' ').next().unwrap().parse().ok();
+            if key == "task_timeout_secs" && n == Some(1) {
+                assert_eq!(
+                    cfg.unwrap_err().to_string(),
+                    format!(
+                        "{FILE}:1:{col}: task_timeout_secs: must be at least twice \
+                         shutdown_timeout_secs plus 30 (32 seconds), found 1: raise \
+                         task_timeout_secs or lower shutdown_timeout_secs"
+                    )
+                );
+            } else if expected.is_empty() {
+                let n = n.unwrap();
                 // None of the bounds is a default, so the field must show.
-                assert_eq!(render(&cfg.unwrap()), format!("{}={n}s", field(key)));
+                let shown = if key == "shutdown_timeout_secs" {
+                    format!("task_timeout=86400s\nshutdown_timeout={n}s")
+                } else {
+                    format!("{}={n}s{partner_render}", field(key))
+                };
+                assert_eq!(render(&cfg.unwrap()), shown);
             } else {
                 assert_eq!(cfg.unwrap_err().to_string(), format!("{FILE}:1:{expected}"));
             }

@@ -99,7 +99,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
     }
     let mut cancel = CancelSource::new();
-    let (stuck, reload) = match recover(
+    let reload = match recover(
         &journal,
         &client,
         &config,
@@ -107,7 +107,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         &signals.events,
         &notifier,
     )? {
-        Recovery::Done(stuck, reload) => (stuck, reload),
+        Recovery::Done { reload } => reload,
         Recovery::Stopped(sig) => {
             log::info("stopped during recovery", &[("signal", &sig)]);
             journal.close()?;
@@ -115,14 +115,13 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
             return Ok(ExitCode::Ok);
         }
     };
-    let mut engine = Engine::new(
+    let engine = Engine::new(
         client,
         journal.clone(),
         app::engine_settings(&config),
         cancel.token(),
         None,
     );
-    engine.quarantine(stuck);
     let _ = notifier.ready();
     log::info(
         "agent ready",

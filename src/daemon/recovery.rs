@@ -12,9 +12,9 @@ use crossbeam_channel::{select, Receiver};
 
 /// How start-up recovery ended.
 pub(super) enum Recovery {
-    /// Every op resolved, or these guests' tasks are still running (never acted on);
-    /// and whether a SIGHUP arrived meanwhile.
-    Done(Vec<crate::pve::Vmid>, bool),
+    /// Recovery ran (what it could not resolve stays in flight and holds its guests);
+    /// `reload` says whether a SIGHUP arrived meanwhile.
+    Done { reload: bool },
     /// SIGTERM or SIGINT arrived first; recovery was cancelled.
     Stopped(i32),
 }
@@ -31,7 +31,7 @@ pub(super) fn recover(
     notifier: &Notifier,
 ) -> Result<Recovery, AppError> {
     if journal.in_flight().is_empty() {
-        return Ok(Recovery::Done(Vec::new(), false));
+        return Ok(Recovery::Done { reload: false });
     }
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let (j, c, cfg, token) = (
@@ -74,6 +74,6 @@ pub(super) fn recover(
     let _ = thread.join();
     match stopping {
         Some(sig) => Ok(Recovery::Stopped(sig)),
-        None => result.map(|stuck| Recovery::Done(stuck, reload)),
+        None => result.map(|()| Recovery::Done { reload }),
     }
 }

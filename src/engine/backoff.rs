@@ -57,8 +57,9 @@ impl Backoff {
                 self.guests.remove(&vmid);
             }
             // Blocked guests are retried on the next pass; a cancelled one is resolved by
-            // recovery at the next start.
-            Outcome::Blocked(_) | Outcome::Cancelled(_) => {}
+            // recovery at the next start; one in flight is held by the journal until its
+            // outcome is known.
+            Outcome::Blocked(_) | Outcome::Cancelled(_) | Outcome::InFlight(_) => {}
             Outcome::Terminal(error) => {
                 self.guests.insert(
                     vmid,

@@ -84,6 +84,10 @@ impl Recorder<'_> {
     fn failed(&self, op: OpId, error: &str) {
         self.note("failed", self.journal.failed(op, error));
     }
+
+    fn abandoned(&self, op: OpId, why: &str) {
+        self.note("abandoned", self.journal.abandoned(op, why));
+    }
 }
 
 impl Executor for ApiExecutor {
@@ -153,6 +157,18 @@ impl ApiExecutor {
                     warnings: 0,
                 };
             }
+            Err(e) if outcome_unknown(&e) => {
+                let msg = format!("request sent, no answer: {e}");
+                if action.kind == ActionKind::SetConfig {
+                    // A config update starts no task to look for later. The next pass
+                    // reads the config again, and its digest guards a second update.
+                    rec.abandoned(op, &msg);
+                    return Outcome::Failed(msg);
+                }
+                // The start or stop may be running on the node: the op stays in flight
+                // and later passes look for its task before the guest is touched again.
+                return Outcome::InFlight(msg);
+            }
             Err(e) => {
                 let msg = e.to_string();
                 rec.failed(op, &msg);
@@ -190,23 +206,18 @@ impl ApiExecutor {
                 rec.failed(op, &status);
                 classify_task_error(action, &status)
             }
-            // The task may still run: the op stays in flight in the journal, and recovery
-            // resolves it at the next start.
+            // In all three the task may still run: the op stays in flight in the journal
+            // (task_running, with its UPID), and the guest is not touched again until a
+            // later pass, or recovery at the next start, sees how the task ended.
             Err(WaitError::Cancelled) => {
                 Outcome::Cancelled(format!("task {upid} still in flight at shutdown"))
             }
-            Err(WaitError::Timeout) => {
-                let msg = format!(
-                    "task {upid} did not finish within {}s",
-                    self.task_timeout.as_secs()
-                );
-                rec.failed(op, &msg);
-                Outcome::Failed(msg)
-            }
+            Err(WaitError::Timeout) => Outcome::InFlight(format!(
+                "task {upid} still running after {}s",
+                self.task_timeout.as_secs()
+            )),
             Err(WaitError::Api(e)) => {
-                let msg = format!("waiting for task {upid}: {e}");
-                rec.failed(op, &msg);
-                Outcome::Failed(msg)
+                Outcome::InFlight(format!("cannot read the status of task {upid}: {e}"))
             }
         }
     }
@@ -282,7 +293,7 @@ fn log_outcome(action: &Action, op: OpId, outcome: &Outcome) {
             fields.push(("detail", m));
             log::info("action converged", &fields);
         }
-        Outcome::Blocked(m) | Outcome::Cancelled(m) => {
+        Outcome::Blocked(m) | Outcome::Cancelled(m) | Outcome::InFlight(m) => {
             fields.push(("result", &class));
             fields.push(("error", m));
             log::warn("action not done", &fields);
@@ -293,6 +304,14 @@ fn log_outcome(action: &Action, op: OpId, outcome: &Outcome) {
             log::warn("action failed", &fields);
         }
     }
+}
+
+/// Whether a mutating request may have been carried out although no answer says so:
+/// it left but nothing came back, or pveproxy lost its backend mid-request (596, 597,
+/// 599; the operation keeps running in pvedaemon, reference §1.4). A 595 never reached
+/// pvedaemon.
+fn outcome_unknown(e: &ApiError) -> bool {
+    e.is_no_answer() || matches!(e.status(), Some(596 | 597 | 599))
 }
 
 /// Maps an API error to what the guest should do next.

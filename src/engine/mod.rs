@@ -10,6 +10,7 @@ mod backoff;
 pub mod exec;
 mod observe;
 mod recovery;
+mod settle;
 
 pub use backoff::{delay_for, Backoff};
 pub use exec::{ApiExecutor, Progress};
@@ -80,6 +81,8 @@ pub struct PassReport {
     pub failed: usize,
     pub blocked: usize,
     pub cancelled: usize,
+    /// Actions whose outcome is not known yet: the guest is held until it is.
+    pub in_flight: usize,
     pub not_run: usize,
     pub in_sync: Vec<Vmid>,
     pub drifted: Vec<Vmid>,
@@ -137,8 +140,8 @@ pub struct Engine {
     /// most one pass.
     open: Vec<OpenPass>,
     fatal: Receiver<String>,
-    /// Guests whose in-flight task recovery could not resolve: never acted on.
-    quarantined: BTreeSet<Vmid>,
+    /// For settling ops left in flight (see `settle`).
+    journal: Journal,
 }
 
 impl Engine {
@@ -153,7 +156,7 @@ impl Engine {
         let exec = ApiExecutor {
             client: client.clone(),
             node: settings.node.clone(),
-            journal,
+            journal: journal.clone(),
             task_timeout: settings.task_timeout,
             fatal: fatal_tx,
             progress,
@@ -168,17 +171,12 @@ impl Engine {
             passes: 0,
             open: Vec::new(),
             fatal,
-            quarantined: BTreeSet::new(),
+            journal,
         }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// Keeps guests out of every plan (their recovered task is still running).
-    pub fn quarantine(&mut self, vmids: impl IntoIterator<Item = Vmid>) {
-        self.quarantined.extend(vmids);
     }
 
     /// Job results arrive here; hand each to [`Engine::on_result`].
@@ -200,21 +198,21 @@ impl Engine {
         self.lanes.threads()
     }
 
-    /// Holds for this pass: busy lanes, backoff, terminal errors, quarantine.
+    /// Holds for this pass: busy lanes, ops still in flight, backoff, terminal errors.
     fn holds(&self, desired: &DesiredState, now: Instant) -> BTreeMap<Vmid, Hold> {
-        let mut holds = BTreeMap::new();
+        let tasks = ClientTasks {
+            client: &self.client,
+            node: &self.settings.node,
+        };
+        let busy = self.lanes.busy();
+        let mut holds = settle::settle(&self.journal, &tasks, busy, crate::time::unix_now());
         for (vmid, spec) in &desired.guests {
-            let hold = if self.lanes.busy().contains(vmid) {
-                Some(Hold::Busy)
-            } else if self.quarantined.contains(vmid) {
-                Some(Hold::Terminal {
-                    error: "a task from before the restart is still running".into(),
-                })
-            } else {
-                self.backoff.hold(*vmid, spec.fingerprint(), now)
-            };
-            if let Some(h) = hold {
-                holds.insert(*vmid, h);
+            if busy.contains(vmid) {
+                holds.insert(*vmid, Hold::Busy);
+            } else if !holds.contains_key(vmid) {
+                if let Some(h) = self.backoff.hold(*vmid, spec.fingerprint(), now) {
+                    holds.insert(*vmid, h);
+                }
             }
         }
         holds
@@ -329,6 +327,7 @@ impl Engine {
                 Outcome::Converged(_) => rep.converged += 1,
                 Outcome::Blocked(_) => rep.blocked += 1,
                 Outcome::Cancelled(_) => rep.cancelled += 1,
+                Outcome::InFlight(_) => rep.in_flight += 1,
                 Outcome::Terminal(_) | Outcome::Failed(_) => rep.failed += 1,
             }
             let entry = ActionReport {

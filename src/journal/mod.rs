@@ -99,6 +99,7 @@ pub use error::JournalError;
 pub use handle::Journal;
 pub use recover::{
     recover, RecoverError, RecoveryOptions, RecoveryReport, TaskLookup, TaskState, Unresolved,
+    CLOCK_SKEW_SECS,
 };
 
 use crate::action::{ActionKind, Params};

@@ -67,6 +67,9 @@ pub enum Hold {
     Backoff { until: String },
     /// A parameter error that will recur until the desired state changes.
     Terminal { error: String },
+    /// An earlier op's outcome is not known yet (its task still runs, or its request
+    /// went unanswered): nothing more is done to the guest until it is.
+    InFlight { what: String },
 }
 
 /// Settings that shape the plan.
@@ -112,6 +115,7 @@ impl SkipReason {
             SkipReason::Held(Hold::Busy) => "busy",
             SkipReason::Held(Hold::Backoff { .. }) => "backoff",
             SkipReason::Held(Hold::Terminal { .. }) => "terminal",
+            SkipReason::Held(Hold::InFlight { .. }) => "in_flight",
         }
     }
 }
@@ -133,6 +137,7 @@ impl fmt::Display for SkipReason {
                 f,
                 "failed permanently ({error}): change its desired state to retry"
             ),
+            SkipReason::Held(Hold::InFlight { what }) => write!(f, "in flight: {what}"),
         }
     }
 }

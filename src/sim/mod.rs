@@ -247,6 +247,9 @@ pub struct Faults {
     /// `(method, path substring)`: when set, only matching requests get the latency.
     /// The path is the decoded one without `/api2/json`.
     pub latency_for: Option<(String, String)>,
+    /// `(method, path substring)`: when set, only matching requests draw the three
+    /// rates below (`reset_rate`, `rate_500`, `rate_596`).
+    pub faults_for: Option<(String, String)>,
     /// Probability that a request gets a 500 without being executed.
     pub rate_500: f64,
     /// Probability that a request is executed but answered with 596 `Connection timed out`

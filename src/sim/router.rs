@@ -242,11 +242,20 @@ fn answer(
     let (reset, fail500, fail596) = {
         let mut st = shared.lock();
         let f = st.faults.clone();
+        let targeted = f
+            .faults_for
+            .as_ref()
+            .is_none_or(|(m, p)| m.eq_ignore_ascii_case(&req.method) && path.contains(p.as_str()));
         // Always three draws, so one rate does not shift the others' sequence.
-        (
+        let draws = (
             st.rng.chance(f.reset_rate),
             st.rng.chance(f.rate_500),
             st.rng.chance(f.rate_596),
+        );
+        (
+            targeted && draws.0,
+            targeted && draws.1,
+            targeted && draws.2,
         )
     };
     if reset {

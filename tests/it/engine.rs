@@ -375,3 +375,52 @@ fn an_unreadable_node_plans_nothing_and_the_next_pass_recovers() {
     engine.shutdown(std::time::Instant::now(), || cancel.cancel());
     journal.close().unwrap();
 }
+
+#[test]
+fn an_unanswered_start_is_held_until_its_task_is_found_and_never_sent_twice() {
+    // pveproxy gives up (596) but pvedaemon starts the task anyway (reference §1.4).
+    let opts = SimOptions {
+        task_duration: std::time::Duration::from_millis(300),
+        ..fast_sim()
+    };
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "engine-596",
+        opts,
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    rig.sim.set_faults(Faults {
+        faults_for: Some(("POST".into(), "status/start".into())),
+        rate_596: 1.0,
+        ..Faults::default()
+    });
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let desired = rig.desired();
+
+    let r1 = pass(&mut engine, &desired);
+    assert_eq!((r1.in_flight, r1.failed), (1, 0), "{r1:?}");
+    assert_eq!(journal.in_flight().len(), 1);
+    assert!(journal.in_flight()[0].upid.is_none());
+    rig.sim.set_faults(Faults::default());
+
+    // Next pass: the task is found in the node's task list; the guest stays held.
+    let r2 = pass(&mut engine, &desired);
+    let held: Vec<&str> = r2.skipped.iter().map(|s| s.class.as_str()).collect();
+    assert_eq!(held, ["in_flight"], "{r2:?}");
+    assert!(journal.in_flight()[0].upid.is_some());
+
+    // Once the task has ended, the op is resolved from it and nothing is re-sent.
+    assert!(rig
+        .sim
+        .wait_until(std::time::Duration::from_secs(10), |s| s.running_tasks()
+            == 0));
+    let r3 = pass(&mut engine, &desired);
+    assert_eq!(r3.planned, 0, "{r3:?}");
+    assert!(journal.in_flight().is_empty());
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert_eq!(rig.sim.tasks_started(101).len(), 1);
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}

@@ -68,7 +68,7 @@ impl Rig {
             "state_dir": dir.path().join("state"),
             "interval_secs": 3600,
             "shutdown_timeout_secs": 5,
-            "task_timeout_secs": 20,
+            "task_timeout_secs": 40,
         });
         // `extra` overrides keys; a null removes one.
         for (k, v) in extra.as_object().into_iter().flatten() {
