@@ -10,6 +10,7 @@
 //! writer), `recovery` during start-up, one `lane <vmid>` per active guest. All are
 //! joined before `run` returns.
 
+mod observer;
 mod recovery;
 mod signals;
 
@@ -23,11 +24,13 @@ use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
 use crossbeam_channel::{after, never, select, Receiver};
+use observer::{Observed, Observer};
 use recovery::{recover, Recovery};
 use signal_hook::consts::SIGTERM;
 use signals::{event_of_signal, SignalThread};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything that can wake the run loop.
@@ -48,6 +51,8 @@ pub enum Event {
     JournalFatal(String),
     /// The drain bound passed during shutdown.
     DrainDeadline,
+    /// The `observer` thread has read the node for a pass.
+    Observed(Observed),
 }
 
 impl fmt::Display for Event {
@@ -61,6 +66,7 @@ impl fmt::Display for Event {
             Event::Watchdog => f.write_str("watchdog"),
             Event::JournalFatal(e) => write!(f, "journal fatal: {e}"),
             Event::DrainDeadline => f.write_str("drain deadline"),
+            Event::Observed(o) => write!(f, "observation for generation {}", o.generation),
         }
     }
 }
@@ -77,6 +83,14 @@ struct Daemon {
     last_report: Option<PassReport>,
     journal: crate::journal::Journal,
     telemetry: crate::telemetry::Telemetry,
+    observer: Observer,
+    /// Bumped by every reload that swaps the desired state in: an observation made for
+    /// an older one is discarded.
+    generation: u64,
+    /// An observation is under way.
+    observing: bool,
+    /// A pass was asked for while one was being observed.
+    pass_due: bool,
 }
 
 /// `felhom-agent run`. Returns the exit code for a clean stop.
@@ -131,6 +145,9 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
             ("source", &provider.name()),
         ],
     );
+    let (client, node) = engine.observer();
+    let observer = Observer::spawn(client, node)
+        .map_err(|e| AppError::Io("starting the observer thread".into(), e))?;
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
         config,
@@ -142,6 +159,10 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         last_report: None,
         journal,
         telemetry: Default::default(),
+        observer,
+        generation: 0,
+        observing: false,
+        pass_due: false,
     };
     if reload {
         d.reload();
@@ -182,15 +203,20 @@ impl Daemon {
                     Err(_) => continue,
                 },
                 recv(self.engine.fatal()) -> e => Event::JournalFatal(e.unwrap_or_default()),
+                recv(self.observer.results) -> o => match o {
+                    Ok(o) => Event::Observed(o),
+                    Err(_) => continue,
+                },
                 recv(tick) -> _ => Event::Tick,
                 recv(dog) -> _ => Event::Watchdog,
             };
             log::debug("event", &[("event", &event)]);
             match event {
                 Event::Tick | Event::PassNow => {
-                    self.start_pass();
+                    self.request_pass();
                     next_pass = Instant::now() + jittered(self.config.interval);
                 }
+                Event::Observed(o) => self.observed(o),
                 Event::Reload => {
                     let _ = self.notifier.reloading();
                     self.reload();
@@ -219,10 +245,33 @@ impl Daemon {
         }
     }
 
-    fn start_pass(&mut self) {
-        let (_plan, done) = self.engine.start_pass(&self.desired);
+    /// Asks the observer to read the node for a pass (or remembers to, when it is busy).
+    fn request_pass(&mut self) {
+        if self.observing {
+            self.pass_due = true;
+            return;
+        }
+        self.observing = true;
+        self.observer
+            .request(self.generation, Arc::new(self.desired.clone()));
+    }
+
+    /// Plans and dispatches a pass from the observer's answer.
+    fn observed(&mut self, o: Observed) {
+        self.observing = false;
+        if o.generation != self.generation {
+            // The desired state was reloaded meanwhile: read the node again for it.
+            self.request_pass();
+            return;
+        }
+        let (_plan, done) = self
+            .engine
+            .start_observed_pass(&self.desired, o.result, o.started);
         if let Some(report) = done {
             self.pass_done(report);
+        }
+        if std::mem::take(&mut self.pass_due) {
+            self.request_pass();
         }
     }
 
@@ -295,6 +344,7 @@ impl Daemon {
                 };
                 self.provider = new.provider;
                 self.desired = new.desired;
+                self.generation += 1;
                 self.reload_error = None;
                 log::info(
                     "reloaded",

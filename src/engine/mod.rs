@@ -232,23 +232,44 @@ impl Engine {
     /// complete once every dispatched job has reported ([`Engine::on_result`] returns it).
     /// A pass that dispatches nothing completes at once and is returned as the second value.
     pub fn start_pass(&mut self, desired: &DesiredState) -> (Option<Plan>, Option<PassReport>) {
+        let started = (Instant::now(), crate::time::unix_now());
+        let obs = observe(&self.client, &self.settings.node, desired);
+        self.start_observed_pass(desired, obs, started)
+    }
+
+    /// What the daemon's `observer` thread needs to read the node off the run loop:
+    /// the client and the node name.
+    pub fn observer(&self) -> (Client, String) {
+        (self.client.clone(), self.settings.node.clone())
+    }
+
+    /// Starts a pass from an observation made elsewhere (the daemon reads the node on
+    /// another thread, so that signals and the watchdog are served meanwhile). `started`
+    /// is when the observation began, as an instant and as Unix seconds.
+    pub fn start_observed_pass(
+        &mut self,
+        desired: &DesiredState,
+        obs: Result<Observation, ApiError>,
+        started: (Instant, i64),
+    ) -> (Option<Plan>, Option<PassReport>) {
         self.lanes.reap_idle(LANE_IDLE);
         self.passes += 1;
+        let (started_at, started_unix) = started;
         let mut report = PassReport {
             pass: self.passes,
-            started: crate::time::unix_now(),
+            started: started_unix,
             ..PassReport::default()
         };
-        let started_at = Instant::now();
-        let (plan, obs) = match self.plan(desired) {
-            Ok(p) => p,
+        let obs = match obs {
+            Ok(obs) => obs,
             Err(e) => {
                 report.observe_error = Some(e.to_string());
                 report.duration_ms = started_at.elapsed().as_millis() as u64;
                 return (None, Some(report));
             }
         };
-        drop(obs);
+        let holds = self.holds(desired, Instant::now());
+        let plan = plan::plan(desired, &obs.observed, &holds, &self.settings.plan);
         self.fingerprints = desired
             .guests
             .iter()

@@ -231,3 +231,39 @@ fn a_second_agent_on_the_same_state_dir_is_refused() {
     // Released at exit: the next agent runs.
     assert!(rig.bin(&["once"]).status.success());
 }
+
+#[test]
+fn a_slow_api_does_not_stall_the_watchdog_or_a_stop() {
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "daemon-slow",
+        fast_sim(),
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    // Every read of the guest list takes 3 s.
+    rig.sim.set_faults(felhom_agent::sim::Faults {
+        latency: Duration::from_secs(3),
+        latency_for: Some(("GET".into(), "/lxc".into())),
+        ..Default::default()
+    });
+    let mut agent = Agent::run(
+        &rig.config_path,
+        rig.dir.path(),
+        &[("WATCHDOG_USEC", "400000")],
+    );
+    agent.wait_notify("READY=1", T);
+    // The first pass is stuck reading the node; the run loop still pings and listens.
+    agent.wait_notify("WATCHDOG=1", T);
+    agent.wait_notify("WATCHDOG=1", T);
+    let t0 = Instant::now();
+    agent.signal(SIGTERM);
+    agent.wait_notify("STOPPING=1", T);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(agent.wait_exit(T).success());
+    assert!(
+        rig.sim.mutations().is_empty(),
+        "no pass completed, so nothing was done"
+    );
+}

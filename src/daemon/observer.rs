@@ -1,0 +1,76 @@
+//! The `observer` thread: reads the node for a pass, off the run loop.
+//!
+//! Reading the node is a series of blocking requests, each bounded by the client's
+//! timeout. Done on the run-loop thread, a slow or hung API would also stall signals,
+//! reloads and watchdog pings; here the run loop asks, goes on serving events, and
+//! takes the answer as one more event.
+
+use crate::desired::DesiredState;
+use crate::engine::{observe, Observation};
+use crate::pve::{ApiError, Client};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// One observation, for the desired state of `generation`.
+pub struct Observed {
+    pub generation: u64,
+    pub result: Result<Observation, ApiError>,
+    /// When the observation began: an instant and Unix seconds.
+    pub started: (Instant, i64),
+}
+
+/// Drop order is significant: the request channel closes before the join.
+pub(super) struct Observer {
+    requests: Option<Sender<(u64, Arc<DesiredState>)>>,
+    pub(super) results: Receiver<Observed>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Observer {
+    pub(super) fn spawn(client: Client, node: String) -> std::io::Result<Observer> {
+        let (requests, inbox) = crossbeam_channel::bounded::<(u64, Arc<DesiredState>)>(1);
+        let (reply, results) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("observer".into())
+            .spawn(move || {
+                for (generation, desired) in inbox {
+                    let started = (Instant::now(), crate::time::unix_now());
+                    let result = observe(&client, &node, &desired);
+                    let observed = Observed {
+                        generation,
+                        result,
+                        started,
+                    };
+                    if reply.send(observed).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Observer {
+            requests: Some(requests),
+            results,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for an observation. The caller asks again only after the answer came.
+    pub(super) fn request(&self, generation: u64, desired: Arc<DesiredState>) {
+        if let Some(tx) = &self.requests {
+            let _ = tx.try_send((generation, desired));
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        // An observation under way ends within the client's request timeouts; its
+        // answer is dropped unread.
+        while self.results.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
