@@ -38,6 +38,10 @@ pub(crate) fn next_interval(current: Duration) -> Duration {
     current.mul_f64(1.5).min(MAX_POLL_INTERVAL)
 }
 
+/// A status read answers at once on a healthy node; a slow one is retried. Keeping
+/// each poll short also bounds how long a shutdown waits for a lane that is polling.
+const POLL_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Client {
     /// Polls `GET /nodes/{upid.node}/tasks/{upid}/status` until the task stops.
     ///
@@ -59,7 +63,9 @@ impl Client {
             if left.is_zero() {
                 return Err(WaitError::Timeout);
             }
-            let timeout = Duration::from_secs(whole_seconds(left)).min(self.timeout());
+            let timeout = Duration::from_secs(whole_seconds(left))
+                .min(self.timeout())
+                .min(POLL_REQUEST_TIMEOUT);
             match self.task_status_within(upid, timeout) {
                 Ok(status) => {
                     if let Some(outcome) = status.outcome() {
