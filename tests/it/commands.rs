@@ -78,14 +78,7 @@ fn once_converges_and_reports_json() {
 
 #[test]
 fn once_exits_1_when_an_action_fails() {
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "cmd-once-fail",
-        fast_sim(),
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
+    let rig = Rig::one_stopped_guest("cmd-once-fail");
     rig.sim.set_faults(Faults {
         fail_tasks: [(101, "startup for container '101' failed".to_string())].into(),
         ..Faults::default()

@@ -33,14 +33,7 @@ fn restart_and_settle(rig: &Rig) -> Agent {
 
 #[test]
 fn killed_after_started_is_durable_but_before_the_call_returns() {
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "crash-started",
-        fast_sim(),
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
+    let rig = Rig::one_stopped_guest("crash-started");
     // The start request reaches the node but its answer takes a while.
     rig.sim.set_faults(Faults {
         latency: Duration::from_millis(700),

@@ -201,14 +201,7 @@ fn watchdog_pings_when_systemd_asks_for_them() {
 
 #[test]
 fn a_second_agent_on_the_same_state_dir_is_refused() {
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "daemon-lock",
-        fast_sim(),
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
+    let rig = Rig::one_stopped_guest("daemon-lock");
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("STATUS=pass 1:", T);
     let before = rig.sim.requests().len();
@@ -234,14 +227,7 @@ fn a_second_agent_on_the_same_state_dir_is_refused() {
 
 #[test]
 fn a_slow_api_does_not_stall_the_watchdog_or_a_stop() {
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "daemon-slow",
-        fast_sim(),
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
+    let rig = Rig::one_stopped_guest("daemon-slow");
     // Every read of the guest list takes 3 s.
     rig.sim.set_faults(felhom_agent::sim::Faults {
         latency: Duration::from_secs(3),

@@ -223,14 +223,7 @@ fn failures_back_off_and_blocked_guests_are_retried_without_counting_as_failures
 fn already_in_state_counts_as_converged() {
     // The guest starts by another hand between the agent's read and its start request:
     // PVE answers "CT 101 already running", which is convergence, not failure.
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "engine-converged",
-        fast_sim(),
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
+    let rig = Rig::one_stopped_guest("engine-converged");
     rig.sim.set_faults(Faults {
         latency: std::time::Duration::from_millis(800),
         latency_for: Some(("POST".into(), "status/start".into())),
@@ -350,14 +343,7 @@ fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
 
 #[test]
 fn an_unreadable_node_plans_nothing_and_the_next_pass_recovers() {
-    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
-    let rig = Rig::new(
-        "engine-down",
-        fast_sim(),
-        vec![guest(101, false)],
-        desired,
-        serde_json::json!({}),
-    );
+    let rig = Rig::one_stopped_guest("engine-down");
     rig.sim.set_faults(Faults {
         rate_500: 1.0,
         ..Faults::default()

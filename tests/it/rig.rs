@@ -86,6 +86,18 @@ impl Rig {
         }
     }
 
+    /// The most common rig: guest 101, stopped, desired running; default config.
+    pub fn one_stopped_guest(tag: &str) -> Rig {
+        let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+        Rig::new(
+            tag,
+            fast_sim(),
+            vec![guest(101, false)],
+            desired,
+            serde_json::json!({}),
+        )
+    }
+
     pub fn write_desired(&self, desired: &str) {
         self.dir.write("desired.json", desired, 0o644);
     }
