@@ -164,11 +164,22 @@ impl Drop for LaneHandle {
     }
 }
 
+/// The guests the current desired state names, shared with the lanes: a reload that
+/// drops a guest stops its queued job before the next action.
+pub type Named = std::sync::Arc<std::sync::RwLock<BTreeSet<Vmid>>>;
+
+/// What every lane shares.
+#[derive(Clone)]
+struct LaneCtx {
+    permits: Permits,
+    cancel: Cancel,
+    named: Named,
+}
+
 /// The set of lanes, owned by one thread.
 pub struct Lanes<E: Executor> {
     exec: std::sync::Arc<E>,
-    permits: Permits,
-    cancel: Cancel,
+    ctx: LaneCtx,
     lanes: BTreeMap<Vmid, LaneHandle>,
     busy: BTreeSet<Vmid>,
     results_tx: Sender<JobResult>,
@@ -180,13 +191,27 @@ impl<E: Executor> Lanes<E> {
         let (results_tx, results_rx) = crossbeam_channel::unbounded();
         Lanes {
             exec: std::sync::Arc::new(exec),
-            permits: Permits::new(max_parallel),
-            cancel,
+            ctx: LaneCtx {
+                permits: Permits::new(max_parallel),
+                cancel,
+                named: Named::default(),
+            },
             lanes: BTreeMap::new(),
             busy: BTreeSet::new(),
             results_tx,
             results_rx,
         }
+    }
+
+    /// Sets the guests the desired state names. An action whose guest is no longer
+    /// named is not started (the job stops there); the first action of a job always
+    /// runs, since it was just planned from a state that named the guest.
+    pub fn set_named(&self, named: BTreeSet<Vmid>) {
+        *self
+            .ctx
+            .named
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = named;
     }
 
     /// Guests with a job queued or running.
@@ -229,12 +254,11 @@ impl<E: Executor> Lanes<E> {
     fn spawn(&self, vmid: Vmid) -> std::io::Result<LaneHandle> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let exec = self.exec.clone();
-        let permits = self.permits.clone();
-        let cancel = self.cancel.clone();
+        let ctx = self.ctx.clone();
         let results = self.results_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("lane {vmid}"))
-            .spawn(move || lane_main(rx, &*exec, &permits, &cancel, &results))?;
+            .spawn(move || lane_main(rx, &*exec, &ctx, &results))?;
         Ok(LaneHandle {
             inbox: Some(tx),
             thread: Some(thread),
@@ -303,15 +327,14 @@ impl<E: Executor> Lanes<E> {
 fn lane_main<E: Executor + ?Sized>(
     inbox: Receiver<Job>,
     exec: &E,
-    permits: &Permits,
-    cancel: &Cancel,
+    ctx: &LaneCtx,
     results: &Sender<JobResult>,
 ) {
     while let Ok(job) = inbox.recv() {
         let (vmid, fingerprint) = (job.vmid, job.fingerprint);
         let first = job.actions.first().cloned();
         let total = job.actions.len();
-        let run = catch_unwind(AssertUnwindSafe(|| run_job(exec, job, permits, cancel)));
+        let run = catch_unwind(AssertUnwindSafe(|| run_job(exec, job, ctx)));
         match run {
             Ok(result) => {
                 let _ = results.send(result);
@@ -338,16 +361,24 @@ fn lane_main<E: Executor + ?Sized>(
     }
 }
 
-fn run_job<E: Executor + ?Sized>(
-    exec: &E,
-    job: Job,
-    permits: &Permits,
-    cancel: &Cancel,
-) -> JobResult {
+fn run_job<E: Executor + ?Sized>(exec: &E, job: Job, ctx: &LaneCtx) -> JobResult {
     let total = job.actions.len();
     let mut outcomes = Vec::with_capacity(total);
     for action in job.actions {
-        let outcome = exec.execute(&action, permits, cancel);
+        let still_named = || {
+            ctx.named
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&action.vmid)
+        };
+        if !outcomes.is_empty() && !still_named() {
+            crate::log::info(
+                "guest left the desired state; its remaining actions are dropped",
+                &[("vmid", &action.vmid), ("kind", &action.kind)],
+            );
+            break;
+        }
+        let outcome = exec.execute(&action, &ctx.permits, &ctx.cancel);
         let proceeds = outcome.proceeds();
         outcomes.push((action, outcome));
         if !proceeds {

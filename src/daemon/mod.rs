@@ -345,6 +345,7 @@ impl Daemon {
                 self.provider = new.provider;
                 self.desired = new.desired;
                 self.generation += 1;
+                self.engine.set_named(&self.desired);
                 self.reload_error = None;
                 log::info(
                     "reloaded",

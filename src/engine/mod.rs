@@ -268,6 +268,7 @@ impl Engine {
                 return (None, Some(report));
             }
         };
+        self.set_named(desired);
         let holds = self.holds(desired, Instant::now());
         let plan = plan::plan(desired, &obs.observed, &holds, &self.settings.plan);
         self.fingerprints = desired
@@ -366,6 +367,13 @@ impl Engine {
             return Some(finish(self.open.remove(idx)));
         }
         None
+    }
+
+    /// Tells the lanes which guests the desired state names now (each pass, and at
+    /// once on a reload): a queued job for a guest no longer named goes no further.
+    pub fn set_named(&self, desired: &DesiredState) {
+        self.lanes
+            .set_named(desired.guests.keys().copied().collect());
     }
 
     /// Changes how later passes plan (a reload).

@@ -83,8 +83,10 @@ fn rig(max_parallel: usize) -> Rig {
         seen: seen.clone(),
         gate,
     };
+    let lanes = Lanes::new(fake, max_parallel, cancel.token());
+    lanes.set_named((100..200).map(vmid).collect());
     Rig {
-        lanes: Lanes::new(fake, max_parallel, cancel.token()),
+        lanes,
         seen,
         open,
         cancel,
@@ -262,4 +264,30 @@ fn cancel_ends_running_and_waiting_jobs_and_shutdown_joins() {
     assert!(results
         .iter()
         .all(|r| matches!(r.last(), Some(Outcome::Cancelled(_)))));
+}
+
+#[test]
+fn a_guest_dropped_from_the_desired_state_gets_no_further_action() {
+    let mut rig = rig(2);
+    let job = Job {
+        vmid: vmid(101),
+        actions: vec![
+            action(101, ActionKind::Shutdown, "1"),
+            action(101, ActionKind::SetConfig, "2"),
+        ],
+        fingerprint: 0,
+    };
+    assert!(rig.lanes.dispatch(job).unwrap());
+    rig.wait_seen(|s| s.in_flight == 1);
+    // A reload drops guest 101 while its first action runs.
+    rig.lanes.set_named((102..200).map(vmid).collect());
+    rig.open.send(()).unwrap();
+    rig.open.send(()).unwrap();
+    let r = rig.collect(1).pop().unwrap();
+    assert_eq!(r.outcomes.len(), 1);
+    assert_eq!(r.not_run, 1);
+    let seen = rig.seen.0.lock().unwrap();
+    assert_eq!(seen.log, [(vmid(101), "1".to_string())]);
+    drop(seen);
+    rig.lanes.shutdown(|_| {});
 }
