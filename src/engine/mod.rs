@@ -12,9 +12,9 @@ mod observe;
 mod recovery;
 mod settle;
 
-pub use backoff::{delay_for, Backoff};
+pub use backoff::Backoff;
 pub use exec::{ApiExecutor, Progress};
-pub use observe::{observe, spec_of, Observation};
+pub use observe::{observe, Observation};
 pub use recovery::ClientTasks;
 
 use crate::cancel::Cancel;
@@ -175,10 +175,6 @@ impl Engine {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Job results arrive here; hand each to [`Engine::on_result`].
     pub fn results(&self) -> &Receiver<JobResult> {
         self.lanes.results()
@@ -192,10 +188,6 @@ impl Engine {
     /// Guests with a job queued or running.
     pub fn busy(&self) -> usize {
         self.lanes.busy().len()
-    }
-
-    pub fn lane_threads(&self) -> usize {
-        self.lanes.threads()
     }
 
     /// Holds for this pass: busy lanes, ops still in flight, backoff, terminal errors.

@@ -107,7 +107,7 @@ fn read_spec(
 }
 
 /// The managed fields of an active config.
-pub fn spec_of(c: &LxcConfig) -> ObservedSpec {
+fn spec_of(c: &LxcConfig) -> ObservedSpec {
     ObservedSpec {
         cores: c.cores,
         memory: c.memory,
