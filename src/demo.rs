@@ -153,7 +153,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!();
 
     let loaded = app::load(&config_path)?;
-    let client = app::client(&loaded.config)?;
+    let client = app::client(&loaded)?;
     let journal = app::open_journal(&loaded.config)?;
     let mut cancel = CancelSource::new();
     app::recover_journal(&journal, &client, &loaded.config, &cancel.token())?;

@@ -15,6 +15,7 @@ use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::plan::PlanSettings;
 use crate::pve::client::{Client, ClientOptions};
 use crate::pve::error::ApiError;
+use crate::secret::Secret;
 use crate::{cancel::Cancel, log};
 use std::fmt;
 use std::path::Path;
@@ -94,9 +95,11 @@ impl From<ApiError> for AppError {
     }
 }
 
-/// Validated config plus desired state: what `check` proves and everything else needs.
+/// Validated config, token secret and desired state: what `check` proves and
+/// everything else needs.
 pub struct Loaded {
     pub config: Config,
+    pub secret: Secret,
     pub provider: Box<dyn Provider>,
     pub desired: DesiredState,
 }
@@ -104,25 +107,27 @@ pub struct Loaded {
 /// Loads and validates the config, the token secret and the desired state.
 pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
     let config = Config::load(config_path)?;
-    config.token_secret()?;
+    let secret = config.token_secret()?;
     let provider = crate::desired::provider_for(&config);
     let desired = provider.load()?;
     Ok(Loaded {
         config,
+        secret,
         provider,
         desired,
     })
 }
 
 /// Trusts the configured CA (must run before any thread starts) and builds the client.
-pub fn client(config: &Config) -> Result<Client, AppError> {
+pub fn client(loaded: &Loaded) -> Result<Client, AppError> {
+    let config = &loaded.config;
     if let Some(ca) = config.resolved_ca_file() {
         crate::pve::trust_ca_file(&ca)?;
     }
     Ok(Client::new(ClientOptions {
         base_url: config.api_url.clone(),
         token_id: config.token_id.clone(),
-        token_secret: config.token_secret()?,
+        token_secret: loaded.secret.clone(),
         timeout: Duration::from_secs(30),
     })?)
 }
@@ -210,7 +215,7 @@ pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
 /// `felhom-agent plan`: read-only.
 pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = load(config_path)?;
-    let client = client(&loaded.config)?;
+    let client = client(&loaded)?;
     let obs = crate::engine::observe(&client, &loaded.config.node, &loaded.desired)?;
     let plan = crate::plan::plan(
         &loaded.desired,
@@ -247,7 +252,7 @@ pub fn plan_json(plan: &crate::plan::Plan) -> String {
 /// `felhom-agent once`: recovery, then one pass, waiting for every action.
 pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = load(config_path)?;
-    let client = client(&loaded.config)?;
+    let client = client(&loaded)?;
     let journal = open_journal(&loaded.config)?;
     let cancel = crate::cancel::CancelSource::new();
     recover_journal(&journal, &client, &loaded.config, &cancel.token())?;

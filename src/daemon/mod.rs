@@ -95,13 +95,15 @@ struct Daemon {
 
 /// `felhom-agent run`. Returns the exit code for a clean stop.
 pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
+    let loaded = app::load(config_path)?;
+    // Trusting the CA sets SSL_CERT_FILE: before any thread starts.
+    let client = app::client(&loaded)?;
     let Loaded {
         config,
         provider,
         desired,
-    } = app::load(config_path)?;
-    // Trusting the CA sets SSL_CERT_FILE: before any thread starts.
-    let client = app::client(&config)?;
+        ..
+    } = loaded;
     // Installed before recovery and readiness, so no signal is lost.
     let signals = SignalThread::install()?;
     let notifier = Notifier::from_env().unwrap_or_else(|e| {

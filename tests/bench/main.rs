@@ -326,7 +326,7 @@ fn pass_against_sim(dir: &Path, s: &Sizes) {
     }
     let config = write_config(&dir.join("pass"), &sim, &desired);
     let loaded = felhom_agent::app::load(&config).unwrap();
-    let client = felhom_agent::app::client(&loaded.config).unwrap();
+    let client = felhom_agent::app::client(&loaded).unwrap();
     let journal = felhom_agent::app::open_journal(&loaded.config).unwrap();
     let mut cancel = CancelSource::new();
     let mut engine = felhom_agent::engine::Engine::new(

@@ -109,7 +109,7 @@ impl Rig {
     /// The real engine, journal and cancel source, built the way `once` builds them.
     pub fn engine(&self) -> (Engine, Journal, CancelSource) {
         let loaded = app::load(&self.config_path).expect("config loads");
-        let client = app::client(&loaded.config).expect("client");
+        let client = app::client(&loaded).expect("client");
         let journal = app::open_journal(&loaded.config).expect("journal opens");
         let cancel = CancelSource::new();
         let engine = Engine::new(
