@@ -94,6 +94,18 @@ fn rig(max_parallel: usize) -> Rig {
 }
 
 impl Rig {
+    /// Dispatches one `start` job per guest.
+    fn start_each(&mut self, guests: &[u32]) {
+        for &g in guests {
+            let job = Job {
+                vmid: vmid(g),
+                actions: vec![action(g, ActionKind::Start, "ok")],
+                fingerprint: 0,
+            };
+            assert!(self.lanes.dispatch(job).unwrap());
+        }
+    }
+
     fn wait_seen(&self, pred: impl Fn(&Seen) -> bool) {
         let (lock, cv) = &*self.seen;
         let guard = lock.lock().unwrap();
@@ -219,14 +231,7 @@ fn a_panicking_lane_reports_failure_and_is_replaced() {
 #[test]
 fn idle_lanes_are_retired() {
     let mut rig = rig(4);
-    for g in [101, 102] {
-        let job = Job {
-            vmid: vmid(g),
-            actions: vec![action(g, ActionKind::Start, "ok")],
-            fingerprint: 0,
-        };
-        rig.lanes.dispatch(job).unwrap();
-    }
+    rig.start_each(&[101, 102]);
     assert_eq!(rig.lanes.threads(), 2);
     // Busy lanes are never retired.
     rig.lanes.reap_idle(Duration::ZERO);
@@ -244,14 +249,7 @@ fn idle_lanes_are_retired() {
 #[test]
 fn cancel_ends_running_and_waiting_jobs_and_shutdown_joins() {
     let mut rig = rig(1);
-    for g in [101, 102] {
-        let job = Job {
-            vmid: vmid(g),
-            actions: vec![action(g, ActionKind::Start, "ok")],
-            fingerprint: 0,
-        };
-        rig.lanes.dispatch(job).unwrap();
-    }
+    rig.start_each(&[101, 102]);
     rig.wait_seen(|s| s.in_flight == 1);
     let drained = rig
         .lanes
