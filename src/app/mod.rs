@@ -217,10 +217,25 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = load(config_path)?;
     let client = client(&loaded)?;
     let obs = crate::engine::observe(&client, &loaded.config.node, &loaded.desired)?;
+    // Read-only: the journal is read, not opened (the service may hold it). Its ops
+    // still in flight hold their guests, as they would in a pass.
+    let journal = loaded.config.state_dir.join("journal");
+    let records = if journal.exists() {
+        crate::journal::read_records(&journal)?
+    } else {
+        Vec::new()
+    };
+    let holds = crate::journal::in_flight_of(&records)
+        .into_iter()
+        .map(|op| {
+            let what = format!("op {} {} is still in flight", op.op, op.kind);
+            (op.vmid, crate::plan::Hold::InFlight { what })
+        })
+        .collect();
     let plan = crate::plan::plan(
         &loaded.desired,
         &obs.observed,
-        &Default::default(),
+        &holds,
         &engine_settings(&loaded.config).plan,
     );
     if json {
