@@ -147,8 +147,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
             ("source", &provider.name()),
         ],
     );
-    let (client, node) = engine.observer();
-    let observer = Observer::spawn(client, node)
+    let observer = Observer::spawn(engine.reader())
         .map_err(|e| AppError::Io("starting the observer thread".into(), e))?;
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
@@ -254,8 +253,11 @@ impl Daemon {
             return;
         }
         self.observing = true;
-        self.observer
-            .request(self.generation, Arc::new(self.desired.clone()));
+        self.observer.request(
+            self.generation,
+            Arc::new(self.desired.clone()),
+            self.engine.busy_guests(),
+        );
     }
 
     /// Plans and dispatches a pass from the observer's answer.

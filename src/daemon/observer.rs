@@ -6,9 +6,10 @@
 //! takes the answer as one more event.
 
 use crate::desired::DesiredState;
-use crate::engine::{observe, Observation};
-use crate::pve::{ApiError, Client};
+use crate::engine::{NodeReader, Observation};
+use crate::pve::{ApiError, Vmid};
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -21,23 +22,26 @@ pub struct Observed {
     pub started: (Instant, i64),
 }
 
+/// A desired-state generation, its snapshot, and the guests whose lane owns their op.
+type Request = (u64, Arc<DesiredState>, BTreeSet<Vmid>);
+
 /// Drop order is significant: the request channel closes before the join.
 pub(super) struct Observer {
-    requests: Option<Sender<(u64, Arc<DesiredState>)>>,
+    requests: Option<Sender<Request>>,
     pub(super) results: Receiver<Observed>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Observer {
-    pub(super) fn spawn(client: Client, node: String) -> std::io::Result<Observer> {
-        let (requests, inbox) = crossbeam_channel::bounded::<(u64, Arc<DesiredState>)>(1);
+    pub(super) fn spawn(reader: NodeReader) -> std::io::Result<Observer> {
+        let (requests, inbox) = crossbeam_channel::bounded::<Request>(1);
         let (reply, results) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("observer".into())
             .spawn(move || {
-                for (generation, desired) in inbox {
+                for (generation, desired, busy) in inbox {
                     let started = (Instant::now(), crate::time::unix_now());
-                    let result = observe(&client, &node, &desired);
+                    let result = reader.read(&desired, &busy);
                     let observed = Observed {
                         generation,
                         result,
@@ -56,9 +60,14 @@ impl Observer {
     }
 
     /// Asks for an observation. The caller asks again only after the answer came.
-    pub(super) fn request(&self, generation: u64, desired: Arc<DesiredState>) {
+    pub(super) fn request(
+        &self,
+        generation: u64,
+        desired: Arc<DesiredState>,
+        busy: BTreeSet<Vmid>,
+    ) {
         if let Some(tx) = &self.requests {
-            let _ = tx.try_send((generation, desired));
+            let _ = tx.try_send((generation, desired, busy));
         }
     }
 }

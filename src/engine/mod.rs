@@ -129,7 +129,7 @@ struct OpenPass {
 
 /// The engine. Owned by one thread; lanes run the actions.
 pub struct Engine {
-    client: Client,
+    reader: NodeReader,
     settings: EngineSettings,
     lanes: Lanes<ApiExecutor>,
     backoff: Backoff,
@@ -140,8 +140,34 @@ pub struct Engine {
     /// most one pass.
     open: Vec<OpenPass>,
     fatal: Receiver<String>,
-    /// For settling ops left in flight (see `settle`).
+}
+
+/// Reads what a pass needs from the node: first it settles the journal's ops left in
+/// flight (`settle`), then it observes the guests. Cheap to clone, so that the daemon
+/// can read on its `observer` thread while the run loop serves events.
+#[derive(Clone)]
+pub struct NodeReader {
+    client: Client,
+    node: String,
     journal: Journal,
+}
+
+impl NodeReader {
+    /// `busy`: guests whose lane owns their op; settling leaves those alone.
+    pub fn read(
+        &self,
+        desired: &DesiredState,
+        busy: &BTreeSet<Vmid>,
+    ) -> Result<Observation, ApiError> {
+        let tasks = ClientTasks {
+            client: &self.client,
+            node: &self.node,
+        };
+        let in_flight = settle::settle(&self.journal, &tasks, busy, crate::time::unix_now());
+        let mut obs = observe(&self.client, &self.node, desired)?;
+        obs.in_flight = in_flight;
+        Ok(obs)
+    }
 }
 
 impl Engine {
@@ -163,7 +189,11 @@ impl Engine {
         };
         let seed = crate::time::unix_now() as u64 ^ u64::from(std::process::id());
         Engine {
-            client,
+            reader: NodeReader {
+                client,
+                node: settings.node.clone(),
+                journal,
+            },
             lanes: Lanes::new(exec, settings.max_parallel, cancel),
             settings,
             backoff: Backoff::new(seed),
@@ -171,7 +201,6 @@ impl Engine {
             passes: 0,
             open: Vec::new(),
             fatal,
-            journal,
         }
     }
 
@@ -190,14 +219,16 @@ impl Engine {
         self.lanes.busy().len()
     }
 
-    /// Holds for this pass: busy lanes, ops still in flight, backoff, terminal errors.
-    fn holds(&self, desired: &DesiredState, now: Instant) -> BTreeMap<Vmid, Hold> {
-        let tasks = ClientTasks {
-            client: &self.client,
-            node: &self.settings.node,
-        };
+    /// Holds for this pass: busy lanes, ops still in flight (found while reading the
+    /// node), backoff, terminal errors.
+    fn holds(
+        &self,
+        desired: &DesiredState,
+        obs: &Observation,
+        now: Instant,
+    ) -> BTreeMap<Vmid, Hold> {
         let busy = self.lanes.busy();
-        let mut holds = settle::settle(&self.journal, &tasks, busy, crate::time::unix_now());
+        let mut holds = obs.in_flight.clone();
         for (vmid, spec) in &desired.guests {
             if busy.contains(vmid) {
                 holds.insert(*vmid, Hold::Busy);
@@ -210,10 +241,10 @@ impl Engine {
         holds
     }
 
-    /// Reads the node and plans, without acting (the `plan` command).
+    /// Reads the node and plans, without acting.
     pub fn plan(&self, desired: &DesiredState) -> Result<(Plan, Observation), ApiError> {
-        let obs = observe(&self.client, &self.settings.node, desired)?;
-        let holds = self.holds(desired, Instant::now());
+        let obs = self.reader.read(desired, self.lanes.busy())?;
+        let holds = self.holds(desired, &obs, Instant::now());
         Ok((
             plan::plan(desired, &obs.observed, &holds, &self.settings.plan),
             obs,
@@ -225,14 +256,18 @@ impl Engine {
     /// A pass that dispatches nothing completes at once and is returned as the second value.
     pub fn start_pass(&mut self, desired: &DesiredState) -> (Option<Plan>, Option<PassReport>) {
         let started = (Instant::now(), crate::time::unix_now());
-        let obs = observe(&self.client, &self.settings.node, desired);
+        let obs = self.reader.read(desired, self.lanes.busy());
         self.start_observed_pass(desired, obs, started)
     }
 
-    /// What the daemon's `observer` thread needs to read the node off the run loop:
-    /// the client and the node name.
-    pub fn observer(&self) -> (Client, String) {
-        (self.client.clone(), self.settings.node.clone())
+    /// What the daemon's `observer` thread reads the node with, off the run loop.
+    pub fn reader(&self) -> NodeReader {
+        self.reader.clone()
+    }
+
+    /// Guests whose lane owns their op (a snapshot for [`NodeReader::read`]).
+    pub fn busy_guests(&self) -> BTreeSet<Vmid> {
+        self.lanes.busy().clone()
     }
 
     /// Starts a pass from an observation made elsewhere (the daemon reads the node on
@@ -261,7 +296,7 @@ impl Engine {
             }
         };
         self.set_named(desired);
-        let holds = self.holds(desired, Instant::now());
+        let holds = self.holds(desired, &obs, Instant::now());
         let plan = plan::plan(desired, &obs.observed, &holds, &self.settings.plan);
         self.fingerprints = desired
             .guests

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 pub struct Observation {
     pub observed: Observed,
     pub names: BTreeMap<Vmid, String>,
+    /// Guests held because an op of theirs is still in flight (see `settle`).
+    pub in_flight: BTreeMap<Vmid, crate::plan::Hold>,
 }
 
 /// Reads what the planner needs. A failed list or HA read fails the whole observation
@@ -30,6 +32,7 @@ pub fn observe(
     let mut out = Observation {
         observed: Observed::default(),
         names: BTreeMap::new(),
+        in_flight: BTreeMap::new(),
     };
     if desired.guests.is_empty() {
         return Ok(out);
