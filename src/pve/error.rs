@@ -165,6 +165,20 @@ impl ApiError {
         }
     }
 
+    /// Whether a mutation that failed this way may still have been carried out, so its
+    /// outcome must be read from the node before anything else is sent for the guest:
+    /// no answer came; a 2xx came whose body cannot be read (the node accepted the
+    /// call); a proxy in front of the API gave up (502, 503, 504); or pveproxy lost its
+    /// backend mid-request (596, 597, 599: the call goes on in pvedaemon). A 595 never
+    /// reached pvedaemon, and "never sent" is provably not carried out.
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            ApiError::NoAnswer { .. } | ApiError::Decode { .. } => true,
+            ApiError::Http { status, .. } => matches!(status, 502 | 503 | 504 | 596 | 597 | 599),
+            ApiError::NeverSent { .. } | ApiError::Config(_) => false,
+        }
+    }
+
     /// The message classified, for [`ApiError::Http`].
     pub fn failure(&self) -> Option<messages::TaskFailure> {
         self.message().map(messages::TaskFailure::classify)
