@@ -3,6 +3,7 @@
 #   ./build.sh          static x86_64 musl release binary (prints its path and size)
 #   ./build.sh test     fmt check, clippy with -D warnings, and the whole test suite
 #   ./build.sh bench    the benchmark (tests/bench, `cargo bench --bench bench`)
+#   ./build.sh fuzz     the randomized parser tests with many more cases
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -168,8 +169,14 @@ case "$cmd" in
     # tests/bench/main.rs: prints one line per measured number.
     cargo bench --bench bench
     ;;
+  fuzz)
+    # The same seeded properties `./build.sh test` runs (tests named fuzz_*), with
+    # FELHOM_FUZZ_ITERS cases each instead of the default 2,000. Set FELHOM_FUZZ_SEED
+    # to rerun a failure.
+    FELHOM_FUZZ_ITERS=${FELHOM_FUZZ_ITERS:-200000} cargo test --release --lib fuzz_ -- --nocapture
+    ;;
   *)
-    echo "usage: ./build.sh [build|test|bench]" >&2
+    echo "usage: ./build.sh [build|test|bench|fuzz]" >&2
     exit 2
     ;;
 esac

@@ -20,8 +20,12 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod pve;
+pub mod rng;
 pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod telemetry;
 pub mod time;
+
+#[cfg(test)]
+mod fuzz;

@@ -32,7 +32,6 @@ mod http;
 mod persist;
 mod power;
 mod read;
-mod rng;
 mod router;
 mod routes;
 mod schema;

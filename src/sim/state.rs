@@ -2,12 +2,12 @@
 //! notified on every change (tests wait on it, so do the clock and lock waiters).
 
 use super::conf;
-use super::rng::XorShift;
 use super::router::Fail;
 use super::tasks::{HaEvent, Task};
 use super::{ErrorStyle, Faults, PowerState, RequestRecord, SimGuest, SimOptions};
 use crate::cancel::Cancel;
 use crate::pve::Upid;
+use crate::rng::XorShift;
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;

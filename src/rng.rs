@@ -1,11 +1,12 @@
-//! A tiny seeded xorshift64* generator, so that fault injection is reproducible.
+//! A tiny seeded xorshift64* generator: jitter, the simulated node's fault injection
+//! and the randomized tests, all reproducible from a seed. Not for anything secret.
 
-/// xorshift64* (Vigna). Not for anything but deciding which request gets a fault.
+/// xorshift64* (Vigna).
 #[derive(Clone, Debug)]
-pub(crate) struct XorShift(u64);
+pub struct XorShift(u64);
 
 impl XorShift {
-    pub(crate) fn new(seed: u64) -> XorShift {
+    pub fn new(seed: u64) -> XorShift {
         // A zero state would stay zero forever.
         XorShift(if seed == 0 {
             0x9E37_79B9_7F4A_7C15
@@ -14,7 +15,7 @@ impl XorShift {
         })
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -24,13 +25,22 @@ impl XorShift {
     }
 
     /// A float in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
+    pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A number in `0..n` (0 when `n` is 0); a slight bias does not matter here.
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
     }
 
     /// True with probability `p` (values outside 0..=1 are clamped). Always draws, so
     /// the sequence does not depend on which rates are set.
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         let x = self.next_f64();
         p > 0.0 && x < p
     }
