@@ -156,11 +156,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let client = app::client(&loaded)?;
     let journal = app::open_journal(&loaded.config)?;
     let mut cancel = CancelSource::new();
-    app::recover_journal(&journal, &client, &loaded.config, &cancel.token())?;
+    let tracker = crate::inflight::Tracker::new(loaded.config.unanswered_grace);
+    app::recover_journal(&journal, &client, &loaded.config, &tracker, &cancel.token())?;
     let (progress_tx, progress) = crossbeam_channel::unbounded();
     let mut engine = Engine::new(
         client,
         journal.clone(),
+        tracker,
         app::engine_settings(&loaded.config),
         cancel.token(),
         Some(progress_tx),

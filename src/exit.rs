@@ -15,6 +15,9 @@ pub enum ExitCode {
     /// The journal could not be made durable (fsync failed); the supervisor restarts
     /// the agent so that recovery runs on a fresh descriptor.
     JournalSync = 4,
+    /// An internal thread ended when it must not have (a bug): the supervisor restarts
+    /// the agent, and recovery runs.
+    Internal = 5,
 }
 
 impl ExitCode {

@@ -1,22 +1,30 @@
-//! Per-guest lanes: one named thread per active guest, fed by a crossbeam channel.
+//! Lanes: each guest's actions run serially, in plan order, as one job; jobs of
+//! different guests run in parallel, at most `max_parallel` at once.
 //!
-//! A guest's actions run in plan order inside one job, so two actions for the same guest
-//! never run at once. Across guests, a shared pool of [`Permits`] bounds how many
-//! mutating calls or task waits are in flight. A lane that panics reports its job as
-//! failed and is replaced by a fresh thread on the next dispatch.
+//! A guest has at most one job queued or running, so two actions for one guest never
+//! run at once. A job waits in the owner's queue, which costs no thread, until one of at
+//! most `max_parallel` workers is free; the worker then runs the whole job, one action
+//! after another, each checked against the desired state in force at that moment (a
+//! reload that drops the guest or changes what it should be stops the job before its
+//! next action). The pool size is the global cap: at most `max_parallel` mutating calls
+//! or task waits are in flight, across guests.
 //!
-//! Ownership: the [`Lanes`] owner (the engine, on the run-loop thread) holds every inbox
-//! `Sender` and every `JoinHandle`; lanes hold a clone of the results `Sender`. Lanes never
-//! exit on their own while they may still receive work: the owner retires an idle lane by
-//! dropping its handle, which closes the inbox first and then joins the thread.
+//! Ownership: the [`Lanes`] owner (the engine, on the run-loop thread) holds the queue,
+//! every worker's inbox `Sender` and `JoinHandle`, and decides which worker runs which
+//! job; workers hold a clone of the results `Sender`. A worker never exits on its own
+//! while it may still receive work: the owner retires an idle worker by dropping its
+//! handle, which closes the inbox first and then joins the thread. A panic inside a job
+//! is caught and reported as that job's failure; the worker goes on.
 
 use crate::action::Action;
 use crate::cancel::Cancel;
 use crate::pve::{Upid, Vmid};
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,9 +44,9 @@ pub enum Outcome {
     Failed(String),
     /// The agent is shutting down; a task may still be running and stays in the journal.
     Cancelled(String),
-    /// The request may have reached Proxmox but its outcome is unknown (no answer, or
-    /// its task outlived the wait). The op stays in flight in the journal and the guest
-    /// is held until a later pass finds out how it ended.
+    /// The request may have reached Proxmox but its outcome is unknown (no answer, an
+    /// answer that cannot be read, or a task that outlived the wait). The op stays in
+    /// flight in the journal and the guest is held until the node says how it ended.
     InFlight(String),
 }
 
@@ -77,9 +85,9 @@ impl fmt::Display for Outcome {
 }
 
 /// Carries out one action. Implemented by the engine for the real client and journal, and
-/// by tests with fakes.
+/// by tests with fakes. `cancel` fires on shutdown: waits end at once.
 pub trait Executor: Send + Sync + 'static {
-    fn execute(&self, action: &Action, permits: &Permits, cancel: &Cancel) -> Outcome;
+    fn execute(&self, action: &Action, cancel: &Cancel) -> Outcome;
 }
 
 /// The work for one guest in one pass: its actions in plan order.
@@ -87,20 +95,23 @@ pub trait Executor: Send + Sync + 'static {
 pub struct Job {
     pub vmid: Vmid,
     pub actions: Vec<Action>,
-    /// The desired spec's fingerprint when planned, so a terminal error can be tied to it.
+    /// The fingerprint of the desired spec the actions were planned from. An action
+    /// runs only while the desired state in force still has this fingerprint for the
+    /// guest.
     pub fingerprint: u64,
 }
 
 /// What became of a job: one outcome per action that ran, in order. Actions after the
-/// first one that does not proceed are not run.
+/// first one that does not proceed are not run, nor are those after the desired state
+/// changed.
 #[derive(Clone, Debug)]
 pub struct JobResult {
     pub vmid: Vmid,
     pub fingerprint: u64,
     pub outcomes: Vec<(Action, Outcome)>,
-    /// The actions that were not attempted because an earlier one did not proceed.
+    /// The actions that were not attempted.
     pub not_run: usize,
-    /// The lane panicked running this job; its thread has ended and will be replaced.
+    /// The job panicked; the panic is its last outcome, as a failure.
     pub panicked: bool,
 }
 
@@ -111,51 +122,30 @@ impl JobResult {
     }
 }
 
-/// A counting semaphore on a channel, so that acquiring can also watch the cancel token.
+/// The desired state in force, as each guest's spec fingerprint; shared with the
+/// workers, which check it before every action.
+pub type Wanted = Arc<RwLock<BTreeMap<Vmid, u64>>>;
+
+/// What every worker shares.
 #[derive(Clone)]
-pub struct Permits {
-    take: Receiver<()>,
-    give: Sender<()>,
+struct LaneCtx {
+    cancel: Cancel,
+    /// Set when the agent stops: no action starts any more; running ones finish.
+    stopping: Arc<AtomicBool>,
+    wanted: Wanted,
 }
 
-/// One held permit; dropping it gives it back.
-pub struct Permit {
-    give: Sender<()>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let _ = self.give.try_send(());
-    }
-}
-
-impl Permits {
-    pub fn new(n: usize) -> Permits {
-        let (give, take) = crossbeam_channel::bounded(n.max(1));
-        for _ in 0..n.max(1) {
-            give.send(()).expect("fresh channel has room");
-        }
-        Permits { take, give }
-    }
-
-    /// Waits for a permit, or returns `None` once `cancel` fires.
-    pub fn acquire(&self, cancel: &Cancel) -> Option<Permit> {
-        crossbeam_channel::select! {
-            recv(self.take) -> r => r.ok().map(|_| Permit { give: self.give.clone() }),
-            recv(cancel.receiver()) -> _ => None,
-        }
-    }
-}
-
-/// Drop order is significant: the inbox closes before the thread is joined, so the lane
-/// sees its inbox disconnect and the join cannot deadlock.
-struct LaneHandle {
+/// Drop order is significant: the inbox closes before the thread is joined, so the
+/// worker sees its inbox disconnect and the join cannot deadlock.
+struct Worker {
     inbox: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// The guest whose job it runs.
+    running: Option<Vmid>,
     idle_since: Instant,
 }
 
-impl Drop for LaneHandle {
+impl Drop for Worker {
     fn drop(&mut self) {
         drop(self.inbox.take());
         if let Some(t) = self.thread.take() {
@@ -164,23 +154,14 @@ impl Drop for LaneHandle {
     }
 }
 
-/// The guests the current desired state names, shared with the lanes: a reload that
-/// drops a guest stops its queued job before the next action.
-pub type Named = std::sync::Arc<std::sync::RwLock<BTreeSet<Vmid>>>;
-
-/// What every lane shares.
-#[derive(Clone)]
-struct LaneCtx {
-    permits: Permits,
-    cancel: Cancel,
-    named: Named,
-}
-
-/// The set of lanes, owned by one thread.
+/// The lanes, owned by one thread.
 pub struct Lanes<E: Executor> {
-    exec: std::sync::Arc<E>,
+    exec: Arc<E>,
     ctx: LaneCtx,
-    lanes: BTreeMap<Vmid, LaneHandle>,
+    max_workers: usize,
+    workers: Vec<Worker>,
+    spawned: usize,
+    queue: VecDeque<Job>,
     busy: BTreeSet<Vmid>,
     results_tx: Sender<JobResult>,
     results_rx: Receiver<JobResult>,
@@ -190,28 +171,30 @@ impl<E: Executor> Lanes<E> {
     pub fn new(exec: E, max_parallel: usize, cancel: Cancel) -> Lanes<E> {
         let (results_tx, results_rx) = crossbeam_channel::unbounded();
         Lanes {
-            exec: std::sync::Arc::new(exec),
+            exec: Arc::new(exec),
             ctx: LaneCtx {
-                permits: Permits::new(max_parallel),
                 cancel,
-                named: Named::default(),
+                stopping: Arc::default(),
+                wanted: Wanted::default(),
             },
-            lanes: BTreeMap::new(),
+            max_workers: max_parallel.max(1),
+            workers: Vec::new(),
+            spawned: 0,
+            queue: VecDeque::new(),
             busy: BTreeSet::new(),
             results_tx,
             results_rx,
         }
     }
 
-    /// Sets the guests the desired state names. An action whose guest is no longer
-    /// named is not started (the job stops there); the first action of a job always
-    /// runs, since it was just planned from a state that named the guest.
-    pub fn set_named(&self, named: BTreeSet<Vmid>) {
+    /// Sets the desired state in force (each pass, and at once on a reload). An action
+    /// runs only while its guest's fingerprint here equals its job's.
+    pub fn set_wanted(&self, wanted: BTreeMap<Vmid, u64>) {
         *self
             .ctx
-            .named
+            .wanted
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = named;
+            .unwrap_or_else(PoisonError::into_inner) = wanted;
     }
 
     /// Guests with a job queued or running.
@@ -219,9 +202,9 @@ impl<E: Executor> Lanes<E> {
         &self.busy
     }
 
-    /// Live lane threads.
+    /// Live worker threads.
     pub fn threads(&self) -> usize {
-        self.lanes.len()
+        self.workers.len()
     }
 
     /// The channel results arrive on; pass each result to [`Lanes::complete`].
@@ -229,66 +212,118 @@ impl<E: Executor> Lanes<E> {
         &self.results_rx
     }
 
-    /// Queues a job on its guest's lane, spawning the lane if needed. A guest that is
-    /// already busy is not queued again: returns false.
+    /// Queues a job for its guest. A guest that already has a job queued or running is
+    /// not queued again: returns false. Fails only when no worker can be started at all.
     pub fn dispatch(&mut self, job: Job) -> std::io::Result<bool> {
-        let vmid = job.vmid;
-        if self.busy.contains(&vmid) {
+        if self.busy.contains(&job.vmid) {
             return Ok(false);
         }
-        if !self.lanes.contains_key(&vmid) {
-            let handle = self.spawn(vmid)?;
-            self.lanes.insert(vmid, handle);
+        if self.ctx.stopping.load(Ordering::SeqCst) {
+            self.not_started(job);
+            return Ok(true);
         }
-        let lane = self.lanes.get_mut(&vmid).expect("inserted above");
-        let inbox = lane.inbox.as_ref().expect("open while the handle lives");
-        if inbox.send(job).is_err() {
-            // The thread is gone (it can only end after a panic); replace it once.
-            self.lanes.remove(&vmid);
-            return Err(std::io::Error::other(format!("lane {vmid} ended")));
-        }
-        self.busy.insert(vmid);
+        self.busy.insert(job.vmid);
+        self.queue.push_back(job);
+        self.pump()?;
         Ok(true)
     }
 
-    fn spawn(&self, vmid: Vmid) -> std::io::Result<LaneHandle> {
+    /// Hands queued jobs to free workers, starting workers up to the cap.
+    fn pump(&mut self) -> std::io::Result<()> {
+        while !self.queue.is_empty() {
+            let free = match self.workers.iter().position(|w| w.running.is_none()) {
+                Some(i) => i,
+                None if self.workers.len() < self.max_workers => match self.spawn() {
+                    Ok(w) => {
+                        self.workers.push(w);
+                        self.workers.len() - 1
+                    }
+                    // Queued jobs wait for a running worker; with none, nothing would
+                    // ever run them.
+                    Err(e) if self.workers.is_empty() => {
+                        for job in std::mem::take(&mut self.queue) {
+                            self.busy.remove(&job.vmid);
+                        }
+                        return Err(e);
+                    }
+                    Err(_) => return Ok(()),
+                },
+                None => return Ok(()),
+            };
+            let job = self.queue.pop_front().expect("queue not empty");
+            let worker = &mut self.workers[free];
+            worker.running = Some(job.vmid);
+            let inbox = worker.inbox.as_ref().expect("open while the worker lives");
+            if let Err(crossbeam_channel::SendError(job)) = inbox.send(job) {
+                // The worker is gone (it cannot end while its inbox is open, short of
+                // an abort); replace it and try the job again.
+                self.workers.remove(free);
+                self.queue.push_front(job);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> std::io::Result<Worker> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let exec = self.exec.clone();
         let ctx = self.ctx.clone();
         let results = self.results_tx.clone();
+        self.spawned += 1;
         let thread = std::thread::Builder::new()
-            .name(format!("lane {vmid}"))
-            .spawn(move || lane_main(rx, &*exec, &ctx, &results))?;
-        Ok(LaneHandle {
+            .name(format!("lane worker {}", self.spawned))
+            .spawn(move || worker_main(rx, &*exec, &ctx, &results))?;
+        Ok(Worker {
             inbox: Some(tx),
             thread: Some(thread),
+            running: None,
             idle_since: Instant::now(),
         })
     }
 
-    /// Records that a job finished; call with every result taken from [`Lanes::results`].
+    /// Records that a job finished and starts the next queued one; call with every
+    /// result taken from [`Lanes::results`].
     pub fn complete(&mut self, result: &JobResult) {
         self.busy.remove(&result.vmid);
-        if result.panicked {
-            // Joins the ended thread; the next dispatch spawns a fresh lane.
-            self.lanes.remove(&result.vmid);
-        } else if let Some(lane) = self.lanes.get_mut(&result.vmid) {
-            lane.idle_since = Instant::now();
+        if let Some(w) = self
+            .workers
+            .iter_mut()
+            .find(|w| w.running == Some(result.vmid))
+        {
+            w.running = None;
+            w.idle_since = Instant::now();
+        }
+        if let Err(e) = self.pump() {
+            crate::log::error("cannot start a lane worker", &[("error", &e)]);
         }
     }
 
-    /// Retires lanes that have been idle for at least `idle`, joining their threads.
+    /// Retires workers that have been idle for at least `idle`, joining their threads.
     pub fn reap_idle(&mut self, idle: Duration) {
         let now = Instant::now();
-        let stale: Vec<Vmid> = self
-            .lanes
-            .iter()
-            .filter(|(v, l)| !self.busy.contains(v) && now.duration_since(l.idle_since) >= idle)
-            .map(|(v, _)| *v)
-            .collect();
-        for v in stale {
-            self.lanes.remove(&v);
+        self.workers
+            .retain(|w| w.running.is_some() || now.duration_since(w.idle_since) < idle);
+    }
+
+    /// No action starts from now on: queued jobs end at once, unrun, and running jobs
+    /// stop before their next action (the one under way finishes).
+    pub fn stop_new(&mut self) {
+        self.ctx.stopping.store(true, Ordering::SeqCst);
+        for job in std::mem::take(&mut self.queue) {
+            self.not_started(job);
         }
+    }
+
+    /// Reports a job that never ran (and frees its guest once the result is taken).
+    fn not_started(&mut self, job: Job) {
+        self.busy.insert(job.vmid);
+        let _ = self.results_tx.send(JobResult {
+            vmid: job.vmid,
+            fingerprint: job.fingerprint,
+            outcomes: Vec::new(),
+            not_run: job.actions.len(),
+            panicked: false,
+        });
     }
 
     /// Waits for busy guests' results until `deadline`, handing each to `on_result`.
@@ -306,15 +341,14 @@ impl<E: Executor> Lanes<E> {
         true
     }
 
-    /// Closes every inbox and joins every lane. Call after cancelling (or draining), so
-    /// running jobs end promptly; results that arrive meanwhile go to `on_result`.
+    /// Stops new actions, closes every inbox and joins every worker. Call after
+    /// cancelling (or draining), so running jobs end promptly; results that arrive
+    /// meanwhile go to `on_result`.
     pub fn shutdown(&mut self, mut on_result: impl FnMut(JobResult)) {
-        for lane in self.lanes.values_mut() {
-            drop(lane.inbox.take());
-        }
-        // Dropping each handle joins its thread; a lane finishing its job first sends its
+        self.stop_new();
+        // Dropping each worker joins its thread; one finishing its job first sends its
         // result, which is collected below.
-        self.lanes.clear();
+        self.workers.clear();
         while let Ok(r) = self.results_rx.try_recv() {
             self.busy.remove(&r.vmid);
             on_result(r);
@@ -322,65 +356,74 @@ impl<E: Executor> Lanes<E> {
     }
 }
 
-/// A lane's loop. States: waiting for a job → running it → reporting → waiting again;
-/// it ends when its inbox closes (retired or shutting down) or after a panic.
-fn lane_main<E: Executor + ?Sized>(
+/// A worker's loop. States: waiting for a job → running it → reporting → waiting again;
+/// it ends when its inbox closes (retired or shutting down).
+fn worker_main<E: Executor + ?Sized>(
     inbox: Receiver<Job>,
     exec: &E,
     ctx: &LaneCtx,
     results: &Sender<JobResult>,
 ) {
-    while let Ok(job) = inbox.recv() {
+    for job in inbox {
         let (vmid, fingerprint) = (job.vmid, job.fingerprint);
         let first = job.actions.first().cloned();
         let total = job.actions.len();
-        let run = catch_unwind(AssertUnwindSafe(|| run_job(exec, job, ctx)));
-        match run {
-            Ok(result) => {
-                let _ = results.send(result);
-            }
+        let result = match catch_unwind(AssertUnwindSafe(|| run_job(exec, job, ctx))) {
+            Ok(result) => result,
             Err(panic) => {
                 let msg = panic_message(&panic);
-                crate::log::error("lane panicked", &[("vmid", &vmid), ("panic", &msg)]);
-                let outcomes = first
+                crate::log::error("lane job panicked", &[("vmid", &vmid), ("panic", &msg)]);
+                let outcomes: Vec<(Action, Outcome)> = first
                     .map(|a| (a, Outcome::Failed(format!("internal error: {msg}"))))
                     .into_iter()
-                    .collect::<Vec<_>>();
-                let not_run = total.saturating_sub(outcomes.len());
-                let _ = results.send(JobResult {
+                    .collect();
+                JobResult {
                     vmid,
                     fingerprint,
+                    not_run: total.saturating_sub(outcomes.len()),
                     outcomes,
-                    not_run,
                     panicked: true,
-                });
-                // The lane is replaced: this thread ends and the owner spawns a new one.
-                return;
+                }
             }
+        };
+        if results.send(result).is_err() {
+            return;
         }
+    }
+}
+
+/// Why a job's next action is not started.
+fn stop_reason(ctx: &LaneCtx, job: &Job) -> Option<&'static str> {
+    if ctx.stopping.load(Ordering::SeqCst) || ctx.cancel.is_cancelled() {
+        return Some("shutting down");
+    }
+    let wanted = ctx
+        .wanted
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&job.vmid)
+        .copied();
+    match wanted {
+        None => Some("guest left the desired state"),
+        Some(f) if f != job.fingerprint => Some("desired state changed since planned"),
+        Some(_) => None,
     }
 }
 
 fn run_job<E: Executor + ?Sized>(exec: &E, job: Job, ctx: &LaneCtx) -> JobResult {
     let total = job.actions.len();
     let mut outcomes = Vec::with_capacity(total);
-    for action in job.actions {
-        let still_named = || {
-            ctx.named
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&action.vmid)
-        };
-        if !outcomes.is_empty() && !still_named() {
+    for action in &job.actions {
+        if let Some(why) = stop_reason(ctx, &job) {
             crate::log::info(
-                "guest left the desired state; its remaining actions are dropped",
-                &[("vmid", &action.vmid), ("kind", &action.kind)],
+                "remaining actions dropped",
+                &[("vmid", &job.vmid), ("next", &action.kind), ("why", &why)],
             );
             break;
         }
-        let outcome = exec.execute(&action, &ctx.permits, &ctx.cancel);
+        let outcome = exec.execute(action, &ctx.cancel);
         let proceeds = outcome.proceeds();
-        outcomes.push((action, outcome));
+        outcomes.push((action.clone(), outcome));
         if !proceeds {
             break;
         }

@@ -8,9 +8,9 @@ pub use show::{journal, render_status, status, status_path, write_status};
 
 use crate::config::{Config, ConfigError, StopMode};
 use crate::desired::{DesiredError, DesiredState, Provider};
-use crate::engine::{ClientTasks, Engine, EngineSettings, PassReport};
+use crate::engine::{Engine, EngineSettings, PassReport};
 use crate::exit::ExitCode;
-use crate::journal::{recover, RecoverError, RecoveryOptions};
+use crate::inflight::{ClientNode, RecoverError, RecoverOptions, Tracker};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::plan::PlanSettings;
 use crate::pve::client::{Client, ClientOptions};
@@ -32,8 +32,9 @@ pub enum AppError {
     Desired(DesiredError),
     Journal(JournalError),
     Api(ApiError),
-    Recovery(RecoverError),
     Io(String, std::io::Error),
+    /// An internal thread died or vanished: a bug, not the user's doing.
+    Internal(String),
 }
 
 impl AppError {
@@ -41,7 +42,8 @@ impl AppError {
         match self {
             AppError::Usage(_) | AppError::Config(_) | AppError::Desired(_) => ExitCode::Usage,
             AppError::Journal(e) => e.exit_code(),
-            AppError::Recovery(_) | AppError::Api(_) | AppError::Io(..) => ExitCode::Failure,
+            AppError::Api(_) | AppError::Io(..) => ExitCode::Failure,
+            AppError::Internal(_) => ExitCode::Internal,
         }
     }
 }
@@ -54,7 +56,7 @@ impl fmt::Display for AppError {
             AppError::Desired(e) => write!(f, "{e}"),
             AppError::Journal(e) => write!(f, "{e}"),
             AppError::Api(e) => write!(f, "proxmox api: {e}"),
-            AppError::Recovery(e) => write!(f, "recovery: {e}"),
+            AppError::Internal(m) => write!(f, "internal error: {m}"),
             AppError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -67,9 +69,8 @@ impl std::error::Error for AppError {
             AppError::Desired(e) => Some(e),
             AppError::Journal(e) => Some(e),
             AppError::Api(e) => Some(e),
-            AppError::Recovery(e) => Some(e),
             AppError::Io(_, e) => Some(e),
-            AppError::Usage(_) => None,
+            AppError::Usage(_) | AppError::Internal(_) => None,
         }
     }
 }
@@ -154,49 +155,47 @@ pub fn open_journal(config: &Config) -> Result<Journal, AppError> {
     )?)
 }
 
-/// Resolves every op left in flight by an earlier run before anything is planned.
-/// What it cannot resolve (a task still running at its deadline, a node that cannot
-/// be read) stays in flight: every pass checks such ops again and holds their guests
-/// until they are resolved.
+/// Resolves every op left in flight by an earlier run before anything is planned
+/// (see [`crate::inflight`]). What it cannot resolve by `task_timeout` (a task still
+/// running, a node that cannot be read, an unanswered op still within its grace) stays in
+/// flight: every pass looks at it again and holds its guest until it is resolved.
+/// Returns `Ok(false)` when cancelled.
 pub fn recover_journal(
     journal: &Journal,
     client: &Client,
     config: &Config,
+    tracker: &Tracker,
     cancel: &Cancel,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let in_flight = journal.in_flight();
     if in_flight.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     log::info("recovering in-flight ops", &[("count", &in_flight.len())]);
-    let tasks = ClientTasks {
+    let node = ClientNode {
         client,
         node: &config.node,
     };
-    let opts = RecoveryOptions {
-        task_timeout: config.task_timeout,
+    let opts = RecoverOptions {
+        deadline: Instant::now() + config.task_timeout,
         cancel: cancel.clone(),
     };
-    match recover(journal, &tasks, &opts) {
-        Ok(report) => {
+    match crate::inflight::recover(journal, &node, client.token_id(), tracker, &opts) {
+        Ok(done) => {
             log::info(
                 "recovery done",
-                &[
-                    ("resolved", &report.resolved.len()),
-                    ("waited", &report.waited),
-                    ("abandoned", &report.abandoned),
-                ],
+                &[("resolved", &done.resolved), ("held", &done.held.len())],
             );
-            Ok(())
+            for (op, vmid, why) in &done.held {
+                log::warn(
+                    "op still in flight after recovery; its guest stays held",
+                    &[("op", op), ("vmid", vmid), ("why", why)],
+                );
+            }
+            Ok(true)
         }
+        Err(RecoverError::Cancelled) => Ok(false),
         Err(RecoverError::Journal(e)) => Err(AppError::Journal(e)),
-        Err(e) => {
-            log::warn(
-                "recovery incomplete; those guests stay held until their ops resolve",
-                &[("error", &log::Chain(&e))],
-            );
-            Ok(())
-        }
     }
 }
 
@@ -216,22 +215,35 @@ pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
 pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = load(config_path)?;
     let client = client(&loaded)?;
-    let obs = crate::engine::observe(&client, &loaded.config.node, &loaded.desired)?;
     // Read-only: the journal is read, not opened (the service may hold it). Its ops
-    // still in flight hold their guests, as they would in a pass.
+    // still in flight hold their guests, decided as a pass would decide them.
     let journal = loaded.config.state_dir.join("journal");
     let records = if journal.exists() {
         crate::journal::read_records(&journal)?
     } else {
         Vec::new()
     };
-    let holds = crate::journal::in_flight_of(&records)
-        .into_iter()
-        .map(|op| {
-            let what = format!("op {} {} is still in flight", op.op, op.kind);
-            (op.vmid, crate::plan::Hold::InFlight { what })
-        })
-        .collect();
+    let owned = records.iter().filter_map(|r| r.upid.clone()).collect();
+    let node = ClientNode {
+        client: &client,
+        node: &loaded.config.node,
+    };
+    let holds = crate::inflight::preview(
+        &crate::journal::in_flight_of(&records),
+        &owned,
+        &node,
+        client.token_id(),
+        &Tracker::new(loaded.config.unanswered_grace),
+    )
+    .into_iter()
+    .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
+    .collect();
+    let obs = crate::engine::observe(
+        &client,
+        &loaded.config.node,
+        &loaded.desired,
+        &Cancel::never(),
+    )?;
     let plan = crate::plan::plan(
         &loaded.desired,
         &obs.observed,
@@ -270,10 +282,12 @@ pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let client = client(&loaded)?;
     let journal = open_journal(&loaded.config)?;
     let cancel = crate::cancel::CancelSource::new();
-    recover_journal(&journal, &client, &loaded.config, &cancel.token())?;
+    let tracker = Tracker::new(loaded.config.unanswered_grace);
+    recover_journal(&journal, &client, &loaded.config, &tracker, &cancel.token())?;
     let mut engine = Engine::new(
         client,
         journal.clone(),
+        tracker,
         engine_settings(&loaded.config),
         cancel.token(),
         None,

@@ -23,6 +23,7 @@
 //! | `task_timeout_secs` | 600 | 1..=86400 |
 //! | `shutdown_timeout_secs` | 60 | 1..=3600 |
 //! | `drain_timeout_secs` | 20 | 1..=600 |
+//! | `unanswered_grace_secs` | 120 | 5..=3600 |
 //! | `stop_mode` | `"shutdown"` | `"shutdown"` or `"stop"` |
 //! | `metrics_file` | none | a path |
 //! | `journal_compact_bytes` | 4194304 | at least 4096 |
@@ -72,6 +73,7 @@ const KEYS: &[&str] = &[
     "task_timeout_secs",
     "shutdown_timeout_secs",
     "drain_timeout_secs",
+    "unanswered_grace_secs",
     "stop_mode",
     "metrics_file",
     "journal_compact_bytes",
@@ -123,6 +125,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long SIGTERM waits for in-flight work.
     pub drain_timeout: Duration,
+    /// How long a start, stop or config update that got no answer may go unexplained
+    /// by the node before it is taken as not carried out (see `crate::inflight`).
+    pub unanswered_grace: Duration,
     pub stop_mode: StopMode,
     pub metrics_file: Option<PathBuf>,
     pub journal_compact_bytes: u64,
@@ -243,6 +248,7 @@ fn parse_with(
         task_timeout: Duration::from_secs(600),
         shutdown_timeout: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(20),
+        unanswered_grace: crate::inflight::DEFAULT_GRACE,
         stop_mode: StopMode::Shutdown,
         metrics_file: None,
         journal_compact_bytes: 4 * 1024 * 1024,
@@ -288,6 +294,8 @@ fn parse_with(
             "task_timeout_secs" => secs(v, 86400).map(|d| cfg.task_timeout = d),
             "shutdown_timeout_secs" => secs(v, 3600).map(|d| cfg.shutdown_timeout = d),
             "drain_timeout_secs" => secs(v, 600).map(|d| cfg.drain_timeout = d),
+            "unanswered_grace_secs" => integer(v, 5, 3600, " seconds")
+                .map(|n| cfg.unanswered_grace = Duration::from_secs(n)),
             "max_parallel" => integer(v, 1, 64, "").map(|n| cfg.max_parallel = n as usize),
             "journal_compact_bytes" => {
                 integer(v, 4096, u64::MAX, " bytes").map(|n| cfg.journal_compact_bytes = n)

@@ -32,6 +32,7 @@ pub(super) fn defaults() -> Config {
         task_timeout: Duration::from_secs(600),
         shutdown_timeout: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(20),
+        unanswered_grace: Duration::from_secs(120),
         stop_mode: StopMode::Shutdown,
         metrics_file: None,
         journal_compact_bytes: 4194304,
@@ -76,6 +77,11 @@ pub(super) fn render(cfg: &Config) -> String {
         s(d.shutdown_timeout),
     );
     diff("drain_timeout", s(cfg.drain_timeout), s(d.drain_timeout));
+    diff(
+        "unanswered_grace",
+        s(cfg.unanswered_grace),
+        s(d.unanswered_grace),
+    );
     diff(
         "stop_mode",
         cfg.stop_mode.to_string(),

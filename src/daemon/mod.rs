@@ -5,10 +5,16 @@
 //! at once and every `interval` (with a little jitter).
 //!
 //! One run loop on the main thread takes a closed set of [`Event`]s from one `select!`:
-//! a signal (from the `signals` thread, which does nothing else), a lane result, a tick,
-//! a watchdog ping, or a fatal journal error. Threads: `signals`, `journal` (the journal's
-//! writer), `recovery` during start-up, one `lane <vmid>` per active guest. All are
-//! joined before `run` returns.
+//! a signal (from the `signals` thread, which does nothing else), a lane result, an
+//! observation (from the `observer` thread), a tick, a watchdog ping, a fatal journal
+//! error, or the death of an internal thread. Threads: `signals`, `observer`, `journal`
+//! (the journal's writer), `recovery` during start-up, up to `max_parallel`
+//! `lane worker N`, and `shutdown` while stopping. All are joined before `run` returns.
+//!
+//! Stopping is bounded: on SIGTERM no new action starts and the observer stops at its
+//! next request; running actions get `drain_timeout`; then every wait is cancelled and
+//! the threads are joined, which takes at most one request's timeout. A second signal
+//! at any point exits at once.
 
 mod observer;
 mod recovery;
@@ -20,13 +26,13 @@ use crate::config::Config;
 use crate::desired::DesiredState;
 use crate::engine::{Engine, PassReport};
 use crate::exit::ExitCode;
+use crate::inflight::Tracker;
 use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
 use crossbeam_channel::{after, never, select, Receiver};
 use observer::{Observed, Observer};
 use recovery::{recover, Recovery};
-use signal_hook::consts::SIGTERM;
 use signals::{event_of_signal, SignalThread};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,6 +59,9 @@ pub enum Event {
     DrainDeadline,
     /// The `observer` thread has read the node for a pass.
     Observed(Observed),
+    /// An internal thread ended (its channel closed): a bug. The agent exits non-zero so
+    /// that its supervisor restarts it and recovery runs.
+    ThreadDied(&'static str),
 }
 
 impl fmt::Display for Event {
@@ -67,6 +76,7 @@ impl fmt::Display for Event {
             Event::JournalFatal(e) => write!(f, "journal fatal: {e}"),
             Event::DrainDeadline => f.write_str("drain deadline"),
             Event::Observed(o) => write!(f, "observation for generation {}", o.generation),
+            Event::ThreadDied(t) => write!(f, "the {t} thread ended"),
         }
     }
 }
@@ -115,10 +125,12 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
     }
     let mut cancel = CancelSource::new();
+    let tracker = Tracker::new(config.unanswered_grace);
     let reload = match recover(
         &journal,
         &client,
         &config,
+        &tracker,
         &mut cancel,
         &signals.events,
         &notifier,
@@ -134,6 +146,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     let engine = Engine::new(
         client,
         journal.clone(),
+        tracker,
         app::engine_settings(&config),
         cancel.token(),
         None,
@@ -169,22 +182,67 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         d.reload();
     }
     let code = d.run_loop(&signals.events);
-    // Whatever ended the loop, nothing may keep a lane waiting: cancel, then join.
-    // (After a clean shutdown this is already done and costs nothing.)
+    // Whatever ended the loop, nothing may keep a lane waiting: cancel, then join every
+    // thread, still answering a second signal.
     cancel.cancel();
     let Daemon {
-        mut engine,
+        engine,
         journal,
+        observer,
         ..
     } = d;
-    engine.close_lanes(|_| {});
-    drop(engine);
+    join_all(engine, observer, &signals.events);
     if let Err(e) = journal.close() {
         log::error("closing the journal", &[("error", &log::Chain(&e))]);
     }
     drop(signals);
     log::info("agent stopped", &[("exit", &code.code())]);
     Ok(code)
+}
+
+/// How long the last joins may take once everything is cancelled: a request already on
+/// the wire ends within the client's timeout.
+const JOIN_BOUND: Duration = Duration::from_secs(35);
+
+/// Joins the lane workers and the observer on a `shutdown` thread while this thread
+/// keeps answering signals: a second SIGTERM or SIGINT exits at once. Should a thread
+/// outlive [`JOIN_BOUND`] (it cannot, short of a bug), the agent exits without it.
+fn join_all(mut engine: Engine, observer: Observer, signals: &Receiver<i32>) {
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+    let joiner = std::thread::Builder::new()
+        .name("shutdown".into())
+        .spawn(move || {
+            drop(observer);
+            engine.close_lanes(|_| {});
+            drop(engine);
+            let _ = done_tx.send(());
+        });
+    let joiner = match joiner {
+        Ok(j) => j,
+        Err(e) => {
+            log::error("cannot start the shutdown thread", &[("error", &e)]);
+            return;
+        }
+    };
+    let deadline = after(JOIN_BOUND);
+    loop {
+        select! {
+            recv(done) -> _ => {
+                let _ = joiner.join();
+                return;
+            }
+            recv(signals) -> s => {
+                if let Ok(Event::Shutdown(sig)) = s.map(event_of_signal) {
+                    log::warn("second signal: exiting at once", &[("signal", &sig)]);
+                    std::process::exit(ExitCode::Failure.code());
+                }
+            }
+            recv(deadline) -> _ => {
+                log::error("threads did not end in time; exiting without them", &[]);
+                return;
+            }
+        }
+    }
 }
 
 impl Daemon {
@@ -198,15 +256,21 @@ impl Daemon {
                 after(t.saturating_duration_since(Instant::now()))
             });
             let event = select! {
-                recv(signals) -> s => event_of_signal(s.unwrap_or(SIGTERM)),
+                recv(signals) -> s => match s {
+                    Ok(s) => event_of_signal(s),
+                    Err(_) => Event::ThreadDied("signals"),
+                },
                 recv(self.engine.results()) -> r => match r {
                     Ok(r) => Event::Result(r),
-                    Err(_) => continue,
+                    Err(_) => Event::ThreadDied("lane results"),
                 },
-                recv(self.engine.fatal()) -> e => Event::JournalFatal(e.unwrap_or_default()),
+                recv(self.engine.fatal()) -> e => match e {
+                    Ok(e) => Event::JournalFatal(e),
+                    Err(_) => Event::ThreadDied("journal fatal"),
+                },
                 recv(self.observer.results) -> o => match o {
                     Ok(o) => Event::Observed(o),
-                    Err(_) => continue,
+                    Err(_) => Event::ThreadDied("observer"),
                 },
                 recv(tick) -> _ => Event::Tick,
                 recv(dog) -> _ => Event::Watchdog,
@@ -241,6 +305,14 @@ impl Daemon {
                     return ExitCode::JournalSync;
                 }
                 Event::Shutdown(sig) => return self.shutdown(sig, signals),
+                Event::ThreadDied(which) => {
+                    // No more watchdog pings: the loop ends here, and so does the agent.
+                    log::error(
+                        "an internal thread ended; exiting so that the supervisor restarts the agent and recovery runs",
+                        &[("thread", &which)],
+                    );
+                    return ExitCode::Internal;
+                }
                 Event::DrainDeadline => {}
             }
         }
@@ -349,7 +421,7 @@ impl Daemon {
                 self.provider = new.provider;
                 self.desired = new.desired;
                 self.generation += 1;
-                self.engine.set_named(&self.desired);
+                self.engine.set_wanted(&self.desired);
                 self.reload_error = None;
                 log::info(
                     "reloaded",
@@ -371,12 +443,14 @@ impl Daemon {
         }
     }
 
-    /// Starts no new action and lets in-flight work finish within the drain bound; the
-    /// caller then cancels what is left (it stays in flight in the journal) and joins
-    /// the lanes.
-    /// A second signal exits at once; every journal record is already whole on disk.
+    /// Starts no new action, stops the observer at its next request, and lets running
+    /// actions finish within the drain bound; the caller then cancels what is left (it
+    /// stays in flight in the journal) and joins the threads. A second signal exits at
+    /// once; every journal record is already whole on disk.
     fn shutdown(&mut self, sig: i32, signals: &Receiver<i32>) -> ExitCode {
         let _ = self.notifier.stopping();
+        self.engine.stop_new();
+        self.observer.stop();
         log::info(
             "stopping",
             &[
@@ -385,18 +459,19 @@ impl Daemon {
                 ("drain_secs", &self.config.drain_timeout.as_secs()),
             ],
         );
-        let deadline = Instant::now() + self.config.drain_timeout;
+        let deadline = after(self.config.drain_timeout);
         while self.engine.busy() > 0 {
             let event = select! {
                 recv(signals) -> s => match s.map(event_of_signal) {
                     Ok(Event::Shutdown(sig)) => Event::Shutdown(sig),
-                    _ => continue,
+                    Ok(_) => continue,
+                    Err(_) => break,
                 },
                 recv(self.engine.results()) -> r => match r {
                     Ok(r) => Event::Result(r),
                     Err(_) => break,
                 },
-                recv(after(deadline.saturating_duration_since(Instant::now()))) -> _ => Event::DrainDeadline,
+                recv(deadline) -> _ => Event::DrainDeadline,
             };
             match event {
                 Event::Result(r) => {

@@ -2,9 +2,11 @@
 //!
 //! Reading the node is a series of blocking requests, each bounded by the client's
 //! timeout. Done on the run-loop thread, a slow or hung API would also stall signals,
-//! reloads and watchdog pings; here the run loop asks, goes on serving events, and
-//! takes the answer as one more event.
+//! reloads and watchdog pings; here the run loop asks, goes on serving events, and takes
+//! the answer as one more event. On shutdown the observer's own cancel token ends a read
+//! between two requests, so the thread ends within one request's timeout.
 
+use crate::cancel::{Cancel, CancelSource};
 use crate::desired::DesiredState;
 use crate::engine::{NodeReader, Observation};
 use crate::pve::{ApiError, Vmid};
@@ -22,13 +24,15 @@ pub struct Observed {
     pub started: (Instant, i64),
 }
 
-/// A desired-state generation, its snapshot, and the guests whose lane owns their op.
+/// A desired-state generation, its snapshot, and the guests with a job queued or
+/// running as the read begins.
 type Request = (u64, Arc<DesiredState>, BTreeSet<Vmid>);
 
 /// Drop order is significant: the request channel closes before the join.
 pub(super) struct Observer {
     requests: Option<Sender<Request>>,
     pub(super) results: Receiver<Observed>,
+    cancel: CancelSource,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -36,25 +40,15 @@ impl Observer {
     pub(super) fn spawn(reader: NodeReader) -> std::io::Result<Observer> {
         let (requests, inbox) = crossbeam_channel::bounded::<Request>(1);
         let (reply, results) = crossbeam_channel::bounded(1);
+        let cancel = CancelSource::new();
+        let token = cancel.token();
         let thread = std::thread::Builder::new()
             .name("observer".into())
-            .spawn(move || {
-                for (generation, desired, busy) in inbox {
-                    let started = (Instant::now(), crate::time::unix_now());
-                    let result = reader.read(&desired, &busy);
-                    let observed = Observed {
-                        generation,
-                        result,
-                        started,
-                    };
-                    if reply.send(observed).is_err() {
-                        break;
-                    }
-                }
-            })?;
+            .spawn(move || observe_loop(&reader, &inbox, &reply, &token))?;
         Ok(Observer {
             requests: Some(requests),
             results,
+            cancel,
             thread: Some(thread),
         })
     }
@@ -70,13 +64,42 @@ impl Observer {
             let _ = tx.try_send((generation, desired, busy));
         }
     }
+
+    /// Stops a read under way at its next request and takes no new ones.
+    pub(super) fn stop(&mut self) {
+        self.cancel.cancel();
+        drop(self.requests.take());
+    }
+}
+
+fn observe_loop(
+    reader: &NodeReader,
+    inbox: &Receiver<Request>,
+    reply: &Sender<Observed>,
+    cancel: &Cancel,
+) {
+    for (generation, desired, busy) in inbox {
+        if crate::failpoint::hit("observer-panic") {
+            panic!("failpoint observer-panic");
+        }
+        let started = (Instant::now(), crate::time::unix_now());
+        let result = reader.read(&desired, &busy, cancel);
+        let observed = Observed {
+            generation,
+            result,
+            started,
+        };
+        if reply.send(observed).is_err() {
+            break;
+        }
+    }
 }
 
 impl Drop for Observer {
     fn drop(&mut self) {
-        drop(self.requests.take());
-        // An observation under way ends within the client's request timeouts; its
-        // answer is dropped unread.
+        self.stop();
+        // A read under way ends within one request's timeout; its answer is dropped
+        // unread.
         while self.results.try_recv().is_ok() {}
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -26,6 +26,7 @@ pub(super) fn recover(
     journal: &crate::journal::Journal,
     client: &crate::pve::Client,
     config: &Config,
+    tracker: &crate::inflight::Tracker,
     cancel: &mut CancelSource,
     signals: &Receiver<i32>,
     notifier: &Notifier,
@@ -34,23 +35,24 @@ pub(super) fn recover(
         return Ok(Recovery::Done { reload: false });
     }
     let (done_tx, done) = crossbeam_channel::bounded(1);
-    let (j, c, cfg, token) = (
+    let (j, c, cfg, t, token) = (
         journal.clone(),
         client.clone(),
         config.clone(),
+        tracker.clone(),
         cancel.token(),
     );
     let thread = std::thread::Builder::new()
         .name("recovery".into())
         .spawn(move || {
-            let _ = done_tx.send(app::recover_journal(&j, &c, &cfg, &token));
+            let _ = done_tx.send(app::recover_journal(&j, &c, &cfg, &t, &token));
         })
         .map_err(|e| AppError::Io("starting the recovery thread".into(), e))?;
     let mut stopping = None;
     let mut reload = false;
     let result = loop {
         select! {
-            recv(done) -> r => break r.unwrap_or_else(|_| Err(AppError::Usage("recovery thread ended without a result".into()))),
+            recv(done) -> r => break r.unwrap_or_else(|_| Err(AppError::Internal("the recovery thread ended without a result".into()))),
             recv(signals) -> s => match s.map(event_of_signal) {
                 Ok(Event::Shutdown(sig)) if stopping.is_none() => {
                     let _ = notifier.stopping();
@@ -67,13 +69,18 @@ pub(super) fn recover(
                     reload = true;
                 }
                 Ok(event) => log::info("ignored during recovery", &[("event", &event)]),
-                Err(_) => {}
+                Err(_) => {
+                    // The signals thread is gone: no stop request could reach us.
+                    cancel.cancel();
+                    let _ = thread.join();
+                    return Err(AppError::Internal("the signals thread ended".into()));
+                }
             },
         }
     };
     let _ = thread.join();
     match stopping {
         Some(sig) => Ok(Recovery::Stopped(sig)),
-        None => result.map(|()| Recovery::Done { reload }),
+        None => result.map(|_| Recovery::Done { reload }),
     }
 }

@@ -10,7 +10,7 @@
 use crate::action::{Action, ActionKind};
 use crate::cancel::Cancel;
 use crate::journal::{Journal, JournalError, OpId};
-use crate::lanes::{Executor, Outcome, Permits};
+use crate::lanes::{Executor, Outcome};
 use crate::log;
 use crate::pve::error::ApiError;
 use crate::pve::types::{PowerOp, RunState, TaskOutcome};
@@ -84,17 +84,10 @@ impl Recorder<'_> {
     fn failed(&self, op: OpId, error: &str) {
         self.note("failed", self.journal.failed(op, error));
     }
-
-    fn abandoned(&self, op: OpId, why: &str) {
-        self.note("abandoned", self.journal.abandoned(op, why));
-    }
 }
 
 impl Executor for ApiExecutor {
-    fn execute(&self, action: &Action, permits: &Permits, cancel: &Cancel) -> Outcome {
-        let Some(_permit) = permits.acquire(cancel) else {
-            return Outcome::Cancelled("shutting down before the action started".into());
-        };
+    fn execute(&self, action: &Action, cancel: &Cancel) -> Outcome {
         if cancel.is_cancelled() {
             return Outcome::Cancelled("shutting down before the action started".into());
         }
@@ -157,17 +150,11 @@ impl ApiExecutor {
                     warnings: 0,
                 };
             }
-            Err(e) if outcome_unknown(&e) => {
-                let msg = format!("request sent, no answer: {e}");
-                if action.kind == ActionKind::SetConfig {
-                    // A config update starts no task to look for later. The next pass
-                    // reads the config again, and its digest guards a second update.
-                    rec.abandoned(op, &msg);
-                    return Outcome::Failed(msg);
-                }
-                // The start or stop may be running on the node: the op stays in flight
-                // and later passes look for its task before the guest is touched again.
-                return Outcome::InFlight(msg);
+            Err(e) if e.is_outcome_unknown() => {
+                // The node may have carried it out: the op stays in flight in the
+                // journal and its guest is held until `crate::inflight` reads from the
+                // node how it ended (its task, or for a config update its digest).
+                return Outcome::InFlight(format!("outcome unknown: {}", log::Chain(&e)));
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -304,14 +291,6 @@ fn log_outcome(action: &Action, op: OpId, outcome: &Outcome) {
             log::warn("action failed", &fields);
         }
     }
-}
-
-/// Whether a mutating request may have been carried out although no answer says so:
-/// it left but nothing came back, or pveproxy lost its backend mid-request (596, 597,
-/// 599; the operation keeps running in pvedaemon, reference §1.4). A 595 never reached
-/// pvedaemon.
-fn outcome_unknown(e: &ApiError) -> bool {
-    e.is_no_answer() || matches!(e.status(), Some(596 | 597 | 599))
 }
 
 /// Maps an API error to what the guest should do next.

@@ -1,24 +1,24 @@
 //! The reconcile engine: observe, plan, dispatch onto lanes, collect results.
 //!
-//! One pass: read the actual state ([`observe`]), plan against the desired state with the
-//! current holds (busy lanes, backoff, terminal errors), and dispatch each guest's actions
-//! as one job on its lane. Results come back on a channel; the caller (the `once` command
-//! or the daemon's run loop) feeds each to [`Engine::on_result`], which updates backoff
-//! and the pass report.
+//! One pass: read the node ([`NodeReader`]: settle ops left in flight, then
+//! [`observe`]), plan against the desired state with the holds in force at that instant
+//! (guests with a job queued or running, or busy while the node was read, or with an op
+//! in flight in the journal; backoff; terminal errors), and dispatch each guest's actions
+//! as one job on its lane. Results come back on a channel; the caller (the `once`
+//! command or the daemon's run loop) feeds each to [`Engine::on_result`], which updates
+//! backoff and the pass report.
 
 mod backoff;
 pub mod exec;
 mod observe;
-mod recovery;
-mod settle;
 
 pub use backoff::Backoff;
 pub use exec::{ApiExecutor, Progress};
 pub use observe::{observe, Observation};
-pub use recovery::ClientTasks;
 
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
+use crate::inflight::{ClientNode, Tracker};
 use crate::journal::Journal;
 use crate::lanes::{Job, JobResult, Lanes, Outcome};
 use crate::plan::{self, Hold, Plan, PlanSettings};
@@ -130,6 +130,8 @@ struct OpenPass {
 /// The engine. Owned by one thread; lanes run the actions.
 pub struct Engine {
     reader: NodeReader,
+    journal: Journal,
+    tracker: Tracker,
     settings: EngineSettings,
     lanes: Lanes<ApiExecutor>,
     backoff: Backoff,
@@ -143,37 +145,57 @@ pub struct Engine {
 }
 
 /// Reads what a pass needs from the node: first it settles the journal's ops left in
-/// flight (`settle`), then it observes the guests. Cheap to clone, so that the daemon
-/// can read on its `observer` thread while the run loop serves events.
+/// flight ([`crate::inflight::settle`]), then it observes the guests. Cheap to clone, so
+/// that the daemon can read on its `observer` thread while the run loop serves events.
 #[derive(Clone)]
 pub struct NodeReader {
     client: Client,
     node: String,
     journal: Journal,
+    tracker: Tracker,
+    fatal: Sender<String>,
 }
 
 impl NodeReader {
-    /// `busy`: guests whose lane owns their op; settling leaves those alone.
+    /// `busy`: guests with a job queued or running as the read begins. Settling leaves
+    /// their ops to their lanes, and the observation carries the set, so that a plan made
+    /// from it holds them even if their job ends meanwhile (what was read of them may
+    /// predate their action). `cancel` ends the read between requests.
     pub fn read(
         &self,
         desired: &DesiredState,
         busy: &BTreeSet<Vmid>,
+        cancel: &Cancel,
     ) -> Result<Observation, ApiError> {
-        let tasks = ClientTasks {
+        let node = ClientNode {
             client: &self.client,
             node: &self.node,
         };
-        let in_flight = settle::settle(&self.journal, &tasks, busy, crate::time::unix_now());
-        let mut obs = observe(&self.client, &self.node, desired)?;
-        obs.in_flight = in_flight;
+        let token = self.client.token_id();
+        if let Err(e) =
+            crate::inflight::settle(&self.journal, &node, token, &self.tracker, busy, cancel)
+        {
+            crate::log::error(
+                "journal write failed while settling ops in flight",
+                &[("error", &crate::log::Chain(&e))],
+            );
+            if e.is_fatal() {
+                let _ = self.fatal.try_send(e.to_string());
+            }
+        }
+        let mut obs = observe(&self.client, &self.node, desired, cancel)?;
+        obs.busy = busy.clone();
         Ok(obs)
     }
 }
 
 impl Engine {
+    /// `tracker` is the one start-up recovery used, so that an op's grace goes on
+    /// counting from recovery's first look.
     pub fn new(
         client: Client,
         journal: Journal,
+        tracker: Tracker,
         settings: EngineSettings,
         cancel: Cancel,
         progress: Option<Sender<crate::engine::exec::Progress>>,
@@ -184,7 +206,7 @@ impl Engine {
             node: settings.node.clone(),
             journal: journal.clone(),
             task_timeout: settings.task_timeout,
-            fatal: fatal_tx,
+            fatal: fatal_tx.clone(),
             progress,
         };
         let seed = crate::time::unix_now() as u64 ^ u64::from(std::process::id());
@@ -192,8 +214,12 @@ impl Engine {
             reader: NodeReader {
                 client,
                 node: settings.node.clone(),
-                journal,
+                journal: journal.clone(),
+                tracker: tracker.clone(),
+                fatal: fatal_tx,
             },
+            journal,
+            tracker,
             lanes: Lanes::new(exec, settings.max_parallel, cancel),
             settings,
             backoff: Backoff::new(seed),
@@ -219,20 +245,29 @@ impl Engine {
         self.lanes.busy().len()
     }
 
-    /// Holds for this pass: busy lanes, ops still in flight (found while reading the
-    /// node), backoff, terminal errors.
+    /// Holds for a plan made now, from the live state at this instant, never from an
+    /// earlier snapshot: guests with a job queued or running, or that had one while the
+    /// node was read (what was read of them may predate their action); guests with an op
+    /// in flight in the journal; backoff; terminal errors.
     fn holds(
         &self,
         desired: &DesiredState,
         obs: &Observation,
         now: Instant,
     ) -> BTreeMap<Vmid, Hold> {
-        let busy = self.lanes.busy();
-        let mut holds = obs.in_flight.clone();
+        let mut holds = BTreeMap::new();
+        for op in self.journal.in_flight() {
+            let what = self
+                .tracker
+                .why(op.op)
+                .unwrap_or_else(|| format!("op {} {} is still in flight", op.op, op.kind));
+            holds.insert(op.vmid, Hold::InFlight { what });
+        }
+        for vmid in self.lanes.busy().iter().chain(&obs.busy) {
+            holds.insert(*vmid, Hold::Busy);
+        }
         for (vmid, spec) in &desired.guests {
-            if busy.contains(vmid) {
-                holds.insert(*vmid, Hold::Busy);
-            } else if !holds.contains_key(vmid) {
+            if !holds.contains_key(vmid) {
                 if let Some(h) = self.backoff.hold(*vmid, spec.fingerprint(), now) {
                     holds.insert(*vmid, h);
                 }
@@ -243,7 +278,9 @@ impl Engine {
 
     /// Reads the node and plans, without acting.
     pub fn plan(&self, desired: &DesiredState) -> Result<(Plan, Observation), ApiError> {
-        let obs = self.reader.read(desired, self.lanes.busy())?;
+        let obs = self
+            .reader
+            .read(desired, self.lanes.busy(), &Cancel::never())?;
         let holds = self.holds(desired, &obs, Instant::now());
         Ok((
             plan::plan(desired, &obs.observed, &holds, &self.settings.plan),
@@ -256,7 +293,9 @@ impl Engine {
     /// A pass that dispatches nothing completes at once and is returned as the second value.
     pub fn start_pass(&mut self, desired: &DesiredState) -> (Option<Plan>, Option<PassReport>) {
         let started = (Instant::now(), crate::time::unix_now());
-        let obs = self.reader.read(desired, self.lanes.busy());
+        let obs = self
+            .reader
+            .read(desired, self.lanes.busy(), &Cancel::never());
         self.start_observed_pass(desired, obs, started)
     }
 
@@ -295,7 +334,7 @@ impl Engine {
                 return (None, Some(report));
             }
         };
-        self.set_named(desired);
+        self.set_wanted(desired);
         let holds = self.holds(desired, &obs, Instant::now());
         let plan = plan::plan(desired, &obs.observed, &holds, &self.settings.plan);
         self.fingerprints = desired
@@ -396,11 +435,23 @@ impl Engine {
         None
     }
 
-    /// Tells the lanes which guests the desired state names now (each pass, and at
-    /// once on a reload): a queued job for a guest no longer named goes no further.
-    pub fn set_named(&self, desired: &DesiredState) {
-        self.lanes
-            .set_named(desired.guests.keys().copied().collect());
+    /// Tells the lanes the desired state in force now (each pass, and at once on a
+    /// reload): a job whose guest is no longer named, or named with a different spec,
+    /// goes no further, not even to its first action.
+    pub fn set_wanted(&self, desired: &DesiredState) {
+        self.lanes.set_wanted(
+            desired
+                .guests
+                .iter()
+                .map(|(v, s)| (*v, s.fingerprint()))
+                .collect(),
+        );
+    }
+
+    /// No action starts from now on (shutdown): queued jobs end unrun, running ones stop
+    /// before their next action.
+    pub fn stop_new(&mut self) {
+        self.lanes.stop_new();
     }
 
     /// Changes how later passes plan (a reload).
@@ -455,6 +506,7 @@ impl Engine {
         drain_deadline: Instant,
         cancel: impl FnOnce(),
     ) -> Option<PassReport> {
+        self.lanes.stop_new();
         let mut results = Vec::new();
         self.lanes.drain_until(drain_deadline, |r| results.push(r));
         let mut done = None;

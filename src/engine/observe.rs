@@ -6,33 +6,37 @@
 //! (`current=1`), plus the pending section when a field differs. Unmanaged guests
 //! therefore cost nothing beyond those two lists. With nothing desired, nothing is read.
 
+use crate::cancel::Cancel;
 use crate::desired::DesiredState;
 use crate::plan::{Field, Observed, ObservedGuest, ObservedSpec};
 use crate::pve::client::Client;
-use crate::pve::error::ApiError;
+use crate::pve::error::{ApiError, TransportError};
 use crate::pve::types::{LxcConfig, PendingEntry, RunState};
 use crate::pve::Vmid;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The observed state plus guest names for display.
 pub struct Observation {
     pub observed: Observed,
     pub names: BTreeMap<Vmid, String>,
-    /// Guests held because an op of theirs is still in flight (see `settle`).
-    pub in_flight: BTreeMap<Vmid, crate::plan::Hold>,
+    /// Guests that had a job queued or running when the read began: a plan made from
+    /// this observation holds them.
+    pub busy: BTreeSet<Vmid>,
 }
 
 /// Reads what the planner needs. A failed list or HA read fails the whole observation
 /// (nothing is planned); a failed config read only makes that guest's spec unknown.
+/// `cancel` ends the read between requests (shutdown), as an error.
 pub fn observe(
     client: &Client,
     node: &str,
     desired: &DesiredState,
+    cancel: &Cancel,
 ) -> Result<Observation, ApiError> {
     let mut out = Observation {
         observed: Observed::default(),
         names: BTreeMap::new(),
-        in_flight: BTreeMap::new(),
+        busy: BTreeSet::new(),
     };
     if desired.guests.is_empty() {
         return Ok(out);
@@ -59,6 +63,12 @@ pub fn observe(
         let Some(want) = desired.guests.get(&entry.vmid) else {
             continue;
         };
+        if cancel.is_cancelled() {
+            return Err(ApiError::NeverSent {
+                request: format!("GET the config of guest {}", entry.vmid),
+                source: TransportError::new("shutting down"),
+            });
+        }
         let spec = read_spec(client, node, want).map_err(|e| e.to_string());
         out.observed.local.insert(
             entry.vmid,

@@ -188,6 +188,12 @@ impl Journal {
         self.inner.shared.index().op(op).cloned()
     }
 
+    /// The UPIDs the journal ties to an op: those of the ops in flight and of the
+    /// finished ops it keeps.
+    pub fn upids(&self) -> std::collections::BTreeSet<Upid> {
+        self.inner.shared.index().upids()
+    }
+
     /// The size of the journal file.
     pub fn size_bytes(&self) -> u64 {
         self.inner.shared.size.load(Ordering::SeqCst)

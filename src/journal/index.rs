@@ -136,6 +136,15 @@ impl Index {
         self.in_flight.values().cloned().collect()
     }
 
+    /// The UPIDs of the ops in flight and of the finished ops kept.
+    pub(crate) fn upids(&self) -> BTreeSet<crate::pve::Upid> {
+        self.in_flight
+            .values()
+            .chain(self.finished_ops.values())
+            .filter_map(|o| o.upid.clone())
+            .collect()
+    }
+
     pub(crate) fn next_seq(&self) -> u64 {
         self.last_seq + 1
     }

@@ -4,7 +4,8 @@
 //! action, and without doing it twice while its task still runs. Every action is
 //! journaled as an *op*: `started` (durable) before the API call, `task_running` with
 //! the UPID (durable) before waiting on the task, then `succeeded`, `failed` or
-//! `abandoned`. On start-up, [`recover`] resolves every op that was left in flight.
+//! `abandoned`. How an op left in flight ended is decided outside, in `crate::inflight`;
+//! the journal only stores what was decided.
 //!
 //! # The file
 //!
@@ -41,8 +42,9 @@
 //!     straight after `started`.
 //!   * `succeeded`: the call returned null (synchronous success) or the task ended OK.
 //!   * `failed`: the call or the task failed; see `error`.
-//!   * `abandoned`: recovery could not tell what happened (no task was found, or a
-//!     `set_config` whose answer was lost); the next pass re-plans from the live state.
+//!   * `abandoned`: the op did not happen, or can no longer happen (no task appeared
+//!     for an unanswered start or stop, or the config changed under an unanswered
+//!     `set_config`); the next pass re-plans from the live state.
 //!
 //!   The last three finish the op: nothing follows them.
 //! * `upid`: the task's UPID as a string, present once known (from `task_running`
@@ -75,8 +77,7 @@
 //! that borrows from the file's bytes); `scan` walks a whole file's bytes, telling a
 //! torn tail from corruption, and `index` replays the records (both pure, no I/O);
 //! `open` does the file work of opening and repairing; `handle` is the [`Journal`]
-//! handle and `writer` its writer thread; `compact` rewrites the file; `recover`
-//! resolves in-flight ops against Proxmox.
+//! handle and `writer` its writer thread; `compact` rewrites the file.
 //!
 //! Not done here: two processes opening the same state directory would both append.
 //! The daemon runs once per node under systemd; a lock file needs `flock`, which std
@@ -89,7 +90,6 @@ mod handle;
 mod index;
 mod open;
 mod record;
-mod recover;
 mod scan;
 mod view;
 mod writer;
@@ -97,10 +97,6 @@ mod writer;
 pub use crc::crc32c;
 pub use error::JournalError;
 pub use handle::Journal;
-pub use recover::{
-    recover, RecoverError, RecoveryOptions, RecoveryReport, TaskLookup, TaskState, Unresolved,
-    CLOCK_SKEW_SECS,
-};
 
 use crate::action::{ActionKind, Params};
 use crate::pve::{Upid, Vmid};
@@ -124,7 +120,7 @@ pub enum OpState {
     Succeeded,
     /// Done: the call or the task failed.
     Failed,
-    /// Done: recovery could not tell what happened.
+    /// Done: it did not happen, or can no longer happen (see `crate::inflight`).
     Abandoned,
 }
 

@@ -1,5 +1,6 @@
 //! Lane tests with a fake executor: ordering, the global cap, busy guests, panics,
-//! idle retirement and cancellation. Nothing sleeps: executors block on a gate channel
+//! idle retirement, cancellation, the desired state checked before each action, and the
+//! thread bound. Nothing sleeps: executors block on a gate channel
 //! that the test opens, and the test waits on conditions with deadlines.
 
 use super::*;
@@ -37,10 +38,7 @@ struct Fake {
 }
 
 impl Executor for Fake {
-    fn execute(&self, a: &Action, permits: &Permits, cancel: &Cancel) -> Outcome {
-        let Some(_permit) = permits.acquire(cancel) else {
-            return Outcome::Cancelled("no permit".into());
-        };
+    fn execute(&self, a: &Action, cancel: &Cancel) -> Outcome {
         {
             let mut s = self.seen.0.lock().unwrap();
             s.in_flight += 1;
@@ -84,7 +82,7 @@ fn rig(max_parallel: usize) -> Rig {
         gate,
     };
     let lanes = Lanes::new(fake, max_parallel, cancel.token());
-    lanes.set_named((100..200).map(vmid).collect());
+    lanes.set_wanted((100..2000).map(|n| (vmid(n), 0)).collect());
     Rig {
         lanes,
         seen,
@@ -186,6 +184,7 @@ fn busy_guest_is_not_queued_again_and_failure_stops_the_sequence() {
         ],
         fingerprint: 7,
     };
+    rig.lanes.set_wanted(BTreeMap::from([(vmid(101), 7)]));
     assert!(rig.lanes.dispatch(job.clone()).unwrap());
     assert!(
         !rig.lanes.dispatch(job.clone()).unwrap(),
@@ -205,7 +204,7 @@ fn busy_guest_is_not_queued_again_and_failure_stops_the_sequence() {
 }
 
 #[test]
-fn a_panicking_lane_reports_failure_and_is_replaced() {
+fn a_panicking_job_reports_failure_and_its_worker_goes_on() {
     let mut rig = rig(2);
     let job = |reason| Job {
         vmid: vmid(101),
@@ -220,7 +219,7 @@ fn a_panicking_lane_reports_failure_and_is_replaced() {
         matches!(r.last(), Some(Outcome::Failed(m)) if m.contains("fake executor panics")),
         "{r:?}"
     );
-    assert_eq!(rig.lanes.threads(), 0, "the dead lane is joined");
+    assert_eq!(rig.lanes.threads(), 1, "the worker survives the panic");
     assert!(rig.lanes.dispatch(job("ok")).unwrap());
     rig.open.send(()).unwrap();
     let r = rig.collect(1).pop().unwrap();
@@ -258,10 +257,10 @@ fn cancel_ends_running_and_waiting_jobs_and_shutdown_joins() {
     rig.cancel.cancel();
     let mut results = Vec::new();
     rig.lanes.shutdown(|r| results.push(r));
+    results.sort_by_key(|r| r.vmid);
     assert_eq!(results.len(), 2);
-    assert!(results
-        .iter()
-        .all(|r| matches!(r.last(), Some(Outcome::Cancelled(_)))));
+    assert!(matches!(results[0].last(), Some(Outcome::Cancelled(_))));
+    assert_eq!((results[1].outcomes.len(), results[1].not_run), (0, 1));
 }
 
 #[test]
@@ -278,7 +277,8 @@ fn a_guest_dropped_from_the_desired_state_gets_no_further_action() {
     assert!(rig.lanes.dispatch(job).unwrap());
     rig.wait_seen(|s| s.in_flight == 1);
     // A reload drops guest 101 while its first action runs.
-    rig.lanes.set_named((102..200).map(vmid).collect());
+    rig.lanes
+        .set_wanted((102..200).map(|n| (vmid(n), 0)).collect());
     rig.open.send(()).unwrap();
     rig.open.send(()).unwrap();
     let r = rig.collect(1).pop().unwrap();
@@ -287,5 +287,76 @@ fn a_guest_dropped_from_the_desired_state_gets_no_further_action() {
     let seen = rig.seen.0.lock().unwrap();
     assert_eq!(seen.log, [(vmid(101), "1".to_string())]);
     drop(seen);
+    rig.lanes.shutdown(|_| {});
+}
+
+#[test]
+fn a_queued_job_checks_the_desired_state_before_its_first_action() {
+    // One worker: 102's job waits in the queue behind 101's.
+    let mut rig = rig(1);
+    rig.start_each(&[101, 102, 103]);
+    rig.wait_seen(|s| s.in_flight == 1);
+    // A reload while they wait: 102 is dropped, 103 is now asked something else.
+    let mut wanted: BTreeMap<Vmid, u64> = (100..200).map(|n| (vmid(n), 0)).collect();
+    wanted.remove(&vmid(102));
+    wanted.insert(vmid(103), 99);
+    rig.lanes.set_wanted(wanted);
+    rig.open.send(()).unwrap();
+    let mut results = rig.collect(3);
+    results.sort_by_key(|r| r.vmid);
+    let ran: Vec<(u32, usize, usize)> = results
+        .iter()
+        .map(|r| (r.vmid.get(), r.outcomes.len(), r.not_run))
+        .collect();
+    assert_eq!(ran, [(101, 1, 0), (102, 0, 1), (103, 0, 1)]);
+    let seen = rig.seen.0.lock().unwrap();
+    assert_eq!(seen.log, [(vmid(101), "ok".to_string())]);
+    drop(seen);
+    rig.lanes.shutdown(|_| {});
+}
+
+#[test]
+fn stop_new_ends_queued_jobs_unrun_and_lets_the_running_one_finish() {
+    let mut rig = rig(1);
+    let job = Job {
+        vmid: vmid(101),
+        actions: vec![
+            action(101, ActionKind::SetConfig, "1"),
+            action(101, ActionKind::Start, "2"),
+        ],
+        fingerprint: 0,
+    };
+    assert!(rig.lanes.dispatch(job).unwrap());
+    rig.start_each(&[102]);
+    rig.wait_seen(|s| s.in_flight == 1);
+    rig.lanes.stop_new();
+    rig.open.send(()).unwrap();
+    let mut results = rig.collect(2);
+    results.sort_by_key(|r| r.vmid);
+    assert_eq!(
+        (results[0].outcomes.len(), results[0].not_run),
+        (1, 1),
+        "101 finishes its running action and starts no other"
+    );
+    assert_eq!((results[1].outcomes.len(), results[1].not_run), (0, 1));
+    assert!(rig.lanes.busy().is_empty());
+    rig.lanes.shutdown(|_| {});
+}
+
+#[test]
+fn waiting_jobs_cost_no_thread() {
+    let mut rig = rig(4);
+    let guests: Vec<u32> = (100..1100).collect();
+    rig.start_each(&guests);
+    rig.wait_seen(|s| s.in_flight == 4);
+    assert_eq!(rig.lanes.threads(), 4);
+    assert_eq!(rig.lanes.busy().len(), 1000);
+    for _ in &guests {
+        rig.open.send(()).unwrap();
+    }
+    let results = rig.collect(guests.len());
+    assert!(results.iter().all(|r| r.outcomes.len() == 1));
+    assert_eq!(rig.seen.0.lock().unwrap().max_in_flight, 4);
+    assert!(rig.lanes.threads() <= 4);
     rig.lanes.shutdown(|_| {});
 }

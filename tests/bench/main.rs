@@ -332,6 +332,7 @@ fn pass_against_sim(dir: &Path, s: &Sizes) {
     let mut engine = felhom_agent::engine::Engine::new(
         client,
         journal.clone(),
+        felhom_agent::inflight::Tracker::new(loaded.config.unanswered_grace),
         felhom_agent::app::engine_settings(&loaded.config),
         cancel.token(),
         None,

@@ -69,6 +69,7 @@ fn a_full_config_loads_with_paths_beside_it() {
   "task_timeout_secs": 900,
   "shutdown_timeout_secs": 120,
   "drain_timeout_secs": 30,
+  "unanswered_grace_secs": 60,
   "stop_mode": "stop",
   "metrics_file": "/run/felhom-agent/metrics.prom",
   "journal_compact_bytes": 1048576
@@ -94,6 +95,7 @@ fn a_full_config_loads_with_paths_beside_it() {
             task_timeout: Duration::from_secs(900),
             shutdown_timeout: Duration::from_secs(120),
             drain_timeout: Duration::from_secs(30),
+            unanswered_grace: Duration::from_secs(60),
             stop_mode: StopMode::Stop,
             metrics_file: Some(PathBuf::from("/run/felhom-agent/metrics.prom")),
             journal_compact_bytes: 1048576,

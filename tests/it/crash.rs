@@ -110,7 +110,11 @@ fn killed_after_task_running_while_the_task_runs() {
     // `plan` (read-only, beside no agent) holds both guests for their ops in flight.
     let out = rig.bin(&["plan"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("skipped: in flight: op").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("skipped: in flight: task").count(),
+        2,
+        "{text}"
+    );
 
     // Restarted while the tasks still run: recovery waits for them, and no new start
     // is issued for either guest.

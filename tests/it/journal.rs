@@ -1,7 +1,6 @@
 //! The journal on real files in temp dirs, with real threads and a real crash.
 
 mod compact;
-mod recover;
 mod repair;
 
 use felhom_agent::action::{Action, ActionKind, Params};

@@ -115,6 +115,7 @@ impl Rig {
         let engine = Engine::new(
             client,
             journal.clone(),
+            felhom_agent::inflight::Tracker::new(loaded.config.unanswered_grace),
             app::engine_settings(&loaded.config),
             cancel.token(),
             None,

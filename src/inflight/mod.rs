@@ -1,0 +1,475 @@
+//! Operations in flight: the one decision, from a journaled op and what the node says
+//! about it, to ended, still running, or still unknown.
+//!
+//! An op is in flight from its `started` record until a record ends it. It stays in
+//! flight whenever the agent cannot tell how it ended: the process died, the request got
+//! no answer (or one that cannot be read), or the task outlived its wait. While an op is
+//! in flight its guest is held: nothing else is sent for it.
+//!
+//! Three callers ask the same question through [`look`]:
+//! - start-up recovery ([`recover`]) looks again and again, with pauses, until every op
+//!   has ended, its deadline has passed, or the agent is told to stop;
+//! - every pass ([`settle`], on the observer thread) looks once at each op whose guest
+//!   no lane is working on;
+//! - `felhom-agent plan` ([`preview`]) looks once and journals nothing.
+//!
+//! What the node is asked, by what the journal knows of the op:
+//! - a UPID: the task's status. Running: still held. Stopped: ended with its exit status.
+//! - a start, shutdown or stop without a UPID (no answer came, or the agent died before
+//!   it journaled one): its task in the node's task list, that is a task of that type for
+//!   the guest, by the agent's own token, that no other op in the journal owns, started
+//!   no earlier than the op (less a margin for clock steps). Found: its UPID is journaled
+//!   and it is looked at as above. Not found: held until no task has shown up for
+//!   [`Tracker::grace`] of this process's monotonic time, then ended as not carried out.
+//!   pvedaemon may fork the task late (all its workers busy, the guest's config lock
+//!   held), so "not listed yet" is not "never".
+//! - a config update without an answer: a container's update is synchronous and leaves
+//!   no task, so the guest's config digest answers. Changed since the digest the update
+//!   carried: ended, because PVE refuses an update whose digest no longer matches, so
+//!   ours can no longer apply (and may have). Unchanged: held for the same grace, then
+//!   ended as not carried out; should it still arrive late, it and any later update
+//!   carry the same digest and PVE applies only one of them.
+//!
+//! Clocks: the grace is measured on the monotonic clock of this process, from the first
+//! time this process looked, so a wall-clock step cannot end it early and a restart
+//! starts it again (conservative: an op from before a restart waits its grace in full).
+//! The task-list search reaches [`CLOCK_STEP_SECS`] before the op's wall-clock start.
+
+mod node;
+
+pub use node::ClientNode;
+
+use crate::cancel::Cancel;
+use crate::journal::{Journal, JournalError, OpId, OpSummary};
+use crate::log;
+use crate::pve::{ApiError, Upid, Vmid};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long a start, stop or config update without an answer may go unexplained by the
+/// node before it is taken as never carried out. pveproxy gives up on pvedaemon after
+/// 30 s; a task is listed once pvedaemon forks it.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
+
+/// A task started this little before its op's `started` record is still taken as started
+/// after it: the record is written before the call, but task start times are whole
+/// seconds and the node's clock may differ a little from the agent's.
+pub const CLOCK_SKEW_SECS: i64 = 5;
+
+/// How far before an op's `started` record the task-list search reaches, in case the
+/// wall clock was stepped back between the record and the task's fork.
+pub const CLOCK_STEP_SECS: i64 = 86_400;
+
+/// A task's state as the node reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    /// `ok` follows pve-common's rule: `OK` and `WARNINGS: n` are success.
+    Finished {
+        ok: bool,
+        exitstatus: String,
+    },
+}
+
+/// What the in-flight decision asks the node. The real one is [`ClientNode`]; tests use
+/// fakes.
+pub trait Node {
+    /// The status of one task.
+    fn task_state(&self, upid: &Upid) -> Result<TaskState, ApiError>;
+    /// The tasks of `task_type` (`vzstart`...) for `vmid` started at or after `since`
+    /// (Unix seconds), running or finished.
+    fn tasks_since(&self, vmid: Vmid, task_type: &str, since: i64) -> Result<Vec<Upid>, ApiError>;
+    /// The digest of the guest's config.
+    fn config_digest(&self, vmid: Vmid) -> Result<String, ApiError>;
+}
+
+/// How one look at an op ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The op is over; journal it and the guest is free.
+    Ended(Ending),
+    /// The op's task was found in the task list: journal its UPID, then look again.
+    TaskFound(Upid),
+    /// Not known yet (or still running): the guest stays held, for this reason.
+    Held(String),
+}
+
+/// How an op ended, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Succeeded,
+    /// With the task's exit status.
+    Failed(String),
+    /// `abandoned` in the journal: it did not happen, or can no longer happen, and the
+    /// next pass plans from the live state.
+    Settled(String),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Ended(Ending::Succeeded) => f.write_str("ended: succeeded"),
+            Verdict::Ended(Ending::Failed(s)) => write!(f, "ended: failed ({s})"),
+            Verdict::Ended(Ending::Settled(s)) => write!(f, "ended: {s}"),
+            Verdict::TaskFound(upid) => write!(f, "task {upid} found"),
+            Verdict::Held(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What a look needs besides the op: whose tasks are ours, and which UPIDs other ops own.
+pub struct Known<'a> {
+    /// The agent's token id: the `user` of the tasks it starts.
+    pub token_id: &'a str,
+    /// UPIDs the journal already ties to an op.
+    pub owned: &'a BTreeSet<Upid>,
+}
+
+/// What this process has seen of ops in flight: when it first found each one
+/// unexplained (for the grace, on the monotonic clock), and why each is held (for
+/// `plan`, `status` and logs). Shared by recovery, the observer and the engine.
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Mutex<TrackerInner>>,
+    grace: Duration,
+}
+
+#[derive(Default)]
+struct TrackerInner {
+    unexplained_since: HashMap<OpId, Instant>,
+    why: HashMap<OpId, String>,
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    pub fn new(grace: Duration) -> Tracker {
+        Tracker {
+            inner: Arc::default(),
+            grace,
+        }
+    }
+
+    /// How long an unanswered op may go unexplained by the node.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long `op` has been unexplained, counting from the first time this process
+    /// asked (which starts the count).
+    fn unexplained_for(&self, op: OpId, now: Instant) -> Duration {
+        let since = *self.lock().unexplained_since.entry(op).or_insert(now);
+        now.saturating_duration_since(since)
+    }
+
+    fn held(&self, op: OpId, why: &str) {
+        self.lock().why.insert(op, why.to_string());
+    }
+
+    fn ended(&self, op: OpId) {
+        let mut inner = self.lock();
+        inner.unexplained_since.remove(&op);
+        inner.why.remove(&op);
+    }
+
+    /// Why `op` is held, as of the last look.
+    pub fn why(&self, op: OpId) -> Option<String> {
+        self.lock().why.get(&op).cloned()
+    }
+}
+
+/// One look at one op: asks the node and decides. Does not journal (see [`settle`]).
+pub fn look(op: &OpSummary, node: &dyn Node, known: &Known<'_>, tracker: &Tracker) -> Verdict {
+    if let Some(upid) = &op.upid {
+        return look_at_task(upid, node);
+    }
+    match op.kind.lxc_task_type() {
+        Some(task_type) => look_for_task(op, task_type, node, known, tracker),
+        None => look_at_config(op, node, tracker),
+    }
+}
+
+fn look_at_task(upid: &Upid, node: &dyn Node) -> Verdict {
+    match node.task_state(upid) {
+        Ok(TaskState::Running) => Verdict::Held(format!("task {upid} still running")),
+        Ok(TaskState::Finished { ok: true, .. }) => Verdict::Ended(Ending::Succeeded),
+        Ok(TaskState::Finished { exitstatus, .. }) => Verdict::Ended(Ending::Failed(exitstatus)),
+        Err(e) => Verdict::Held(format!("cannot read task {upid}: {}", log::Chain(&e))),
+    }
+}
+
+fn look_for_task(
+    op: &OpSummary,
+    task_type: &str,
+    node: &dyn Node,
+    known: &Known<'_>,
+    tracker: &Tracker,
+) -> Verdict {
+    let earliest = op.started_at - CLOCK_STEP_SECS;
+    let tasks = match node.tasks_since(op.vmid, task_type, earliest) {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            return Verdict::Held(format!(
+                "op {} {} got no answer; cannot read the task list: {}",
+                op.op,
+                op.kind,
+                log::Chain(&e)
+            ))
+        }
+    };
+    let mut ours: Vec<Upid> = tasks
+        .into_iter()
+        .filter(|u| u.user == known.token_id && !known.owned.contains(u))
+        .collect();
+    // One op at a time per guest, each with its UPID journaled once known: a task of
+    // ours that no op owns and that started after this op's record is this op's. One
+    // that started before it can only be this op's if the clock stepped back (or an
+    // older op's record was compacted away); the latest such one is the likeliest.
+    ours.sort_by_key(|u| u.starttime);
+    let after = ours
+        .iter()
+        .find(|u| u.starttime >= op.started_at - CLOCK_SKEW_SECS);
+    if let Some(upid) = after.or(ours.last()) {
+        return Verdict::TaskFound(upid.clone());
+    }
+    unexplained(op, tracker, &format!("no {task_type} task listed yet"))
+}
+
+fn look_at_config(op: &OpSummary, node: &dyn Node, tracker: &Tracker) -> Verdict {
+    let sent = op.params.get("digest");
+    match node.config_digest(op.vmid) {
+        Ok(now) if Some(&now) != sent => Verdict::Ended(Ending::Settled(
+            "the config changed since the update was sent, so it can no longer apply; \
+             the next pass plans from the live config"
+                .into(),
+        )),
+        Ok(_) => unexplained(op, tracker, "the config is unchanged so far"),
+        Err(e) => Verdict::Held(format!(
+            "op {} {} got no answer; cannot read the config: {}",
+            op.op,
+            op.kind,
+            log::Chain(&e)
+        )),
+    }
+}
+
+/// An op the node does not explain yet: held through the grace, then ended.
+fn unexplained(op: &OpSummary, tracker: &Tracker, what: &str) -> Verdict {
+    let waited = tracker.unexplained_for(op.op, Instant::now());
+    if waited >= tracker.grace {
+        return Verdict::Ended(Ending::Settled(format!(
+            "not carried out: {what} after {} s",
+            waited.as_secs()
+        )));
+    }
+    Verdict::Held(format!(
+        "op {} {} got no answer; {what} (waiting up to {} s more)",
+        op.op,
+        op.kind,
+        (tracker.grace - waited).as_secs()
+    ))
+}
+
+/// Journals a verdict. A found task is journaled and looked at once more at once.
+fn apply(
+    journal: &Journal,
+    op: &OpSummary,
+    verdict: Verdict,
+    node: &dyn Node,
+    tracker: &Tracker,
+) -> Result<Verdict, JournalError> {
+    let verdict = match verdict {
+        Verdict::TaskFound(upid) => {
+            journal.task_running(op.op, &upid)?;
+            log::info(
+                "found the task of an unanswered op",
+                &[("op", &op.op), ("vmid", &op.vmid), ("upid", &upid)],
+            );
+            look_at_task(&upid, node)
+        }
+        other => other,
+    };
+    match &verdict {
+        Verdict::Ended(ending) => {
+            match ending {
+                Ending::Succeeded => journal.succeeded(op.op)?,
+                Ending::Failed(status) => journal.failed(op.op, status)?,
+                Ending::Settled(why) => journal.abandoned(op.op, why)?,
+            }
+            tracker.ended(op.op);
+            log::info(
+                "op in flight resolved",
+                &[
+                    ("op", &op.op),
+                    ("vmid", &op.vmid),
+                    ("kind", &op.kind),
+                    ("verdict", &verdict),
+                ],
+            );
+        }
+        Verdict::Held(why) => tracker.held(op.op, why),
+        Verdict::TaskFound(_) => unreachable!("looked at above"),
+    }
+    Ok(verdict)
+}
+
+/// One look at every op in flight whose guest is not in `skip` (guests whose lane owns
+/// their op), journaling what is resolved. Stops early when `cancel` fires.
+pub fn settle(
+    journal: &Journal,
+    node: &dyn Node,
+    token_id: &str,
+    tracker: &Tracker,
+    skip: &BTreeSet<Vmid>,
+    cancel: &Cancel,
+) -> Result<(), JournalError> {
+    let owned = journal.upids();
+    let known = Known {
+        token_id,
+        owned: &owned,
+    };
+    for op in journal.in_flight() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        if skip.contains(&op.vmid) {
+            continue;
+        }
+        let verdict = look(&op, node, &known, tracker);
+        apply(journal, &op, verdict, node, tracker)?;
+    }
+    Ok(())
+}
+
+/// How long recovery may take, and what stops it.
+#[derive(Clone)]
+pub struct RecoverOptions {
+    pub deadline: Instant,
+    pub cancel: Cancel,
+}
+
+/// The ops recovery could not resolve by its deadline: they stay in flight and hold
+/// their guests, and every pass looks at them again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub resolved: usize,
+    pub held: Vec<(OpId, Vmid, String)>,
+}
+
+/// Why recovery stopped before its deadline.
+#[derive(Debug)]
+pub enum RecoverError {
+    Journal(JournalError),
+    Cancelled,
+}
+
+impl fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoverError::Journal(_) => f.write_str("recovery could not write the journal"),
+            RecoverError::Cancelled => f.write_str("recovery cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for RecoverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecoverError::Journal(e) => Some(e),
+            RecoverError::Cancelled => None,
+        }
+    }
+}
+
+impl From<JournalError> for RecoverError {
+    fn from(e: JournalError) -> Self {
+        RecoverError::Journal(e)
+    }
+}
+
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Start-up recovery: [`settle`] every op, pausing 0.2 s (doubling to 2 s) between looks,
+/// until none is left in flight or the deadline passes.
+pub fn recover(
+    journal: &Journal,
+    node: &dyn Node,
+    token_id: &str,
+    tracker: &Tracker,
+    opts: &RecoverOptions,
+) -> Result<Recovered, RecoverError> {
+    let before = journal.in_flight().len();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        settle(
+            journal,
+            node,
+            token_id,
+            tracker,
+            &BTreeSet::new(),
+            &opts.cancel,
+        )?;
+        if opts.cancel.is_cancelled() {
+            return Err(RecoverError::Cancelled);
+        }
+        let left = journal.in_flight();
+        let now = Instant::now();
+        if left.is_empty() || now >= opts.deadline {
+            let held: Vec<(OpId, Vmid, String)> = left
+                .iter()
+                .map(|op| {
+                    let why = tracker.why(op.op).unwrap_or_else(|| "not looked at".into());
+                    (op.op, op.vmid, why)
+                })
+                .collect();
+            return Ok(Recovered {
+                resolved: before.saturating_sub(left.len()),
+                held,
+            });
+        }
+        if opts.cancel.wait(pause.min(opts.deadline - now)) {
+            return Err(RecoverError::Cancelled);
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// The read-only look `felhom-agent plan` takes: which guests a pass would hold for an
+/// op in flight, and why. Journals nothing; an op the node shows ended holds nothing,
+/// since the service journals it on its next look.
+pub fn preview(
+    ops: &[OpSummary],
+    owned: &BTreeSet<Upid>,
+    node: &dyn Node,
+    token_id: &str,
+    tracker: &Tracker,
+) -> BTreeMap<Vmid, String> {
+    let known = Known { token_id, owned };
+    let mut holds = BTreeMap::new();
+    for op in ops {
+        let verdict = match look(op, node, &known, tracker) {
+            Verdict::TaskFound(upid) => look_at_task(&upid, node),
+            other => other,
+        };
+        if let Verdict::Held(why) = verdict {
+            holds.insert(op.vmid, why);
+        }
+    }
+    holds
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,368 @@
+//! The in-flight decision against a fake node: every kind of op left in flight, the
+//! grace on the monotonic clock, tasks that are not ours, and the digest of an
+//! unanswered config update.
+
+use super::*;
+use crate::action::{Action, ActionKind, Params};
+use crate::journal::{JournalOptions, OpState};
+use std::cell::RefCell;
+
+/// A node whose answers the test sets.
+struct Fake {
+    state: Result<TaskState, ApiError>,
+    tasks: Result<Vec<Upid>, ApiError>,
+    digest: Result<String, ApiError>,
+    /// The `since` of each task-list query.
+    asked_since: RefCell<Vec<i64>>,
+}
+
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake {
+            state: Ok(TaskState::Running),
+            tasks: Ok(Vec::new()),
+            digest: Ok("d1".into()),
+            asked_since: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl Node for Fake {
+    fn task_state(&self, _: &Upid) -> Result<TaskState, ApiError> {
+        self.state.clone()
+    }
+    fn tasks_since(&self, _: Vmid, _: &str, since: i64) -> Result<Vec<Upid>, ApiError> {
+        self.asked_since.borrow_mut().push(since);
+        self.tasks.clone()
+    }
+    fn config_digest(&self, _: Vmid) -> Result<String, ApiError> {
+        self.digest.clone()
+    }
+}
+
+const TOKEN: &str = "agent@pve!t";
+
+fn upid(starttime: i64, user: &str) -> Upid {
+    format!("UPID:pve1:0001A2B3:0456789A:{starttime:08X}:vzstart:101:{user}:")
+        .parse()
+        .unwrap()
+}
+
+fn http503() -> ApiError {
+    ApiError::Http {
+        status: 503,
+        message: "busy".into(),
+        errors: Default::default(),
+    }
+}
+
+fn finished(ok: bool, status: &str) -> Result<TaskState, ApiError> {
+    Ok(TaskState::Finished {
+        ok,
+        exitstatus: status.into(),
+    })
+}
+
+/// A journal in a fresh temp dir, removed on drop.
+struct Scratch {
+    journal: Option<Journal>,
+    dir: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("felhom-inflight-{}-{n}", std::process::id()));
+        let journal = Journal::open(&dir, JournalOptions::default()).unwrap();
+        Scratch {
+            journal: Some(journal),
+            dir,
+        }
+    }
+
+    fn j(&self) -> &Journal {
+        self.journal.as_ref().unwrap()
+    }
+
+    /// Begins an op of `kind` for guest 101, optionally with a UPID.
+    fn op(&self, kind: ActionKind, with: Option<Upid>) -> OpId {
+        let mut params = Params::new();
+        if kind == ActionKind::SetConfig {
+            params.insert("digest".into(), "d1".into());
+            params.insert("cores".into(), "2".into());
+        }
+        let op = self
+            .j()
+            .begin(&Action {
+                vmid: Vmid::new(101).unwrap(),
+                kind,
+                params,
+                reason: "test".into(),
+            })
+            .unwrap();
+        if let Some(u) = with {
+            self.j().task_running(op, &u).unwrap();
+        }
+        op
+    }
+
+    fn state(&self, op: OpId) -> OpState {
+        self.j().op(op).unwrap().state
+    }
+
+    /// One settle over the journal; returns why 101 is held, if it is.
+    fn settle(&self, node: &Fake, tracker: &Tracker) -> Option<String> {
+        settle(
+            self.j(),
+            node,
+            TOKEN,
+            tracker,
+            &BTreeSet::new(),
+            &Cancel::never(),
+        )
+        .unwrap();
+        self.j()
+            .in_flight()
+            .first()
+            .map(|op| tracker.why(op.op).unwrap())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(j) = self.journal.take() {
+            let _ = j.close();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tracker() -> Tracker {
+    Tracker::new(Duration::from_secs(120))
+}
+
+#[test]
+fn an_op_with_a_upid_follows_its_task() {
+    let cases = [
+        (
+            Ok(TaskState::Running),
+            Some("still running"),
+            OpState::TaskRunning,
+        ),
+        (finished(true, "OK"), None, OpState::Succeeded),
+        (finished(true, "WARNINGS: 2"), None, OpState::Succeeded),
+        (finished(false, "boom"), None, OpState::Failed),
+        (
+            Err(http503()),
+            Some("cannot read task"),
+            OpState::TaskRunning,
+        ),
+    ];
+    for (state, held, after) in cases {
+        let s = Scratch::new();
+        let op = s.op(ActionKind::Start, Some(upid(1000, TOKEN)));
+        let node = Fake {
+            state,
+            ..Fake::default()
+        };
+        let why = s.settle(&node, &tracker());
+        match held {
+            Some(text) => assert!(why.as_deref().unwrap().contains(text), "{why:?}"),
+            None => assert_eq!(why, None),
+        }
+        assert_eq!(s.state(op), after);
+    }
+}
+
+#[test]
+fn an_unanswered_start_is_found_in_the_task_list() {
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let started = s.j().op(op).unwrap().started_at;
+    let ours = upid(started + 1, TOKEN);
+    let node = Fake {
+        tasks: Ok(vec![upid(started + 2, "root@pam"), ours.clone()]),
+        state: finished(true, "OK"),
+        ..Fake::default()
+    };
+    assert_eq!(s.settle(&node, &tracker()), None);
+    let summary = s.j().op(op).unwrap();
+    assert_eq!(summary.state, OpState::Succeeded);
+    assert_eq!(summary.upid, Some(ours), "the UPID is journaled first");
+    // The search reaches back for clock steps.
+    assert_eq!(node.asked_since.borrow()[0], started - CLOCK_STEP_SECS);
+}
+
+#[test]
+fn a_task_another_op_owns_is_not_taken() {
+    let s = Scratch::new();
+    let now = crate::time::unix_now();
+    let older = upid(now - 10, TOKEN);
+    let first = s.op(ActionKind::Start, Some(older.clone()));
+    s.j().succeeded(first).unwrap();
+    let op = s.op(ActionKind::Start, None);
+    let node = Fake {
+        tasks: Ok(vec![older]),
+        ..Fake::default()
+    };
+    let why = s.settle(&node, &tracker()).unwrap();
+    assert!(why.contains("no vzstart task listed yet"), "{why}");
+    assert_eq!(s.state(op), OpState::Started);
+}
+
+#[test]
+fn after_a_backward_clock_step_the_latest_unowned_task_is_taken() {
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let started = s.j().op(op).unwrap().started_at;
+    // Stepped back 10 minutes between the record and the fork.
+    let task = upid(started - 600, TOKEN);
+    let node = Fake {
+        tasks: Ok(vec![upid(started - 1200, TOKEN), task.clone()]),
+        ..Fake::default()
+    };
+    let why = s.settle(&node, &tracker()).unwrap();
+    assert!(why.contains("still running"), "{why}");
+    assert_eq!(s.j().op(op).unwrap().upid, Some(task));
+}
+
+#[test]
+fn an_unanswered_start_without_a_task_is_held_through_the_grace_on_the_monotonic_clock() {
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let node = Fake::default();
+    // However old the record looks on the wall clock (a forward step, or a restart long
+    // after), the grace counts from this process's first look.
+    let tracker = Tracker::new(Duration::from_millis(300));
+    let first = Instant::now();
+    let why = s.settle(&node, &tracker).unwrap();
+    assert!(why.contains("waiting up to"), "{why}");
+    assert_eq!(s.state(op), OpState::Started);
+    // Looked at again until the grace has passed on the monotonic clock.
+    let deadline = first + Duration::from_secs(10);
+    while s.j().op(op).unwrap().state == OpState::Started {
+        assert!(Instant::now() < deadline, "never settled");
+        s.settle(&node, &tracker);
+        Cancel::never().wait(Duration::from_millis(20));
+    }
+    assert!(first.elapsed() >= Duration::from_millis(300));
+    let op = s.j().op(op).unwrap();
+    assert_eq!(op.state, OpState::Abandoned);
+    assert!(op.error.unwrap().contains("not carried out"));
+}
+
+#[test]
+fn a_failing_task_list_holds_without_counting_as_no_task() {
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Shutdown, None);
+    let node = Fake {
+        tasks: Err(http503()),
+        ..Fake::default()
+    };
+    let tracker = Tracker::new(Duration::ZERO);
+    let why = s.settle(&node, &tracker).unwrap();
+    assert!(why.contains("cannot read the task list"), "{why}");
+    assert_eq!(s.state(op), OpState::Started);
+}
+
+#[test]
+fn an_unanswered_config_update_is_settled_by_the_digest() {
+    // Digest changed: the update can no longer apply.
+    let s = Scratch::new();
+    let op = s.op(ActionKind::SetConfig, None);
+    let node = Fake {
+        digest: Ok("d2".into()),
+        ..Fake::default()
+    };
+    assert_eq!(s.settle(&node, &tracker()), None);
+    assert_eq!(s.state(op), OpState::Abandoned);
+
+    // Unchanged: held through the grace.
+    let s = Scratch::new();
+    let op = s.op(ActionKind::SetConfig, None);
+    let why = s.settle(&Fake::default(), &tracker()).unwrap();
+    assert!(why.contains("config is unchanged"), "{why}");
+    assert_eq!(s.state(op), OpState::Started);
+    assert_eq!(
+        s.settle(&Fake::default(), &Tracker::new(Duration::ZERO)),
+        None
+    );
+    assert_eq!(s.state(op), OpState::Abandoned);
+
+    // Unreadable: held.
+    let s = Scratch::new();
+    let op = s.op(ActionKind::SetConfig, None);
+    let node = Fake {
+        digest: Err(http503()),
+        ..Fake::default()
+    };
+    assert!(s.settle(&node, &Tracker::new(Duration::ZERO)).is_some());
+    assert_eq!(s.state(op), OpState::Started);
+}
+
+#[test]
+fn settle_leaves_busy_guests_to_their_lanes() {
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, Some(upid(1000, TOKEN)));
+    let node = Fake {
+        state: finished(true, "OK"),
+        ..Fake::default()
+    };
+    let busy = BTreeSet::from([Vmid::new(101).unwrap()]);
+    settle(s.j(), &node, TOKEN, &tracker(), &busy, &Cancel::never()).unwrap();
+    assert_eq!(s.state(op), OpState::TaskRunning);
+}
+
+#[test]
+fn recovery_waits_for_a_late_task_and_preview_agrees_without_journaling() {
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let ops = s.j().in_flight();
+    let owned = s.j().upids();
+    // No task yet: preview holds it and journals nothing.
+    let holds = preview(&ops, &owned, &Fake::default(), TOKEN, &tracker());
+    assert!(holds[&Vmid::new(101).unwrap()].contains("no vzstart task"));
+    assert_eq!(s.state(op), OpState::Started);
+    // Recovery with a deadline shorter than the grace: held, not abandoned.
+    let opts = RecoverOptions {
+        deadline: Instant::now() + Duration::from_millis(300),
+        cancel: Cancel::never(),
+    };
+    let done = recover(s.j(), &Fake::default(), TOKEN, &tracker(), &opts).unwrap();
+    assert_eq!(done.resolved, 0);
+    assert_eq!(done.held.len(), 1);
+    assert_eq!(s.state(op), OpState::Started);
+    // The task shows up: recovery follows it to its end.
+    let started = s.j().op(op).unwrap().started_at;
+    let node = Fake {
+        tasks: Ok(vec![upid(started, TOKEN)]),
+        state: finished(false, "command 'lxc-start' failed"),
+        ..Fake::default()
+    };
+    let preview_holds = preview(&ops, &owned, &node, TOKEN, &tracker());
+    assert!(preview_holds.is_empty(), "{preview_holds:?}");
+    let opts = RecoverOptions {
+        deadline: Instant::now() + Duration::from_secs(5),
+        cancel: Cancel::never(),
+    };
+    let done = recover(s.j(), &node, TOKEN, &tracker(), &opts).unwrap();
+    assert_eq!((done.resolved, done.held.len()), (1, 0));
+    assert_eq!(s.state(op), OpState::Failed);
+}
+
+#[test]
+fn recovery_stops_at_once_when_cancelled() {
+    let s = Scratch::new();
+    s.op(ActionKind::Start, Some(upid(1000, TOKEN)));
+    let mut source = crate::cancel::CancelSource::new();
+    source.cancel();
+    let opts = RecoverOptions {
+        deadline: Instant::now() + Duration::from_secs(60),
+        cancel: source.token(),
+    };
+    let t = Instant::now();
+    let r = recover(s.j(), &Fake::default(), TOKEN, &tracker(), &opts);
+    assert!(matches!(r, Err(RecoverError::Cancelled)));
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
