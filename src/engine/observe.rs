@@ -42,6 +42,7 @@ pub fn observe(
         return Ok(out);
     }
     let list = client.list_lxc(node)?;
+    stop_if_cancelled(cancel, "GET /cluster/resources")?;
     // HA state and the home of named guests that are not local both come from here:
     // it needs only VM.Audit, where /cluster/ha/resources needs Sys.Audit on `/`.
     let resources = client.cluster_resources()?;
@@ -63,12 +64,7 @@ pub fn observe(
         let Some(want) = desired.guests.get(&entry.vmid) else {
             continue;
         };
-        if cancel.is_cancelled() {
-            return Err(ApiError::NeverSent {
-                request: format!("GET the config of guest {}", entry.vmid),
-                source: TransportError::new("shutting down"),
-            });
-        }
+        stop_if_cancelled(cancel, &format!("GET the config of guest {}", entry.vmid))?;
         let spec = read_spec(client, node, want).map_err(|e| e.to_string());
         out.observed.local.insert(
             entry.vmid,
@@ -89,6 +85,17 @@ pub fn observe(
         }
     }
     Ok(out)
+}
+
+/// A read that shutdown cut short: the next request is never sent.
+fn stop_if_cancelled(cancel: &Cancel, request: &str) -> Result<(), ApiError> {
+    if cancel.is_cancelled() {
+        return Err(ApiError::NeverSent {
+            request: request.to_string(),
+            source: TransportError::new("shutting down"),
+        });
+    }
+    Ok(())
 }
 
 fn read_spec(

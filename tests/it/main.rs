@@ -10,6 +10,7 @@ mod desired;
 mod engine;
 mod journal;
 mod metrics;
+mod never_twice;
 mod notify;
 mod prom;
 mod rig;
