@@ -366,3 +366,47 @@ fn recovery_stops_at_once_when_cancelled() {
     assert!(matches!(r, Err(RecoverError::Cancelled)));
     assert!(t.elapsed() < Duration::from_secs(5));
 }
+
+/// An op as the journal would summarise it, started `age` seconds ago by the wall clock.
+fn op_started(age: i64) -> OpSummary {
+    OpSummary {
+        op: OpId(7),
+        vmid: Vmid::new(101).unwrap(),
+        kind: ActionKind::Start,
+        params: Params::new(),
+        state: OpState::Started,
+        upid: None,
+        started_at: crate::time::unix_now() - age,
+        error: None,
+    }
+}
+
+#[test]
+fn wall_clock_steps_neither_end_the_grace_nor_hide_the_task() {
+    let owned = BTreeSet::new();
+    let known = Known {
+        token_id: TOKEN,
+        owned: &owned,
+    };
+    // The clock stepped forward ten days since the record (or the agent was down that
+    // long): the grace still starts at this look.
+    let op = op_started(10 * 86_400);
+    let verdict = look(&op, &Fake::default(), &known, &tracker());
+    assert!(
+        matches!(&verdict, Verdict::Held(w) if w.contains("waiting up to 119 s more")
+        || w.contains("waiting up to 120 s more")),
+        "{verdict:?}"
+    );
+    // The clock stepped back two hours between the record and the fork: the task
+    // starts "before" the record and is still found.
+    let op = op_started(-7200);
+    let task = upid(crate::time::unix_now(), TOKEN);
+    let node = Fake {
+        tasks: Ok(vec![task.clone()]),
+        ..Fake::default()
+    };
+    assert_eq!(
+        look(&op, &node, &known, &tracker()),
+        Verdict::TaskFound(task)
+    );
+}
