@@ -5,7 +5,7 @@
 //! real engine (client, journal, lanes) over HTTP: the plan, each action as it runs, the
 //! converged result; then it drifts one guest by hand and shows the next pass repair it.
 
-use crate::app;
+use crate::agent::{self, Agent};
 use crate::cancel::CancelSource;
 use crate::engine::{Engine, PassReport, Progress};
 use crate::exit::ExitCode;
@@ -152,21 +152,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("state dir {}", dir.0.display());
     println!();
 
-    let loaded = app::load(&config_path)?;
-    let client = app::client(&loaded)?;
-    let journal = app::open_journal(&loaded.config)?;
+    let loaded = agent::load(&config_path)?;
+    let agent = Agent::start(&loaded)?;
+    let journal = agent.journal.clone();
     let mut cancel = CancelSource::new();
-    let tracker = crate::inflight::Tracker::new(loaded.config.unanswered_grace);
-    app::recover_journal(&journal, &client, &loaded.config, &tracker, &cancel.token())?;
+    agent.recover(&cancel.token())?;
     let (progress_tx, progress) = crossbeam_channel::unbounded();
-    let mut engine = Engine::new(
-        client,
-        journal.clone(),
-        tracker,
-        app::engine_settings(&loaded.config),
-        cancel.token(),
-        Some(progress_tx),
-    );
+    let mut engine = agent.engine(&loaded.config.live, cancel.token(), Some(progress_tx));
+    drop(agent);
 
     println!("1. the plan (read-only): what differs from the desired state");
     let (plan, obs) = engine.plan(&loaded.desired)?;

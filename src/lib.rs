@@ -3,6 +3,7 @@
 //! See the architecture section of README.md for the map of this crate.
 
 pub mod action;
+pub mod agent;
 pub mod app;
 pub mod cancel;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod inflight;
 pub mod journal;
+pub mod json;
 pub mod lanes;
 pub mod log;
 pub mod metrics;
@@ -26,6 +28,7 @@ pub mod rng;
 pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod status;
 pub mod telemetry;
 pub mod time;
 

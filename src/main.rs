@@ -1,11 +1,14 @@
 //! The `felhom-agent` binary: parses arguments, sets up logging, and maps errors to exit
 //! codes. Everything else lives in the library.
 
-use felhom_agent::app::{self, AppError, DEFAULT_CONFIG};
+use felhom_agent::agent::AppError;
+use felhom_agent::app;
+use felhom_agent::config::DEFAULT_PATH;
 use felhom_agent::exit::ExitCode;
 use felhom_agent::log;
 use std::path::PathBuf;
 
+/// `{config}` stands for the default config path.
 const USAGE: &str = "\
 felhom-agent: keeps a Proxmox VE node's guests converged to a desired state
 
@@ -22,7 +25,7 @@ commands:
   sim       serve a simulated Proxmox node (see `felhom-agent sim --help`)
 
 options:
-  --config FILE      config file (default /etc/felhom-agent/config.json)
+  --config FILE      config file (default {config})
   --json             machine-readable output (plan, once, status, journal)
   --log-level LEVEL  debug, info, warn or error (default info)
   --in-flight        journal: only ops still in flight
@@ -33,6 +36,10 @@ exit codes: 0 ok, 1 runtime error or failed action, 2 usage or config error,
             3 journal corruption, 4 journal could not be synced
 ";
 
+fn usage() -> String {
+    USAGE.replace("{config}", DEFAULT_PATH)
+}
+
 struct Args {
     command: String,
     config: PathBuf,
@@ -42,10 +49,10 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> Result<Args, AppError> {
-    let usage = |m: String| AppError::Usage(format!("{m}\n\n{USAGE}"));
+    let usage = |m: String| AppError::Usage(format!("{m}\n\n{}", usage()));
     let mut out = Args {
         command: String::new(),
-        config: PathBuf::from(DEFAULT_CONFIG),
+        config: PathBuf::from(DEFAULT_PATH),
         json: false,
         in_flight: false,
         tail: None,
@@ -102,7 +109,7 @@ fn main() -> std::process::ExitCode {
             return ExitCode::Ok.into();
         }
         Some("--help" | "-h" | "help") | None => {
-            print!("{USAGE}");
+            print!("{}", usage());
             return if first.is_none() {
                 ExitCode::Usage
             } else {
@@ -127,7 +134,8 @@ fn main() -> std::process::ExitCode {
         "status" => app::status(&args.config, args.json),
         "journal" => app::journal(&args.config, args.in_flight, args.json, args.tail),
         other => Err(AppError::Usage(format!(
-            "unknown command {other:?}\n\n{USAGE}"
+            "unknown command {other:?}\n\n{}",
+            usage()
         ))),
     };
     match result {

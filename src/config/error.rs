@@ -1,6 +1,6 @@
 //! Why a config (or the token secret it points to) was refused.
 
-use crate::desired::{write_problems, Problem};
+use crate::json::diag::{write_problems, Problem};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;

@@ -44,8 +44,8 @@ mod values;
 
 pub use error::ConfigError;
 
-use crate::desired::json::{self, Value};
-use crate::desired::{choice, decode, integer, known_members, string, Problems};
+use crate::json::diag::{choice, decode, integer, known_members, string, Problems};
+use crate::json::{self, Value};
 use crate::secret::Secret;
 use std::fmt;
 use std::io::{self, Read};
@@ -105,32 +105,88 @@ impl fmt::Display for StopMode {
 }
 
 /// A validated config. Paths are already resolved against the config's directory.
-/// It holds the secret's path, never the secret: see [`Config::token_secret`].
+/// It holds the secret's path, never the secret: see [`Fixed::token_secret`].
+///
+/// Split by what a reload may change: the client, the journal and the lanes are built
+/// from [`Fixed`] at start-up, so a running agent keeps the `Fixed` it started with (a
+/// reload that changes it says so, and it takes effect at the next start); [`Live`] is
+/// swapped in by every good reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The file this config was read from.
     pub path: PathBuf,
+    pub fixed: Fixed,
+    pub live: Live,
+}
+
+/// The settings fixed at start-up. Serializes with the config file's key names, so
+/// that a reload can name the keys whose change waits for a restart.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Fixed {
     /// `http(s)://host[:port]`, without a trailing slash.
     pub api_url: String,
     pub node: String,
     pub token_id: String,
     pub token_secret_file: PathBuf,
-    /// As configured; [`Config::resolved_ca_file`] applies the default.
+    /// As configured; [`Fixed::resolved_ca_file`] applies the default.
     pub ca_file: Option<PathBuf>,
-    pub desired_file: Option<PathBuf>,
     pub state_dir: PathBuf,
-    pub interval: Duration,
     pub max_parallel: usize,
+    #[serde(rename = "task_timeout_secs", serialize_with = "as_secs")]
     pub task_timeout: Duration,
+    /// How long a start, stop or config update that got no answer may go unexplained
+    /// by the node before it is taken as not carried out (see `crate::inflight`).
+    #[serde(rename = "unanswered_grace_secs", serialize_with = "as_secs")]
+    pub unanswered_grace: Duration,
+    pub journal_compact_bytes: u64,
+}
+
+/// The settings a reload may change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub desired_file: Option<PathBuf>,
+    pub interval: Duration,
     pub shutdown_timeout: Duration,
     /// How long SIGTERM waits for in-flight work.
     pub drain_timeout: Duration,
-    /// How long a start, stop or config update that got no answer may go unexplained
-    /// by the node before it is taken as not carried out (see `crate::inflight`).
-    pub unanswered_grace: Duration,
     pub stop_mode: StopMode,
     pub metrics_file: Option<PathBuf>,
-    pub journal_compact_bytes: u64,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl Fixed {
+    /// The keys (as the config file names them) whose values differ in `other`.
+    pub fn changed_keys(&self, other: &Fixed) -> Vec<String> {
+        let (a, b) = (
+            serde_json::to_value(self).expect("plain data serializes"),
+            serde_json::to_value(other).expect("plain data serializes"),
+        );
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => a
+                .into_iter()
+                .filter(|(k, v)| b.get(k) != Some(v))
+                .map(|(k, _)| k)
+                .collect(),
+            _ => unreachable!("a struct serializes as an object"),
+        }
+    }
+
+    /// Whether `live` may run under these fixed settings: a graceful shutdown can take
+    /// about twice its timeout, and the task wait must outlast it.
+    pub fn check_live(&self, live: &Live) -> Result<(), String> {
+        let need = live.shutdown_timeout.as_secs() * 2 + 30;
+        if self.task_timeout.as_secs() < need {
+            return Err(format!(
+                "must be at least twice shutdown_timeout_secs plus 30 ({need} seconds), found {}: \
+                 raise task_timeout_secs or lower shutdown_timeout_secs",
+                self.task_timeout.as_secs()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -153,7 +209,9 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         parse_with(text, path, || std::fs::read_to_string(HOSTNAME_FILE))
     }
+}
 
+impl Fixed {
     /// Reads the API token secret from `token_secret_file`: the file's content with
     /// surrounding whitespace trimmed. Refuses a file that group or others can read
     /// or write, an empty one, and one with spaces or control characters inside.
@@ -236,22 +294,26 @@ fn parse_with(
     let base = base_dir(path);
     let mut cfg = Config {
         path: path.to_path_buf(),
-        api_url: "https://127.0.0.1:8006".to_string(),
-        node: String::new(),
-        token_id: String::new(),
-        token_secret_file: PathBuf::new(),
-        ca_file: None,
-        desired_file: None,
-        state_dir: PathBuf::from("/var/lib/felhom-agent"),
-        interval: Duration::from_secs(30),
-        max_parallel: 4,
-        task_timeout: Duration::from_secs(600),
-        shutdown_timeout: Duration::from_secs(60),
-        drain_timeout: Duration::from_secs(20),
-        unanswered_grace: crate::inflight::DEFAULT_GRACE,
-        stop_mode: StopMode::Shutdown,
-        metrics_file: None,
-        journal_compact_bytes: 4 * 1024 * 1024,
+        fixed: Fixed {
+            api_url: "https://127.0.0.1:8006".to_string(),
+            node: String::new(),
+            token_id: String::new(),
+            token_secret_file: PathBuf::new(),
+            ca_file: None,
+            state_dir: PathBuf::from("/var/lib/felhom-agent"),
+            max_parallel: 4,
+            task_timeout: Duration::from_secs(600),
+            unanswered_grace: crate::inflight::DEFAULT_GRACE,
+            journal_compact_bytes: 4 * 1024 * 1024,
+        },
+        live: Live {
+            desired_file: None,
+            interval: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(20),
+            stop_mode: StopMode::Shutdown,
+            metrics_file: None,
+        },
     };
     let (mut has_node, mut has_token_id, mut has_secret_file) = (false, false, false);
     let mut task_timeout_pos = root.pos;
@@ -261,47 +323,49 @@ fn parse_with(
             task_timeout_pos = v.pos;
         }
         let set: Result<(), String> = match m.key.as_str() {
-            "api_url" => string(v).and_then(values::api_url).map(|s| cfg.api_url = s),
+            "api_url" => string(v)
+                .and_then(values::api_url)
+                .map(|s| cfg.fixed.api_url = s),
             "node" => {
                 has_node = true;
-                string(v).and_then(values::node).map(|s| cfg.node = s)
+                string(v).and_then(values::node).map(|s| cfg.fixed.node = s)
             }
             "token_id" => {
                 has_token_id = true;
                 string(v)
                     .and_then(|s| values::token_id(s).map(|()| s))
-                    .map(|s| cfg.token_id = s.to_string())
+                    .map(|s| cfg.fixed.token_id = s.to_string())
             }
             "token_secret_file" => {
                 has_secret_file = true;
                 string(v)
                     .and_then(|s| values::path(s, &base))
-                    .map(|p| cfg.token_secret_file = p)
+                    .map(|p| cfg.fixed.token_secret_file = p)
             }
             "ca_file" => string(v)
                 .and_then(|s| values::path(s, &base))
-                .map(|p| cfg.ca_file = Some(p)),
+                .map(|p| cfg.fixed.ca_file = Some(p)),
             "desired_file" => string(v)
                 .and_then(|s| values::path(s, &base))
-                .map(|p| cfg.desired_file = Some(p)),
+                .map(|p| cfg.live.desired_file = Some(p)),
             "state_dir" => string(v)
                 .and_then(|s| values::path(s, &base))
-                .map(|p| cfg.state_dir = p),
+                .map(|p| cfg.fixed.state_dir = p),
             "metrics_file" => string(v)
                 .and_then(|s| values::path(s, &base))
-                .map(|p| cfg.metrics_file = Some(p)),
-            "interval_secs" => secs(v, 86400).map(|d| cfg.interval = d),
-            "task_timeout_secs" => secs(v, 86400).map(|d| cfg.task_timeout = d),
-            "shutdown_timeout_secs" => secs(v, 3600).map(|d| cfg.shutdown_timeout = d),
-            "drain_timeout_secs" => secs(v, 600).map(|d| cfg.drain_timeout = d),
+                .map(|p| cfg.live.metrics_file = Some(p)),
+            "interval_secs" => secs(v, 86400).map(|d| cfg.live.interval = d),
+            "task_timeout_secs" => secs(v, 86400).map(|d| cfg.fixed.task_timeout = d),
+            "shutdown_timeout_secs" => secs(v, 3600).map(|d| cfg.live.shutdown_timeout = d),
+            "drain_timeout_secs" => secs(v, 600).map(|d| cfg.live.drain_timeout = d),
             "unanswered_grace_secs" => integer(v, 5, 3600, " seconds")
-                .map(|n| cfg.unanswered_grace = Duration::from_secs(n)),
-            "max_parallel" => integer(v, 1, 64, "").map(|n| cfg.max_parallel = n as usize),
+                .map(|n| cfg.fixed.unanswered_grace = Duration::from_secs(n)),
+            "max_parallel" => integer(v, 1, 64, "").map(|n| cfg.fixed.max_parallel = n as usize),
             "journal_compact_bytes" => {
-                integer(v, 4096, u64::MAX, " bytes").map(|n| cfg.journal_compact_bytes = n)
+                integer(v, 4096, u64::MAX, " bytes").map(|n| cfg.fixed.journal_compact_bytes = n)
             }
             "stop_mode" => choice(v, &["shutdown", "stop"]).map(|s| {
-                cfg.stop_mode = match s {
+                cfg.live.stop_mode = match s {
                     "stop" => StopMode::Stop,
                     _ => StopMode::Shutdown,
                 }
@@ -315,18 +379,8 @@ fn parse_with(
     // A graceful LXC shutdown can take up to about twice its timeout before forceStop
     // ends it (reference §5, §11). A task wait that gives up first leaves the outcome
     // unknown and the guest held until the task ends: make the wait outlast it.
-    let need = cfg.shutdown_timeout.as_secs() * 2 + 30;
-    if cfg.task_timeout.as_secs() < need {
-        problems.push(
-            task_timeout_pos,
-            None,
-            Some("task_timeout_secs"),
-            format!(
-                "must be at least twice shutdown_timeout_secs plus 30 ({need} seconds), found {}: \
-                 raise task_timeout_secs or lower shutdown_timeout_secs",
-                cfg.task_timeout.as_secs()
-            ),
-        );
+    if let Err(msg) = cfg.fixed.check_live(&cfg.live) {
+        problems.push(task_timeout_pos, None, Some("task_timeout_secs"), msg);
     }
     if !has_token_id {
         problems.push(
@@ -346,7 +400,7 @@ fn parse_with(
     }
     if !has_node {
         match node_from_hostname(hostname) {
-            Ok(node) => cfg.node = node,
+            Ok(node) => cfg.fixed.node = node,
             Err(msg) => problems.push(root.pos, None, Some("node"), msg),
         }
     }

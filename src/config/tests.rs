@@ -3,7 +3,7 @@
 //! secret file in `tests_secret.rs`.
 
 use super::*;
-use crate::desired::{provider_for, MAX_PROBLEMS};
+use crate::desired::MAX_PROBLEMS;
 
 pub(super) const FILE: &str = "/etc/felhom-agent/config.json";
 /// The two required keys, valid.
@@ -20,22 +20,26 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
 pub(super) fn defaults() -> Config {
     Config {
         path: PathBuf::from(FILE),
-        api_url: "https://127.0.0.1:8006".to_string(),
-        node: "pve1".to_string(),
-        token_id: "agent@pve!reconciler".to_string(),
-        token_secret_file: PathBuf::from("/etc/felhom-agent/token"),
-        ca_file: None,
-        desired_file: None,
-        state_dir: PathBuf::from("/var/lib/felhom-agent"),
-        interval: Duration::from_secs(30),
-        max_parallel: 4,
-        task_timeout: Duration::from_secs(600),
-        shutdown_timeout: Duration::from_secs(60),
-        drain_timeout: Duration::from_secs(20),
-        unanswered_grace: Duration::from_secs(120),
-        stop_mode: StopMode::Shutdown,
-        metrics_file: None,
-        journal_compact_bytes: 4194304,
+        fixed: Fixed {
+            api_url: "https://127.0.0.1:8006".to_string(),
+            node: "pve1".to_string(),
+            token_id: "agent@pve!reconciler".to_string(),
+            token_secret_file: PathBuf::from("/etc/felhom-agent/token"),
+            ca_file: None,
+            state_dir: PathBuf::from("/var/lib/felhom-agent"),
+            max_parallel: 4,
+            task_timeout: Duration::from_secs(600),
+            unanswered_grace: Duration::from_secs(120),
+            journal_compact_bytes: 4194304,
+        },
+        live: Live {
+            desired_file: None,
+            interval: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(20),
+            stop_mode: StopMode::Shutdown,
+            metrics_file: None,
+        },
     }
 }
 
@@ -50,48 +54,64 @@ pub(super) fn render(cfg: &Config) -> String {
         }
     };
     diff("path", format!("{:?}", cfg.path), format!("{:?}", d.path));
-    diff("api_url", cfg.api_url.clone(), d.api_url);
-    diff("node", cfg.node.clone(), d.node);
-    diff("token_id", cfg.token_id.clone(), d.token_id);
+    diff("api_url", cfg.fixed.api_url.clone(), d.fixed.api_url);
+    diff("node", cfg.fixed.node.clone(), d.fixed.node);
+    diff("token_id", cfg.fixed.token_id.clone(), d.fixed.token_id);
     let p = |p: &Path| p.display().to_string();
     let o = |p: &Option<PathBuf>| format!("{:?}", p.as_deref().map(|p| p.display().to_string()));
     diff(
         "token_secret_file",
-        p(&cfg.token_secret_file),
-        p(&d.token_secret_file),
+        p(&cfg.fixed.token_secret_file),
+        p(&d.fixed.token_secret_file),
     );
-    diff("ca_file", o(&cfg.ca_file), o(&d.ca_file));
-    diff("desired_file", o(&cfg.desired_file), o(&d.desired_file));
-    diff("state_dir", p(&cfg.state_dir), p(&d.state_dir));
+    diff("ca_file", o(&cfg.fixed.ca_file), o(&d.fixed.ca_file));
+    diff(
+        "desired_file",
+        o(&cfg.live.desired_file),
+        o(&d.live.desired_file),
+    );
+    diff("state_dir", p(&cfg.fixed.state_dir), p(&d.fixed.state_dir));
     let s = |d: Duration| format!("{}s", d.as_secs());
-    diff("interval", s(cfg.interval), s(d.interval));
+    diff("interval", s(cfg.live.interval), s(d.live.interval));
     diff(
         "max_parallel",
-        cfg.max_parallel.to_string(),
-        d.max_parallel.to_string(),
+        cfg.fixed.max_parallel.to_string(),
+        d.fixed.max_parallel.to_string(),
     );
-    diff("task_timeout", s(cfg.task_timeout), s(d.task_timeout));
+    diff(
+        "task_timeout",
+        s(cfg.fixed.task_timeout),
+        s(d.fixed.task_timeout),
+    );
     diff(
         "shutdown_timeout",
-        s(cfg.shutdown_timeout),
-        s(d.shutdown_timeout),
+        s(cfg.live.shutdown_timeout),
+        s(d.live.shutdown_timeout),
     );
-    diff("drain_timeout", s(cfg.drain_timeout), s(d.drain_timeout));
+    diff(
+        "drain_timeout",
+        s(cfg.live.drain_timeout),
+        s(d.live.drain_timeout),
+    );
     diff(
         "unanswered_grace",
-        s(cfg.unanswered_grace),
-        s(d.unanswered_grace),
+        s(cfg.fixed.unanswered_grace),
+        s(d.fixed.unanswered_grace),
     );
     diff(
         "stop_mode",
-        cfg.stop_mode.to_string(),
-        d.stop_mode.to_string(),
+        cfg.live.stop_mode.to_string(),
+        d.live.stop_mode.to_string(),
     );
-    diff("metrics_file", o(&cfg.metrics_file), o(&d.metrics_file));
+    diff(
+        "metrics_file",
+        o(&cfg.live.metrics_file),
+        o(&d.live.metrics_file),
+    );
     diff(
         "journal_compact_bytes",
-        cfg.journal_compact_bytes.to_string(),
-        d.journal_compact_bytes.to_string(),
+        cfg.fixed.journal_compact_bytes.to_string(),
+        d.fixed.journal_compact_bytes.to_string(),
     );
     if out.is_empty() {
         "defaults".to_string()
@@ -215,16 +235,5 @@ fn missing_file_and_ca_default() {
     assert_eq!(
         resolve_ca(None, Path::new(env!("CARGO_MANIFEST_DIR"))),
         None
-    );
-}
-
-#[test]
-fn provider_follows_desired_file() {
-    let mut cfg = defaults();
-    assert_eq!(provider_for(&cfg).name(), "none");
-    cfg.desired_file = Some(PathBuf::from("/etc/felhom-agent/desired.json"));
-    assert_eq!(
-        provider_for(&cfg).name(),
-        "file /etc/felhom-agent/desired.json"
     );
 }

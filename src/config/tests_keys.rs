@@ -129,7 +129,8 @@ fn node() {
 fn node_defaults_to_the_short_hostname() {
     let input = format!("{{{REQUIRED}}}");
     let path = Path::new(FILE);
-    let node = |h: &'static str| parse_with(&input, path, || Ok(h.to_string())).map(|c| c.node);
+    let node =
+        |h: &'static str| parse_with(&input, path, || Ok(h.to_string())).map(|c| c.fixed.node);
     assert_eq!(node("pve7\n").unwrap(), "pve7");
     assert_eq!(node("pve7.lab.example.com").unwrap(), "pve7");
     let err = node("bad_host.example.com").unwrap_err().to_string();
@@ -148,7 +149,7 @@ fn node_defaults_to_the_short_hostname() {
     let cfg = parse_with(&format!(r#"{{"node": "pve3", {REQUIRED}}}"#), path, || {
         panic!("hostname read")
     });
-    assert_eq!(cfg.unwrap().node, "pve3");
+    assert_eq!(cfg.unwrap().fixed.node, "pve3");
 }
 
 #[test]
@@ -163,7 +164,7 @@ fn token_id() {
         "x@pve!ab",
     ] {
         let cfg = parse(&input(ok)).unwrap();
-        assert_eq!(cfg.token_id, ok);
+        assert_eq!(cfg.fixed.token_id, ok);
     }
     for bad in [
         "agent@pve",
@@ -253,7 +254,7 @@ fn paths_are_resolved_against_the_config_directory() {
         ("config.json", cwd.clone()),
     ] {
         let cfg = parse_with(&text, Path::new(config), || Ok("pve1".to_string())).unwrap();
-        assert_eq!(cfg.token_secret_file, dir.join("token"), "{config}");
+        assert_eq!(cfg.fixed.token_secret_file, dir.join("token"), "{config}");
         assert_eq!(cfg.path, Path::new(config));
     }
 }

@@ -49,7 +49,7 @@ fn read(dir: &TempDir, content: &str, mode: u32) -> String {
     dir.file("token", content, mode);
     let cfg = config(dir, "token");
     assert!(!format!("{cfg:?}").contains(SECRET));
-    match cfg.token_secret() {
+    match cfg.fixed.token_secret() {
         Ok(secret) => {
             assert_eq!(format!("{secret:?} {secret}"), "<redacted> <redacted>");
             format!("ok {}", secret.expose())
@@ -115,7 +115,7 @@ fn mode_and_content_are_checked() {
 fn missing_secret_file() {
     let dir = TempDir::new();
     let cfg = config(&dir, "nope");
-    let err = cfg.token_secret().unwrap_err();
+    let err = cfg.fixed.token_secret().unwrap_err();
     assert!(
         err.to_string().starts_with(&format!(
             "cannot read token secret file {}/nope: ",

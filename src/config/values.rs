@@ -1,7 +1,7 @@
 //! Checks for the config values that have a syntax of their own: the API URL, the
 //! token id, the node name and paths. Each returns the message for a problem.
 
-use crate::desired::json::quote;
+use crate::json::quote;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 

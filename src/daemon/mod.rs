@@ -17,23 +17,22 @@
 //! at any point exits at once.
 
 mod observer;
-mod recovery;
 mod signals;
+mod startup;
 
-use crate::app::{self, AppError, Loaded};
+use crate::agent::{self, Agent, AppError, Loaded};
 use crate::cancel::CancelSource;
-use crate::config::Config;
+use crate::config::{Fixed, Live};
 use crate::desired::DesiredState;
 use crate::engine::{Engine, PassReport};
 use crate::exit::ExitCode;
-use crate::inflight::Tracker;
 use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
 use crossbeam_channel::{after, never, select, Receiver};
 use observer::{Observed, Observer};
-use recovery::{recover, Recovery};
 use signals::{event_of_signal, SignalThread};
+use startup::{recover_watching_signals, Recovery};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +83,10 @@ impl fmt::Display for Event {
 /// The run loop's state.
 struct Daemon {
     config_path: PathBuf,
-    config: Config,
+    /// What the agent was built from; a reload never changes it.
+    fixed: Fixed,
+    /// What a reload may change.
+    live: Live,
     provider: Box<dyn crate::desired::Provider>,
     desired: DesiredState,
     engine: Engine,
@@ -105,9 +107,8 @@ struct Daemon {
 
 /// `felhom-agent run`. Returns the exit code for a clean stop.
 pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
-    let loaded = app::load(config_path)?;
-    // Trusting the CA sets SSL_CERT_FILE: before any thread starts.
-    let client = app::client(&loaded)?;
+    let loaded = agent::load(config_path)?;
+    let agent = Agent::start(&loaded)?;
     let Loaded {
         config,
         provider,
@@ -120,42 +121,22 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         log::warn("sd_notify disabled", &[("error", &e)]);
         Notifier::disabled()
     });
-    let journal = app::open_journal(&config)?;
-    if let Some(cut) = journal.repaired_tail() {
-        log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
-    }
     let mut cancel = CancelSource::new();
-    let tracker = Tracker::new(config.unanswered_grace);
-    let reload = match recover(
-        &journal,
-        &client,
-        &config,
-        &tracker,
-        &mut cancel,
-        &signals.events,
-        &notifier,
-    )? {
+    let reload = match recover_watching_signals(&agent, &mut cancel, &signals.events, &notifier)? {
         Recovery::Done { reload } => reload,
         Recovery::Stopped(sig) => {
             log::info("stopped during recovery", &[("signal", &sig)]);
-            journal.close()?;
+            agent.journal.close()?;
             drop(signals);
             return Ok(ExitCode::Ok);
         }
     };
-    let engine = Engine::new(
-        client,
-        journal.clone(),
-        tracker,
-        app::engine_settings(&config),
-        cancel.token(),
-        None,
-    );
+    let engine = agent.engine(&config.live, cancel.token(), None);
     let _ = notifier.ready();
     log::info(
         "agent ready",
         &[
-            ("node", &config.node),
+            ("node", &agent.fixed.node),
             ("guests", &desired.guests.len()),
             ("source", &provider.name()),
         ],
@@ -164,14 +145,15 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         .map_err(|e| AppError::Io("starting the observer thread".into(), e))?;
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
-        config,
+        fixed: agent.fixed,
+        live: config.live,
         provider,
         desired,
         engine,
         notifier,
         reload_error: None,
         last_report: None,
-        journal,
+        journal: agent.journal,
         telemetry: Default::default(),
         observer,
         generation: 0,
@@ -279,7 +261,7 @@ impl Daemon {
             match event {
                 Event::Tick | Event::PassNow => {
                     self.request_pass();
-                    next_pass = Instant::now() + jittered(self.config.interval);
+                    next_pass = Instant::now() + jittered(self.live.interval);
                 }
                 Event::Observed(o) => self.observed(o),
                 Event::Reload => {
@@ -370,10 +352,12 @@ impl Daemon {
     fn write_outputs(&self) {
         let empty = PassReport::default();
         let report = self.last_report.as_ref().unwrap_or(&empty);
-        if let Err(e) = app::write_status(&self.config, report, self.reload_error.as_deref()) {
+        let status =
+            crate::status::Status::new(&self.fixed.node, report, self.reload_error.as_deref());
+        if let Err(e) = crate::status::write(&self.fixed.state_dir, &status) {
             log::warn("cannot write status", &[("error", &e)]);
         }
-        if let Some(path) = &self.config.metrics_file {
+        if let Some(path) = &self.live.metrics_file {
             let live = crate::telemetry::Live {
                 journal_bytes: self.journal.size_bytes(),
                 in_flight_ops: self.journal.in_flight().len(),
@@ -390,12 +374,23 @@ impl Daemon {
         }
     }
 
-    /// Re-reads config and desired state; swaps them in only if both are valid.
+    /// Re-reads config and desired state; swaps them in only if both are valid and the
+    /// new settings can run under the fixed ones in force.
     fn reload(&mut self) {
-        let loaded = app::load(&self.config_path);
+        let loaded = agent::load(&self.config_path).and_then(|new| {
+            self.fixed
+                .check_live(&new.config.live)
+                .map_err(|e| {
+                    AppError::Usage(format!(
+                        "{}: task_timeout_secs (as the agent started with it) {e}",
+                        self.config_path.display()
+                    ))
+                })
+                .map(|()| new)
+        });
         match loaded {
             Ok(new) => {
-                let restart = restart_only_changes(&self.config, &new.config);
+                let restart = self.fixed.changed_keys(&new.config.fixed);
                 if !restart.is_empty() {
                     log::warn(
                         "reload: these settings take effect only after a restart",
@@ -403,21 +398,8 @@ impl Daemon {
                     );
                 }
                 self.engine
-                    .set_plan_settings(app::engine_settings(&new.config).plan);
-                let keep = self.config.clone();
-                self.config = Config {
-                    // What the running client, journal and lanes were built from stays.
-                    api_url: keep.api_url,
-                    node: keep.node,
-                    token_id: keep.token_id,
-                    token_secret_file: keep.token_secret_file,
-                    ca_file: keep.ca_file,
-                    state_dir: keep.state_dir,
-                    max_parallel: keep.max_parallel,
-                    task_timeout: keep.task_timeout,
-                    journal_compact_bytes: keep.journal_compact_bytes,
-                    ..new.config
-                };
+                    .set_plan_settings(agent::plan_settings(&new.config.live));
+                self.live = new.config.live;
                 self.provider = new.provider;
                 self.desired = new.desired;
                 self.generation += 1;
@@ -456,10 +438,10 @@ impl Daemon {
             &[
                 ("signal", &sig),
                 ("busy", &self.engine.busy()),
-                ("drain_secs", &self.config.drain_timeout.as_secs()),
+                ("drain_secs", &self.live.drain_timeout.as_secs()),
             ],
         );
-        let deadline = after(self.config.drain_timeout);
+        let deadline = after(self.live.drain_timeout);
         while self.engine.busy() > 0 {
             let event = select! {
                 recv(signals) -> s => match s.map(event_of_signal) {
@@ -505,31 +487,4 @@ fn jittered(interval: Duration) -> Duration {
         .unwrap_or(0);
     let permille = 900 + (nanos % 201);
     interval * permille / 1000
-}
-
-/// Config keys whose change needs a restart, because the client, the journal or the
-/// lanes were built from them.
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    check(old.api_url != new.api_url, "api_url");
-    check(old.node != new.node, "node");
-    check(old.token_id != new.token_id, "token_id");
-    check(
-        old.token_secret_file != new.token_secret_file,
-        "token_secret_file",
-    );
-    check(old.ca_file != new.ca_file, "ca_file");
-    check(old.state_dir != new.state_dir, "state_dir");
-    check(old.max_parallel != new.max_parallel, "max_parallel");
-    check(old.task_timeout != new.task_timeout, "task_timeout_secs");
-    check(
-        old.journal_compact_bytes != new.journal_compact_bytes,
-        "journal_compact_bytes",
-    );
-    keys
 }

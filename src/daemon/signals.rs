@@ -1,7 +1,7 @@
 //! The `signals` thread: turns each signal into a number on a channel, nothing else.
 
 use super::Event;
-use crate::app::AppError;
+use crate::agent::AppError;
 use crossbeam_channel::Receiver;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;

@@ -1,9 +1,9 @@
 //! Validation of the `guests` list: one [`GuestSpec`] per entry, every problem
 //! recorded with the guest it belongs to.
 
-use super::diag::{boolean, choice, integer, known_members, string, Problems};
-use super::json::{Member, Node, Pos, Value};
 use super::{GuestSpec, RunState};
+use crate::json::diag::{boolean, choice, integer, known_members, string, Problems};
+use crate::json::{Member, Node, Pos, Value};
 use crate::pve::Vmid;
 use std::collections::BTreeMap;
 

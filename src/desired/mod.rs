@@ -17,12 +17,10 @@
 //! whole, with every problem listed (up to [`MAX_PROBLEMS`]) so that an
 //! operator can fix them in one go; callers keep their last good [`DesiredState`].
 //!
-//! Positions come from our own small parser in [`json`], because serde_json does
-//! not keep them.
+//! Positions come from our own small parser in [`crate::json`], because serde_json
+//! does not keep them.
 
-mod diag;
 mod guest;
-pub mod json;
 mod provider;
 #[cfg(test)]
 mod tests;
@@ -31,12 +29,12 @@ mod tests_guest;
 #[cfg(test)]
 mod tests_syntax;
 
-pub use diag::{Problem, MAX_PROBLEMS};
-pub use json::Pos;
-pub use provider::{provider_for, EmptyProvider, FileProvider, Provider};
+pub use crate::json::diag::{Problem, MAX_PROBLEMS};
+pub use crate::json::Pos;
+pub use provider::{EmptyProvider, FileProvider, Provider};
 
-pub(crate) use diag::Problems;
-pub(crate) use diag::{choice, decode, integer, known_members, string, write_problems};
+use crate::json;
+use crate::json::diag::{decode, known_members, write_problems, Problems};
 
 use crate::pve::Vmid;
 use json::Value;

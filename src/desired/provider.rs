@@ -1,7 +1,6 @@
 //! Where desired state comes from: a file, or nothing at all.
 
 use super::{DesiredError, DesiredState};
-use crate::config::Config;
 use std::path::PathBuf;
 
 /// A source of desired state, asked again on every reload. A failed load never
@@ -40,13 +39,5 @@ impl Provider for EmptyProvider {
 
     fn load(&self) -> Result<DesiredState, DesiredError> {
         Ok(DesiredState::default())
-    }
-}
-
-/// The provider `cfg` asks for: its `desired_file`, or [`EmptyProvider`].
-pub fn provider_for(cfg: &Config) -> Box<dyn Provider> {
-    match &cfg.desired_file {
-        Some(path) => Box::new(FileProvider { path: path.clone() }),
-        None => Box::new(EmptyProvider),
     }
 }

@@ -333,7 +333,8 @@ fn providers() {
 
 #[test]
 fn invalid_utf8_is_located() {
-    let err = super::diag::decode(b"{\"guests\": [],\n \"x\": \"\xff\"}".to_vec()).unwrap_err();
+    let err =
+        crate::json::diag::decode(b"{\"guests\": [],\n \"x\": \"\xff\"}".to_vec()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "2:8: the file is not valid UTF-8: save it as UTF-8 text"

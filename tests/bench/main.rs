@@ -325,18 +325,11 @@ fn pass_against_sim(dir: &Path, s: &Sizes) {
         sim.add_guest(g);
     }
     let config = write_config(&dir.join("pass"), &sim, &desired);
-    let loaded = felhom_agent::app::load(&config).unwrap();
-    let client = felhom_agent::app::client(&loaded).unwrap();
-    let journal = felhom_agent::app::open_journal(&loaded.config).unwrap();
+    let loaded = felhom_agent::agent::load(&config).unwrap();
+    let agent = felhom_agent::agent::Agent::start(&loaded).unwrap();
+    let journal = agent.journal.clone();
     let mut cancel = CancelSource::new();
-    let mut engine = felhom_agent::engine::Engine::new(
-        client,
-        journal.clone(),
-        felhom_agent::inflight::Tracker::new(loaded.config.unanswered_grace),
-        felhom_agent::app::engine_settings(&loaded.config),
-        cancel.token(),
-        None,
-    );
+    let mut engine = agent.engine(&loaded.config.live, cancel.token(), None);
     let t = Instant::now();
     let (_, report) = engine.run_pass(&loaded.desired, Instant::now() + Duration::from_secs(120));
     let took = t.elapsed();

@@ -1,8 +1,8 @@
 //! Loading real config files from disk: relative paths, the secret file, and the
 //! messages an operator sees for a broken file.
 
-use felhom_agent::config::{Config, ConfigError, StopMode};
-use felhom_agent::desired::provider_for;
+use felhom_agent::agent::provider_for;
+use felhom_agent::config::{Config, ConfigError, Fixed, Live, StopMode};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -83,29 +83,33 @@ fn a_full_config_loads_with_paths_beside_it() {
         cfg,
         Config {
             path: path.clone(),
-            api_url: "https://pve1.example.com:8006".to_string(),
-            node: "pve1".to_string(),
-            token_id: "agent@pve!reconciler".to_string(),
-            token_secret_file: d.join("token"),
-            ca_file: Some(PathBuf::from("/etc/ssl/certs/pve.pem")),
-            desired_file: Some(d.join("desired.json")),
-            state_dir: d.join("state"),
-            interval: Duration::from_secs(15),
-            max_parallel: 8,
-            task_timeout: Duration::from_secs(900),
-            shutdown_timeout: Duration::from_secs(120),
-            drain_timeout: Duration::from_secs(30),
-            unanswered_grace: Duration::from_secs(60),
-            stop_mode: StopMode::Stop,
-            metrics_file: Some(PathBuf::from("/run/felhom-agent/metrics.prom")),
-            journal_compact_bytes: 1048576,
+            fixed: Fixed {
+                api_url: "https://pve1.example.com:8006".to_string(),
+                node: "pve1".to_string(),
+                token_id: "agent@pve!reconciler".to_string(),
+                token_secret_file: d.join("token"),
+                ca_file: Some(PathBuf::from("/etc/ssl/certs/pve.pem")),
+                state_dir: d.join("state"),
+                max_parallel: 8,
+                task_timeout: Duration::from_secs(900),
+                unanswered_grace: Duration::from_secs(60),
+                journal_compact_bytes: 1048576,
+            },
+            live: Live {
+                desired_file: Some(d.join("desired.json")),
+                interval: Duration::from_secs(15),
+                shutdown_timeout: Duration::from_secs(120),
+                drain_timeout: Duration::from_secs(30),
+                stop_mode: StopMode::Stop,
+                metrics_file: Some(PathBuf::from("/run/felhom-agent/metrics.prom")),
+            },
         }
     );
-    assert_eq!(cfg.resolved_ca_file(), cfg.ca_file);
-    assert_eq!(cfg.token_secret().unwrap().expose(), SECRET);
+    assert_eq!(cfg.fixed.resolved_ca_file(), cfg.fixed.ca_file);
+    assert_eq!(cfg.fixed.token_secret().unwrap().expose(), SECRET);
     assert!(!format!("{cfg:?}").contains(SECRET));
 
-    let provider = provider_for(&cfg);
+    let provider = provider_for(&cfg.live);
     assert_eq!(
         provider.name(),
         format!("file {}", d.join("desired.json").display())
@@ -176,7 +180,7 @@ fn a_readable_secret_file_is_refused_with_the_chmod_fix() {
         0o644,
     );
     let cfg = Config::load(&path).unwrap();
-    let err = cfg.token_secret().unwrap_err();
+    let err = cfg.fixed.token_secret().unwrap_err();
     let text = err.to_string();
     assert_eq!(
         text,
@@ -188,7 +192,7 @@ fn a_readable_secret_file_is_refused_with_the_chmod_fix() {
     assert!(!format!("{text} {err:?}").contains(SECRET));
 
     fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(cfg.token_secret().unwrap().expose(), SECRET);
+    assert_eq!(cfg.fixed.token_secret().unwrap().expose(), SECRET);
 }
 
 #[test]

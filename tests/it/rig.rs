@@ -2,7 +2,7 @@
 //! state, and ways to drive the real engine in-process or the real binary.
 
 use super::config::TempDir;
-use felhom_agent::app;
+use felhom_agent::agent::{self, Agent};
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::engine::Engine;
 use felhom_agent::journal::Journal;
@@ -108,23 +108,18 @@ impl Rig {
 
     /// The real engine, journal and cancel source, built the way `once` builds them.
     pub fn engine(&self) -> (Engine, Journal, CancelSource) {
-        let loaded = app::load(&self.config_path).expect("config loads");
-        let client = app::client(&loaded).expect("client");
-        let journal = app::open_journal(&loaded.config).expect("journal opens");
+        let loaded = agent::load(&self.config_path).expect("config loads");
+        let built = Agent::start(&loaded).expect("the agent starts");
         let cancel = CancelSource::new();
-        let engine = Engine::new(
-            client,
-            journal.clone(),
-            felhom_agent::inflight::Tracker::new(loaded.config.unanswered_grace),
-            app::engine_settings(&loaded.config),
-            cancel.token(),
-            None,
-        );
+        let engine = built.engine(&loaded.config.live, cancel.token(), None);
+        let journal = built.journal;
         (engine, journal, cancel)
     }
 
     pub fn desired(&self) -> felhom_agent::desired::DesiredState {
-        app::load(&self.config_path).expect("config loads").desired
+        agent::load(&self.config_path)
+            .expect("config loads")
+            .desired
     }
 
     /// Runs the real binary with `--config` and waits for it (bounded by the test

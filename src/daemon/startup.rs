@@ -1,10 +1,10 @@
-//! Start-up recovery, run on its own thread while the main thread watches signals.
+//! Start-up: recovery (see [`crate::inflight`]) runs on its own `recovery` thread while
+//! the main thread watches signals.
 
 use super::signals::event_of_signal;
 use super::Event;
-use crate::app::{self, AppError};
+use crate::agent::{Agent, AppError};
 use crate::cancel::CancelSource;
-use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::log;
 use crate::notify::Notifier;
@@ -22,32 +22,36 @@ pub(super) enum Recovery {
 /// Resolves the ops an earlier run left in flight, on a `recovery` thread, while this
 /// thread keeps listening for signals: recovery may wait for a task for up to
 /// `task_timeout_secs`, and a stop request must not wait that long.
-pub(super) fn recover(
-    journal: &crate::journal::Journal,
-    client: &crate::pve::Client,
-    config: &Config,
-    tracker: &crate::inflight::Tracker,
+pub(super) fn recover_watching_signals(
+    agent: &Agent,
     cancel: &mut CancelSource,
     signals: &Receiver<i32>,
     notifier: &Notifier,
 ) -> Result<Recovery, AppError> {
-    if journal.in_flight().is_empty() {
+    if agent.journal.in_flight().is_empty() {
         return Ok(Recovery::Done { reload: false });
     }
-    let (done_tx, done) = crossbeam_channel::bounded(1);
-    let (j, c, cfg, t, token) = (
-        journal.clone(),
-        client.clone(),
-        config.clone(),
-        tracker.clone(),
-        cancel.token(),
-    );
-    let thread = std::thread::Builder::new()
-        .name("recovery".into())
-        .spawn(move || {
-            let _ = done_tx.send(app::recover_journal(&j, &c, &cfg, &t, &token));
-        })
-        .map_err(|e| AppError::Io("starting the recovery thread".into(), e))?;
+    std::thread::scope(|scope| {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let token = cancel.token();
+        let thread = std::thread::Builder::new()
+            .name("recovery".into())
+            .spawn_scoped(scope, move || {
+                let _ = done_tx.send(agent.recover(&token));
+            })
+            .map_err(|e| AppError::Io("starting the recovery thread".into(), e))?;
+        watch(thread, &done, cancel, signals, notifier)
+    })
+}
+
+/// Serves signals until recovery reports (or is cancelled by a stop request).
+fn watch(
+    thread: std::thread::ScopedJoinHandle<'_, ()>,
+    done: &Receiver<Result<bool, AppError>>,
+    cancel: &mut CancelSource,
+    signals: &Receiver<i32>,
+    notifier: &Notifier,
+) -> Result<Recovery, AppError> {
     let mut stopping = None;
     let mut reload = false;
     let result = loop {

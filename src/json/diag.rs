@@ -4,7 +4,7 @@
 //! every problem has a position, says what was expected and what was found, and
 //! most say what to do about it.
 
-use super::json::{self, Member, Node, Pos, Value};
+use super::{self as json, Member, Node, Pos, Value};
 use std::fmt;
 use std::path::Path;
 

@@ -11,6 +11,7 @@
 //! Lines and columns count from 1; a column counts characters (Unicode scalar
 //! values), not bytes, so it matches what an editor shows. A tab is one column.
 
+pub mod diag;
 mod scalar;
 
 use std::fmt;

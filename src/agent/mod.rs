@@ -1,0 +1,200 @@
+//! The composition root: how the running agent is built from its config file. `run`,
+//! `once`, `plan`, the demo and the tests all build it here, so there is one way to go
+//! from a config to a client, a journal, start-up recovery and an engine.
+//!
+//! Order matters and is kept here: the config, the token secret and the desired state
+//! are loaded and validated first (a bad one stops everything before any I/O); the CA is
+//! trusted before any thread starts (it sets `SSL_CERT_FILE` for the TLS stack); then
+//! the client is built and the journal opened (which takes the state directory's lock);
+//! then recovery resolves what an earlier run left in flight; only then is an engine
+//! built.
+
+mod error;
+
+pub use error::AppError;
+
+use crate::cancel::Cancel;
+use crate::config::{Config, Fixed, Live, StopMode};
+use crate::desired::{DesiredState, EmptyProvider, FileProvider, Provider};
+use crate::engine::{Engine, EngineSettings, Progress};
+use crate::inflight::{ClientNode, RecoverError, RecoverOptions, Tracker};
+use crate::journal::{Journal, JournalOptions};
+use crate::log;
+use crate::plan::PlanSettings;
+use crate::pve::client::{Client, ClientOptions};
+use crate::secret::Secret;
+use crossbeam_channel::Sender;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Validated config, token secret and desired state: what `check` proves and
+/// everything else needs.
+pub struct Loaded {
+    pub config: Config,
+    pub secret: Secret,
+    pub provider: Box<dyn Provider>,
+    pub desired: DesiredState,
+}
+
+/// Loads and validates the config, the token secret and the desired state.
+pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
+    let config = Config::load(config_path)?;
+    let secret = config.fixed.token_secret()?;
+    let provider = provider_for(&config.live);
+    let desired = provider.load()?;
+    Ok(Loaded {
+        config,
+        secret,
+        provider,
+        desired,
+    })
+}
+
+/// Where the desired state comes from: `desired_file`, or nowhere (nothing is managed).
+pub fn provider_for(live: &Live) -> Box<dyn Provider> {
+    match &live.desired_file {
+        Some(path) => Box::new(FileProvider { path: path.clone() }),
+        None => Box::new(EmptyProvider),
+    }
+}
+
+/// How the engine plans, from the settings a reload may change.
+pub fn plan_settings(live: &Live) -> PlanSettings {
+    PlanSettings {
+        hard_stop: live.stop_mode == StopMode::Stop,
+        shutdown_timeout_secs: live.shutdown_timeout.as_secs(),
+    }
+}
+
+/// Trusts the configured CA (this must happen before any thread starts) and builds the
+/// client; for the read-only commands, which must not take the journal's lock.
+pub fn client(loaded: &Loaded) -> Result<Client, AppError> {
+    let fixed = &loaded.config.fixed;
+    if let Some(ca) = fixed.resolved_ca_file() {
+        crate::pve::trust_ca_file(&ca)?;
+    }
+    Ok(Client::new(ClientOptions {
+        base_url: fixed.api_url.clone(),
+        token_id: fixed.token_id.clone(),
+        token_secret: loaded.secret.clone(),
+        timeout: Duration::from_secs(30),
+    })?)
+}
+
+/// The parts of a running agent built once at start-up from [`Fixed`].
+pub struct Agent {
+    pub fixed: Fixed,
+    pub client: Client,
+    pub journal: Journal,
+    /// Shared by recovery and every later pass, so an op's grace keeps counting.
+    pub tracker: Tracker,
+}
+
+impl Agent {
+    /// Trusts the configured CA and builds the client (see [`client`]), and opens the
+    /// journal, taking the state directory's lock.
+    pub fn start(loaded: &Loaded) -> Result<Agent, AppError> {
+        let fixed = loaded.config.fixed.clone();
+        let client = client(loaded)?;
+        let journal = Journal::open(
+            &fixed.state_dir,
+            JournalOptions {
+                compact_bytes: fixed.journal_compact_bytes,
+                ..JournalOptions::default()
+            },
+        )?;
+        if let Some(cut) = journal.repaired_tail() {
+            log::warn("journal tail was torn and cut off", &[("detail", &cut)]);
+        }
+        Ok(Agent {
+            tracker: Tracker::new(fixed.unanswered_grace),
+            fixed,
+            client,
+            journal,
+        })
+    }
+
+    /// Start-up recovery: resolves every op an earlier run left in flight before
+    /// anything is planned (see [`crate::inflight`]). What it cannot resolve by
+    /// `task_timeout` (a task still running, a node that cannot be read, an unanswered
+    /// op still within its grace) stays in flight: every pass looks at it again and
+    /// holds its guest until it is resolved. Returns `Ok(false)` when cancelled.
+    pub fn recover(&self, cancel: &Cancel) -> Result<bool, AppError> {
+        let in_flight = self.journal.in_flight();
+        if in_flight.is_empty() {
+            return Ok(true);
+        }
+        log::info("recovering in-flight ops", &[("count", &in_flight.len())]);
+        let node = ClientNode {
+            client: &self.client,
+            node: &self.fixed.node,
+        };
+        let opts = RecoverOptions {
+            deadline: Instant::now() + self.fixed.task_timeout,
+            cancel: cancel.clone(),
+        };
+        let token = self.client.token_id();
+        match crate::inflight::recover(&self.journal, &node, token, &self.tracker, &opts) {
+            Ok(done) => {
+                log::info(
+                    "recovery done",
+                    &[("resolved", &done.resolved), ("held", &done.held.len())],
+                );
+                for (op, vmid, why) in &done.held {
+                    log::warn(
+                        "op still in flight after recovery; its guest stays held",
+                        &[("op", op), ("vmid", vmid), ("why", why)],
+                    );
+                }
+                Ok(true)
+            }
+            Err(RecoverError::Cancelled) => Ok(false),
+            Err(RecoverError::Journal(e)) => Err(AppError::Journal(e)),
+        }
+    }
+
+    /// The engine, planning with `live` until told otherwise. `progress` hears about
+    /// each action as it runs (the demo).
+    pub fn engine(
+        &self,
+        live: &Live,
+        cancel: Cancel,
+        progress: Option<Sender<Progress>>,
+    ) -> Engine {
+        let settings = EngineSettings {
+            node: self.fixed.node.clone(),
+            max_parallel: self.fixed.max_parallel,
+            task_timeout: self.fixed.task_timeout,
+            plan: plan_settings(live),
+        };
+        Engine::new(
+            self.client.clone(),
+            self.journal.clone(),
+            self.tracker.clone(),
+            settings,
+            cancel,
+            progress,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_follows_desired_file() {
+        let mut live = crate::config::Config::parse(
+            r#"{"token_id": "agent@pve!reconciler", "token_secret_file": "t", "node": "pve1"}"#,
+            Path::new("/etc/felhom-agent/config.json"),
+        )
+        .unwrap()
+        .live;
+        assert_eq!(provider_for(&live).name(), "none");
+        live.desired_file = Some("/etc/felhom-agent/desired.json".into());
+        assert_eq!(
+            provider_for(&live).name(),
+            "file /etc/felhom-agent/desired.json"
+        );
+    }
+}
