@@ -133,8 +133,7 @@ fn print_report(r: &PassReport) {
 /// `felhom-agent status`: the last pass of the running agent.
 pub fn status(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let config = crate::config::Config::load(config_path)?;
-    let (text, status) =
-        crate::status::read(&config.fixed.state_dir).map_err(|e| AppError::Status(e))?;
+    let (text, status) = crate::status::read(&config.fixed.state_dir).map_err(AppError::Status)?;
     if json {
         print!("{text}");
     } else {
