@@ -9,11 +9,13 @@
 //! hand. Only this module serves HTTP. It borrows nothing from the code it tests: no
 //! `crate::pve` here, its UPIDs included.
 //!
-//! Layers, each importing only the ones below it (and the leaves):
-//! - leaves: `model` (options, guests, the request record), `faults` (the fault rules),
-//!   `reply` (handler results and the PVE envelope), `http` (requests and responses by
-//!   hand), `upid`, `schema` (the LXC config keys), `conf` (a guest's config as text),
-//!   `digest`, `persist` (the state file), `tls`, `fleet`.
+//! Layers, each importing only the ones below it; no module imports one that imports it
+//! back:
+//! - the bottom, plain types and pure helpers: `model` (options, guests, the request
+//!   record), `faults` (the fault rules), `http` (requests and responses by hand),
+//!   `upid`, `schema` (the LXC config keys), `digest`; then `reply` (handler results and
+//!   the PVE envelope), `conf` (a guest's config as text), `persist` (the state file),
+//!   `tls`, `fleet`.
 //! - `state`: everything behind one `Mutex` and the `Condvar` notified on every change,
 //!   the task types included.
 //! - handlers: `read` (GET endpoints), `config` (PUT config), `power` (start, stop,
