@@ -1,10 +1,13 @@
 //! `felhom-agent sim`: runs the simulated node by hand until SIGINT or SIGTERM.
 //!
-//! Prints the URL, the token and a ready-to-paste curl line on stdout. Defaults are closer
-//! to a real node than the test defaults: tasks take 1 s, a clean shutdown 2 s, 401s are
-//! delayed 3 s and a config lock is waited for 10 s.
+//! Prints the URL, the token and a ready-to-paste curl line on stdout, and at exit the
+//! node's audit of what it was asked (it never panics on a violation here). Defaults are
+//! closer to a real node than the test defaults: tasks take 1 s, a clean shutdown 2 s,
+//! 401s are delayed 3 s and a config lock is waited for 10 s.
 
-use super::{fleet, ErrorStyle, Sim, SimOptions, TlsFiles};
+use super::fleet::fleet;
+use super::handle::Sim;
+use super::model::{ErrorStyle, SimOptions, TlsFiles};
 use crate::exit::ExitCode;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::{Read, Write};
@@ -173,6 +176,7 @@ fn options(a: &Args) -> std::io::Result<SimOptions> {
             _ => None,
         },
         state_file: a.state.clone(),
+        audit_on_drop: false,
         ..SimOptions::default()
     })
 }
@@ -257,7 +261,10 @@ pub fn main(args: &[String]) -> ExitCode {
         "sim: shutting down",
         &[("signal", &signal.unwrap_or_default())],
     );
-    sim.shutdown();
+    let audit = sim.finish();
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{audit}");
+    let _ = stdout.flush();
     ExitCode::Ok
 }
 
@@ -284,6 +291,7 @@ mod tests {
         assert!(a.legacy);
         let o = options(&a).unwrap();
         assert_eq!(o.error_style, ErrorStyle::Legacy);
+        assert!(!o.audit_on_drop, "the audit is printed, not a panic");
         assert_eq!(o.task_duration, Duration::from_millis(50));
     }
 

@@ -3,7 +3,8 @@
 //! digest.
 
 use super::digest::sha1_hex;
-use super::SimGuest;
+use super::model::SimGuest;
+use super::schema::{self, lxc_key};
 use std::collections::BTreeMap;
 
 /// The keys that live in typed fields of [`SimGuest`]; everything else is in `other`.
@@ -75,11 +76,29 @@ pub(crate) fn active(g: &SimGuest) -> BTreeMap<String, String> {
     map
 }
 
+/// The file text a new value is stored as.
+pub(crate) fn stored_value(opt: &str, v: &str) -> String {
+    match opt {
+        // `tags=` writes `tags: `, which reads back as a single space (pve-container
+        // `src/PVE/LXC/Config.pm` `write_pct_config`, then `parse_pct_config`).
+        "tags" => match schema::normalize_tags(v) {
+            t if t.is_empty() => " ".to_string(),
+            t => t,
+        },
+        // An empty description is written as no comment lines at all: it is gone.
+        "description" => schema::stored_description(v).unwrap_or_default(),
+        _ => match lxc_key(opt) {
+            Some(d) => schema::canonical(&d.kind, v),
+            None => v.to_string(),
+        },
+    }
+}
+
 /// The keys waiting for deletion in the pending section.
 pub(crate) fn pending_deletes(g: &SimGuest) -> Vec<String> {
     g.pending
         .get("delete")
-        .map(|d| super::schema::split_list(d))
+        .map(|d| schema::split_list(d))
         .unwrap_or_default()
 }
 

@@ -1,5 +1,5 @@
-//! `PUT /nodes/{node}/lxc/{vmid}/config` (reference §4.1; pve-container
-//! `API2/LXC/Config.pm` `update_vm` and `LXC/Config.pm` `update_pct_config`).
+//! `PUT /nodes/{node}/lxc/{vmid}/config` (pve-container `src/PVE/API2/LXC/Config.pm`
+//! `update_vm` and `src/PVE/LXC/Config.pm` `update_pct_config`).
 //!
 //! Order: the parameter schema was checked by the router (400) → `no options specified`
 //! (500) → `delete`/`revert` lists (400) → the config lock, which a running shutdown task
@@ -7,11 +7,11 @@
 //! (500) → `digest` (500) → apply (500 for required or read-only options) → the write,
 //! which fails without quorum because `/etc/pve` is read-only (500).
 
-use super::conf;
-use super::router::{Data, Fail};
+use super::conf::{self, stored_value};
+use super::model::SimGuest;
+use super::reply::{Data, Fail};
 use super::schema::{self, lxc_key, Plug};
 use super::state::Shared;
-use super::SimGuest;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Handles the PUT.
@@ -89,23 +89,6 @@ pub(crate) fn put(
     st.wrote(vmid);
     shared.changed(&mut st);
     Ok(Data::null())
-}
-
-/// The file text a new value is stored as.
-fn stored_value(opt: &str, v: &str) -> String {
-    match opt {
-        // `tags=` writes `tags: ` which reads back as a single space (reference §3.1).
-        "tags" => match schema::normalize_tags(v) {
-            t if t.is_empty() => " ".to_string(),
-            t => t,
-        },
-        // An empty description is written as no comment lines at all: it is gone.
-        "description" => schema::stored_description(v).unwrap_or_default(),
-        _ => match lxc_key(opt) {
-            Some(d) => schema::canonical(&d.kind, v),
-            None => v.to_string(),
-        },
-    }
 }
 
 /// `update_pct_config`: changes go to the pending section, values equal to the current
@@ -192,7 +175,7 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::PowerState;
+    use crate::sim::model::PowerState;
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -1,6 +1,6 @@
 //! A varied fleet of guests for `felhom-agent sim --guests N` and for tests.
 
-use super::{PowerState, SimGuest};
+use super::model::{PowerState, SimGuest};
 
 const NAMES: &[&str] = &[
     "web", "db", "cache", "mail", "dns", "proxy", "build", "git", "mon", "backup",

@@ -1,12 +1,15 @@
-//! [`Sim`]: the running simulated node, and what tests use to seed it, break it and see
-//! what it was asked.
+//! [`Sim`]: the running simulated node, and what tests use to seed it, break it, see
+//! what it was asked and audit the agent's promise on it.
+//!
+//! The top of the simulator: it starts the server and the clock.
 
+use super::audit::{self, Audit};
+use super::faults::Faults;
+use super::model::{ErrorStyle, RequestRecord, SimGuest, SimOptions};
 use super::state::{GuestRec, Shared, State};
 use super::{clock, persist, server, tls};
-use super::{ErrorStyle, Faults, RequestRecord, SimGuest, SimOptions};
 use crate::cancel::CancelSource;
-use crate::pve::Upid;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -15,13 +18,16 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// The running server. Dropping it (or [`Sim::shutdown`]) stops it and joins its threads.
+/// The running server. Dropping it (or [`Sim::shutdown`]) stops it and joins its threads,
+/// then, with `SimOptions::audit_on_drop`, panics if [`Sim::audit`] finds a violation.
 pub struct Sim {
     shared: Arc<Shared>,
     addr: SocketAddr,
     tls: bool,
     cancel: CancelSource,
     stop: Arc<AtomicBool>,
+    /// Set by [`Sim::allow_violations`].
+    violations_allowed: AtomicBool,
     accept: Option<JoinHandle<()>>,
     clock: Option<JoinHandle<()>>,
 }
@@ -65,6 +71,7 @@ impl Sim {
             addr,
             cancel,
             stop: Arc::new(AtomicBool::new(false)),
+            violations_allowed: AtomicBool::new(false),
             accept: None,
             clock: None,
         };
@@ -167,10 +174,22 @@ impl Sim {
         assert!(found, "sim: update_guest: there is no guest {vmid}");
     }
 
-    /// Replaces the injected faults; takes effect for the next request (and releases
-    /// tasks of guests no longer in `hang_tasks`).
+    /// Replaces the injected faults and restarts the rules' counts; takes effect for the
+    /// next request to arrive (and releases tasks of guests no longer in `hang_tasks`).
     pub fn set_faults(&self, f: Faults) {
-        self.with(|st| st.faults = f)
+        self.with(|st| {
+            st.rule_counts = vec![Default::default(); f.rules.len()];
+            st.faults = f;
+        })
+    }
+
+    /// How many times each rule of the current faults has hit, in rule order.
+    pub fn fault_hits(&self) -> Vec<u64> {
+        self.read(|st| {
+            (0..st.faults.rules.len())
+                .map(|i| st.rule_counts.get(i).map_or(0, |c| c.hits))
+                .collect()
+        })
     }
 
     pub fn faults(&self) -> Faults {
@@ -185,33 +204,58 @@ impl Sim {
         self.with(|st| st.error_style = s)
     }
 
-    /// Every request so far (since [`Sim::clear_requests`]), in arrival order.
+    /// The requests the node is done with (since [`Sim::clear_requests`]), in arrival
+    /// order. A request still being processed (a delayed one, say) shows once it is done.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.read(|st| st.requests.clone())
+        self.read(|st| shown(st).cloned().collect())
     }
 
+    /// Hides the requests so far from [`Sim::requests`] and [`Sim::mutations`]; the audit
+    /// still sees them.
     pub fn clear_requests(&self) {
-        self.with(|st| st.requests.clear())
+        self.with(|st| st.shown_from = st.next_seq)
     }
 
-    /// The POST/PUT/DELETE requests, whatever their outcome, in arrival order.
+    /// The POST/PUT/DELETE requests the node is done with, whatever their outcome, in
+    /// arrival order.
     pub fn mutations(&self) -> Vec<RequestRecord> {
-        self.read(|st| st.requests.iter().filter(|r| r.mutating).cloned().collect())
+        self.read(|st| shown(st).filter(|r| r.mutating).cloned().collect())
     }
 
     /// The vmids named in the path of any mutating request.
     pub fn mutated_vmids(&self) -> BTreeSet<u32> {
         self.read(|st| {
-            st.requests
-                .iter()
+            shown(st)
                 .filter(|r| r.mutating)
                 .filter_map(|r| r.vmid)
                 .collect()
         })
     }
 
-    /// The UPIDs of tasks started for guest `vmid`, oldest first.
-    pub fn tasks_started(&self, vmid: u32) -> Vec<Upid> {
+    /// Checks the agent's first promise against the node's own records: no guest with
+    /// two actions in flight, no intent sent twice (the rules are in [`Audit`]'s module
+    /// doc). Requests still being processed count as in flight; a very long run keeps
+    /// only its last 100,000 or more requests, and the audit sees only those.
+    pub fn audit(&self) -> Audit {
+        self.read(|st| {
+            let ends: BTreeMap<String, Option<Instant>> = st
+                .tasks
+                .iter()
+                .map(|t| (t.upid.to_string(), t.ended))
+                .collect();
+            audit::check(&st.requests, &ends, self.shared.started)
+        })
+    }
+
+    /// For a test that races on purpose (a hand edit against the agent, requests sent
+    /// twice to see the node's answer): dropping this `Sim` does not panic on violations.
+    pub fn allow_violations(&self) {
+        self.violations_allowed.store(true, Ordering::SeqCst);
+    }
+
+    /// The UPIDs of tasks started for guest `vmid` (since [`Sim::reset_counters`]),
+    /// oldest first.
+    pub fn tasks_started(&self, vmid: u32) -> Vec<String> {
         self.read(|st| st.tasks_started.get(&vmid).cloned().unwrap_or_default())
     }
 
@@ -265,7 +309,7 @@ impl Sim {
         }
     }
 
-    /// Stops the server and joins its threads.
+    /// Stops the server and joins its threads (then audits, as a drop does).
     pub fn shutdown(self) {}
 
     fn wake_addr(&self) -> SocketAddr {
@@ -278,8 +322,9 @@ impl Sim {
     }
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
+impl Sim {
+    /// Stops the server and joins its threads; a second call does nothing.
+    fn stop(&mut self) {
         self.with(|st| st.shutting_down = true);
         self.cancel.cancel();
         self.stop.store(true, Ordering::SeqCst);
@@ -292,4 +337,35 @@ impl Drop for Sim {
             let _ = h.join();
         }
     }
+
+    /// Stops the server, joins its threads and returns the audit of everything it was
+    /// asked, without panicking on violations.
+    pub fn finish(mut self) -> Audit {
+        self.stop();
+        self.allow_violations();
+        self.audit()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop();
+        let audit_wanted = self.shared.opts.audit_on_drop
+            && !self.violations_allowed.load(Ordering::SeqCst)
+            && !thread::panicking();
+        if audit_wanted {
+            let audit = self.audit();
+            assert!(
+                audit.is_clean(),
+                "sim: {audit}\n(a test that races on purpose calls Sim::allow_violations)"
+            );
+        }
+    }
+}
+
+/// The logged requests [`Sim::requests`] shows: done, and not cleared.
+fn shown(st: &State) -> impl Iterator<Item = &RequestRecord> {
+    st.requests
+        .iter()
+        .filter(move |r| r.seq >= st.shown_from && r.done.is_some())
 }

@@ -1,10 +1,13 @@
 //! HTTP/1.x by hand: reading one request, writing one response, and decoding URLs and
 //! form bodies the way pve-http-server does (`AnyEvent.pm` `decode_urlencoded`).
+//!
+//! A leaf: it imports no other module of the simulator.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
 
-/// Limits from pve-http-server (reference §1.2).
+/// Limits from pve-http-server `src/PVE/APIServer/AnyEvent.pm` (`$limit_max_headers`,
+/// `$limit_max_header_size`, `$limit_max_post`).
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 const MAX_HEADER_LINES: usize = 64;
 pub(crate) const MAX_BODY: usize = 512 * 1024;
@@ -37,14 +40,80 @@ impl Request {
     }
 }
 
+/// The content type of PVE's JSON answers.
+pub(crate) const JSON: &str = "application/json;charset=UTF-8";
+/// The content type of an HTML page.
+pub(crate) const HTML: &str = "text/html;charset=UTF-8";
+
+/// A response body: bytes in memory, or a large one generated while it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Body {
+    Bytes(Vec<u8>),
+    /// `head`, then `fill` bytes of `x`, then `tail`: never held in memory at once.
+    Padded {
+        head: Vec<u8>,
+        fill: u64,
+        tail: Vec<u8>,
+    },
+}
+
+impl Body {
+    /// The length announced in `Content-Length`.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::Padded { head, fill, tail } => head.len() as u64 + fill + tail.len() as u64,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One response to send.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Response {
     pub status: u16,
     pub reason: String,
-    pub body: Vec<u8>,
+    /// Sent when the body is not empty.
+    pub content_type: &'static str,
+    pub body: Body,
     /// Close the connection after sending.
     pub close: bool,
+    /// Send only this many bytes of the body, then close: `Content-Length` still
+    /// announces all of it.
+    pub cut: Option<u64>,
+}
+
+impl Response {
+    /// A JSON (or empty) response.
+    pub(crate) fn json(status: u16, reason: impl Into<String>, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            reason: reason.into(),
+            content_type: JSON,
+            body: Body::Bytes(body),
+            close: status >= 400,
+            cut: None,
+        }
+    }
+
+    /// The body when it is held in memory.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Bytes(b) => Some(b),
+            Body::Padded { .. } => None,
+        }
+    }
+}
+
+/// What the connection does with a request once the node is done with it.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Respond(Response),
+    /// Close the socket without answering.
+    Reset,
 }
 
 /// Why no request could be read.
@@ -162,7 +231,8 @@ pub(crate) fn read_request<R: BufRead>(r: &mut R) -> Result<Request, ReadError> 
     Ok(req)
 }
 
-/// Writes one response in a single buffer.
+/// Writes one response: the head and a small body in one buffer, a padded body in
+/// chunks, and no more of the body than `cut` allows.
 pub(crate) fn write_response<W: Write>(w: &mut W, resp: &Response) -> io::Result<()> {
     let reason: String = resp
         .reason
@@ -174,17 +244,61 @@ pub(crate) fn write_response<W: Write>(w: &mut W, resp: &Response) -> io::Result
          Server: pve-api-daemon/3.0\r\n",
         resp.status,
         reason,
-        if resp.close { "close" } else { "Keep-Alive" },
+        if resp.close || resp.cut.is_some() {
+            "close"
+        } else {
+            "Keep-Alive"
+        },
     );
     if !resp.body.is_empty() {
-        out.push_str("Content-Type: application/json;charset=UTF-8\r\n");
+        out.push_str(&format!("Content-Type: {}\r\n", resp.content_type));
     }
     out.push_str(&format!("Content-Length: {}\r\n\r\n", resp.body.len()));
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&resp.body);
-    w.write_all(&bytes)?;
+    let mut out = Sink {
+        buf: out.into_bytes(),
+        budget: resp.cut.unwrap_or(u64::MAX),
+    };
+    match &resp.body {
+        Body::Bytes(b) => out.put(w, b)?,
+        Body::Padded { head, fill, tail } => {
+            out.put(w, head)?;
+            let pad = [b'x'; CHUNK];
+            let mut left = *fill;
+            while left > 0 && out.budget > 0 {
+                let n = left.min(CHUNK as u64) as usize;
+                out.put(w, &pad[..n])?;
+                left -= n as u64;
+            }
+            out.put(w, tail)?;
+        }
+    }
+    w.write_all(&out.buf)?;
     w.flush()
 }
+
+/// Buffers what is written, flushing in chunks, and drops what goes beyond `budget`.
+struct Sink {
+    buf: Vec<u8>,
+    budget: u64,
+}
+
+impl Sink {
+    fn put<W: Write>(&mut self, w: &mut W, chunk: &[u8]) -> io::Result<()> {
+        let n = chunk
+            .len()
+            .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
+        self.buf.extend_from_slice(&chunk[..n]);
+        self.budget -= n as u64;
+        if self.buf.len() >= CHUNK {
+            w.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// How much of a padded body is written at once.
+const CHUNK: usize = 64 * 1024;
 
 fn hex_val(b: u8) -> Option<u8> {
     match b {
@@ -342,16 +456,39 @@ mod tests {
     #[test]
     fn writes_responses() {
         let mut out = Vec::new();
-        let resp = Response {
-            status: 500,
-            reason: "CT 101 not running\nmore".into(),
-            body: b"{}".to_vec(),
-            close: true,
-        };
+        let resp = Response::json(500, "CT 101 not running\nmore", b"{}".to_vec());
         write_response(&mut out, &resp).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 500 CT 101 not running more\r\n"));
         assert!(text.contains("Connection: close\r\n"));
+        assert!(text.contains("Content-Type: application/json;charset=UTF-8\r\n"));
         assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn writes_padded_and_cut_bodies() {
+        let padded = Body::Padded {
+            head: b"{\"pad\":\"".to_vec(),
+            fill: 200_000,
+            tail: b"\"}".to_vec(),
+        };
+        let mut resp = Response::json(200, "OK", Vec::new());
+        resp.body = padded;
+        let mut out = Vec::new();
+        write_response(&mut out, &resp).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("Content-Length: 200010"), "{head}");
+        assert_eq!(body.len(), 200_010);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["pad"].as_str().unwrap().len(), 200_000);
+
+        resp.cut = Some(5);
+        let mut out = Vec::new();
+        write_response(&mut out, &resp).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("Content-Length: 200010") && head.contains("Connection: close"));
+        assert_eq!(body, "{\"pad");
     }
 }

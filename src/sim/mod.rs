@@ -1,37 +1,54 @@
 //! A simulated Proxmox VE node: a real HTTP/1.1 (optionally TLS) server that answers the
-//! `/api2/json` calls the agent makes, the way /work/shared/pve-api.md says a node does.
+//! `/api2/json` calls the agent makes the way a node does. The behaviour follows
+//! Proxmox's own code, cited in each module: pve-http-server (`src/PVE/APIServer/`),
+//! pve-container (`src/PVE/API2/LXC*.pm`, `src/PVE/LXC/Config.pm`), pve-manager
+//! (`PVE/API2/Tasks.pm`, `PVE/API2/Cluster.pm`) and pve-common (`src/PVE/UPID.pm`,
+//! `src/PVE/JSONSchema.pm`).
 //!
-//! It is the stand-in every integration test trusts, and `felhom-agent sim` runs it by hand.
-//! Only this module serves HTTP.
+//! It is the stand-in every integration test trusts, and `felhom-agent sim` runs it by
+//! hand. Only this module serves HTTP. It borrows nothing from the code it tests: no
+//! `crate::pve` here, its UPIDs included.
 //!
-//! Shape:
-//! - `server`: one accept thread (`sim accept`) and a thread per connection (`sim conn N`);
-//!   `http` parses requests and writes responses by hand, `tls` wraps sockets in rustls.
-//! - `router` records each request, injects faults, authenticates and shapes the PVE
-//!   envelope; `routes` matches the call, checks its parameter schema and dispatches to
-//!   `read` (GET endpoints), `config` (PUT config), `power` (start/stop/shutdown) and
-//!   `tasks`. `schema` knows the LXC config keys, `conf` a guest's config as text.
-//! - `state` holds everything behind one `Mutex` with one `Condvar` that is notified on
-//!   every change; `clock` (thread `sim clock`) finishes tasks and applies HA requests when
-//!   they fall due, waiting on that `Condvar` with a deadline.
-//! - `handle` is the [`Sim`] test handle: seed guests, inject faults, read what happened.
+//! Layers, each importing only the ones below it; no module imports one that imports it
+//! back:
+//! - the bottom, plain types and pure helpers: `model` (options, guests, the request
+//!   record), `faults` (the fault rules), `http` (requests and responses by hand),
+//!   `upid`, `schema` (the LXC config keys), `digest`; then `reply` (handler results and
+//!   the PVE envelope), `conf` (a guest's config as text), `persist` (the state file),
+//!   `tls`, `fleet`.
+//! - `state`: everything behind one `Mutex` and the `Condvar` notified on every change,
+//!   the task types included.
+//! - handlers: `read` (GET endpoints), `config` (PUT config), `power` (start, stop,
+//!   shutdown), `tasks` (task lifecycle and endpoints), and the `clock` thread
+//!   (`sim clock`), which finishes tasks and applies HA requests when they fall due.
+//! - `routes`: matches a call, checks its parameter schema, dispatches to a handler.
+//! - `router`: logs each request and decides its faults on arrival, authenticates, runs
+//!   the route and shapes the answer; `inject` turns a fault into what is sent.
+//! - `server`: one accept thread (`sim accept`) and a thread per connection (`sim conn N`).
+//! - `handle`: the [`Sim`] test handle; `audit` checks the agent's promise from the
+//!   node's records; `cli` is `felhom-agent sim`.
 //!
-//! Faults that model "the request was never processed" (`reset_rate`: the socket is closed
-//! after the request was read) and "processed, but the answer was lost" (`rate_596`: the
-//! call is executed, then 596 is returned, as pveproxy does when pvedaemon takes longer
-//! than 30 s) are kept apart on purpose: a client must treat them differently.
+//! Faults keep "never carried out" (a reset, a status before execution) apart from
+//! "carried out, answer lost or spoiled" (596 and proxy statuses after execution,
+//! truncated, garbled or huge bodies): a client must treat them differently. Each
+//! [`Effect`] says which it is.
 
+mod audit;
 pub mod cli;
 mod clock;
 mod conf;
 mod config;
 mod digest;
+mod faults;
 mod fleet;
 mod handle;
 mod http;
+mod inject;
+mod model;
 mod persist;
 mod power;
 mod read;
+mod reply;
 mod router;
 mod routes;
 mod schema;
@@ -39,260 +56,10 @@ mod server;
 mod state;
 mod tasks;
 mod tls;
+mod upid;
 
+pub use audit::{Audit, InFlight, Violation};
+pub use faults::{Effect, FaultRule, Faults, Garble, Match};
 pub use fleet::fleet;
 pub use handle::Sim;
-
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// How the simulated node starts. `Default` is tuned for tests: short task durations, no
-/// 401 delay, a fixed token.
-#[derive(Clone)]
-pub struct SimOptions {
-    /// Where to listen; port 0 picks a free one.
-    pub listen: SocketAddr,
-    /// Node names of the simulated cluster; the first is the default node for new guests.
-    pub nodes: Vec<String>,
-    /// The only accepted API token id, `USER@REALM!TOKENID`.
-    pub token_id: String,
-    /// Its secret.
-    pub token_secret: String,
-    /// How long a `vzstart`/`vzstop` task runs.
-    pub task_duration: Duration,
-    /// How long a guest takes to shut down cleanly (`vzshutdown`).
-    pub shutdown_duration: Duration,
-    /// How long an HA `hastart`/`hastop` task runs.
-    pub ha_task_duration: Duration,
-    /// How long after an HA task ends the guest actually changes state.
-    pub ha_apply_delay: Duration,
-    /// How long a request waits for a guest's config lock (held by a shutdown task).
-    pub lock_wait: Duration,
-    /// How long every 401 is delayed (PVE: 3 s).
-    pub unauthorized_delay: Duration,
-    /// Which generation of error bodies to send.
-    pub error_style: ErrorStyle,
-    /// Send `vmid` as a JSON string in the LXC list and status (PVE before 8.2).
-    pub vmid_as_string: bool,
-    /// Whether the cluster has quorum.
-    pub quorate: bool,
-    /// CPU count of the simulated host (`cpus` of guests without `cores`).
-    pub host_cpus: u32,
-    /// Seed of the fault-injection random number generator.
-    pub seed: u64,
-    /// Serve HTTPS with these files instead of plain HTTP.
-    pub tls: Option<TlsFiles>,
-    /// Load guests from this JSON file at start (when it exists) and write them back after
-    /// every change.
-    pub state_file: Option<PathBuf>,
-}
-
-impl Default for SimOptions {
-    fn default() -> Self {
-        SimOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            nodes: vec!["pve1".to_string()],
-            token_id: "agent@pve!reconciler".to_string(),
-            token_secret: "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b".to_string(),
-            task_duration: Duration::from_millis(200),
-            shutdown_duration: Duration::from_millis(200),
-            ha_task_duration: Duration::from_millis(20),
-            ha_apply_delay: Duration::from_millis(200),
-            lock_wait: Duration::from_millis(500),
-            unauthorized_delay: Duration::ZERO,
-            error_style: ErrorStyle::Modern,
-            vmid_as_string: false,
-            quorate: true,
-            host_cpus: 8,
-            seed: 0x5eed_f00d,
-            tls: None,
-            state_file: None,
-        }
-    }
-}
-
-impl fmt::Debug for SimOptions {
-    // Hand-written so that the token secret never reaches a Debug print.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimOptions")
-            .field("listen", &self.listen)
-            .field("nodes", &self.nodes)
-            .field("token_id", &self.token_id)
-            .field("token_secret", &"<redacted>")
-            .field("task_duration", &self.task_duration)
-            .field("shutdown_duration", &self.shutdown_duration)
-            .field("ha_task_duration", &self.ha_task_duration)
-            .field("ha_apply_delay", &self.ha_apply_delay)
-            .field("lock_wait", &self.lock_wait)
-            .field("unauthorized_delay", &self.unauthorized_delay)
-            .field("error_style", &self.error_style)
-            .field("vmid_as_string", &self.vmid_as_string)
-            .field("quorate", &self.quorate)
-            .field("host_cpus", &self.host_cpus)
-            .field("seed", &self.seed)
-            .field("tls", &self.tls)
-            .field("state_file", &self.state_file)
-            .finish()
-    }
-}
-
-/// PEM files for the HTTPS listener.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
-/// The two generations of PVE error bodies (reference §7).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ErrorStyle {
-    /// libpve-http-server-perl 5.2.0 and later: `{"data":null,"message":"...\n"}`.
-    #[default]
-    Modern,
-    /// Before 5.2.0: `{"data":null}`; the message is only in the reason phrase.
-    Legacy,
-}
-
-/// Whether a guest runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PowerState {
-    Running,
-    Stopped,
-}
-
-impl PowerState {
-    /// `"running"` or `"stopped"`, as PVE spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PowerState::Running => "running",
-            PowerState::Stopped => "stopped",
-        }
-    }
-}
-
-/// One simulated container, with its config as PVE stores it.
-///
-/// `None` means the key is not set in the config. `description` is kept the way PVE
-/// returns it (each line ends in `\n`). `pending` is the `[pve:pending]` section: pending
-/// values by key, plus a `delete` entry listing pending deletions (`,`-separated).
-/// `other` holds every other config key (`ostype`, `rootfs`, `net0`, `nameserver`, ...)
-/// as its config-file text.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SimGuest {
-    pub vmid: u32,
-    pub node: String,
-    pub status: PowerState,
-    pub hostname: Option<String>,
-    pub cores: Option<u32>,
-    /// MiB.
-    pub memory: Option<u64>,
-    /// MiB.
-    pub swap: Option<u64>,
-    pub onboot: Option<bool>,
-    pub description: Option<String>,
-    /// As stored: normalised and `;`-joined.
-    pub tags: Option<String>,
-    pub lock: Option<String>,
-    pub template: bool,
-    /// The HA resource's requested state (`started`, `stopped`, `disabled`, `ignored`,
-    /// `error`, ...); `None` when the guest is not an HA resource.
-    pub ha: Option<String>,
-    pub pending: BTreeMap<String, String>,
-    pub other: BTreeMap<String, String>,
-}
-
-impl Default for SimGuest {
-    fn default() -> Self {
-        SimGuest::new(100, "pve1")
-    }
-}
-
-impl SimGuest {
-    /// A stopped guest with `memory: 512` and `swap: 512`, as `pct create` leaves it.
-    pub fn new(vmid: u32, node: &str) -> SimGuest {
-        SimGuest {
-            vmid,
-            node: node.to_string(),
-            status: PowerState::Stopped,
-            hostname: None,
-            cores: None,
-            memory: Some(512),
-            swap: Some(512),
-            onboot: None,
-            description: None,
-            tags: None,
-            lock: None,
-            template: false,
-            ha: None,
-            pending: BTreeMap::new(),
-            other: BTreeMap::new(),
-        }
-    }
-}
-
-/// Faults to inject; settable at any time through [`Sim::set_faults`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Faults {
-    /// Added to every request (or only to those matching `latency_for`).
-    pub latency: Duration,
-    /// `(method, path substring)`: when set, only matching requests get the latency.
-    /// The path is the decoded one without `/api2/json`.
-    pub latency_for: Option<(String, String)>,
-    /// `(method, path substring)`: when set, only matching requests draw the three
-    /// rates below (`reset_rate`, `rate_500`, `rate_596`).
-    pub faults_for: Option<(String, String)>,
-    /// Probability that a request gets a 500 without being executed.
-    pub rate_500: f64,
-    /// Probability that a request is executed but answered with 596 `Connection timed out`
-    /// (the proxy gave up; the operation went ahead).
-    pub rate_596: f64,
-    /// Probability that the socket is closed after reading a request, which is not executed.
-    pub reset_rate: f64,
-    /// Tasks for these guests end with this error text.
-    pub fail_tasks: BTreeMap<u32, String>,
-    /// Tasks for these guests never finish while listed here.
-    pub hang_tasks: BTreeSet<u32>,
-}
-
-/// One request the simulated node received.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequestRecord {
-    /// Arrival order, from 0.
-    pub seq: u64,
-    pub method: String,
-    /// Percent-decoded, without `/api2/json` and without the query string.
-    pub path: String,
-    /// Query and body parameters, query winning.
-    pub params: BTreeMap<String, String>,
-    /// The status sent; 0 when the connection was closed without an answer.
-    pub status: u16,
-    /// The vmid in the path, if any.
-    pub vmid: Option<u32>,
-    /// The node in the path, if any.
-    pub node: Option<String>,
-    /// POST, PUT or DELETE.
-    pub mutating: bool,
-    /// When the request arrived.
-    pub at: Instant,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_debug_hides_the_secret() {
-        let o = SimOptions::default();
-        let text = format!("{o:?}");
-        assert!(!text.contains(&o.token_secret), "{text}");
-        assert!(text.contains("<redacted>") && text.contains(&o.token_id));
-    }
-}
+pub use model::{ErrorStyle, PowerState, RequestRecord, SimGuest, SimOptions, TlsFiles};

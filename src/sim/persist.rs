@@ -5,7 +5,7 @@
 //! [`SimGuest`]; missing fields take [`SimGuest::new`]'s values. No fsync: this is a
 //! development tool, and losing the last change on a power cut is acceptable.
 
-use super::SimGuest;
+use super::model::SimGuest;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! `POST /nodes/{node}/lxc/{vmid}/status/start|stop|shutdown` (reference §5; pve-container
-//! `API2/LXC/Status.pm`).
+//! `POST /nodes/{node}/lxc/{vmid}/status/start|stop|shutdown` (pve-container
+//! `src/PVE/API2/LXC/Status.pm` `vm_start`, `vm_stop`, `vm_shutdown`).
 //!
 //! Synchronous checks first (`already running`, `not running`, quorum for a start), then
 //! HA-managed guests get an `hastart`/`hastop` task that only files a request, and other
@@ -9,13 +9,13 @@
 //! A guest whose config is on another node gets 500 `Configuration file
 //! 'nodes/<node>/lxc/<vmid>.conf' does not exist` for every call, before anything else.
 //! (Real PVE lets a start get as far as its task, which then fails with that text, and
-//! answers a stop with `CT <vmid> not running`; the reference allows "500 or task error",
-//! and one answer keeps the agent's handling simple to test.)
+//! answers a stop with `CT <vmid> not running`; either way the call fails, and one
+//! answer keeps the agent's handling simple to test.)
 
-use super::router::{Data, Fail};
+use super::reply::{Data, Fail};
 use super::schema::Kind;
-use super::state::Shared;
-use super::tasks::{self, TaskKind};
+use super::state::{Shared, TaskKind};
+use super::tasks;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -51,9 +51,10 @@ impl Op {
     }
 }
 
-/// Runs the call; the result is the task's UPID.
+/// Runs the call for request `seq`; the result is the task's UPID.
 pub(crate) fn run(
     shared: &Shared,
+    seq: u64,
     node: &str,
     vmid: u32,
     op: Op,
@@ -89,7 +90,15 @@ pub(crate) fn run(
             Op::Start => TaskKind::HaStart,
             Op::Stop | Op::Shutdown => TaskKind::HaStop,
         };
-        let upid = tasks::spawn(shared, &mut st, node, vmid, kind, opts.ha_task_duration);
+        let upid = tasks::spawn(
+            shared,
+            &mut st,
+            seq,
+            node,
+            vmid,
+            kind,
+            opts.ha_task_duration,
+        );
         shared.changed(&mut st);
         return Ok(Data::new(upid.to_string().into()));
     }
@@ -119,7 +128,7 @@ pub(crate) fn run(
             }
         }
     };
-    let upid = tasks::spawn(shared, &mut st, node, vmid, kind, duration);
+    let upid = tasks::spawn(shared, &mut st, seq, node, vmid, kind, duration);
     shared.changed(&mut st);
     Ok(Data::new(upid.to_string().into()))
 }

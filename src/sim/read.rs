@@ -1,8 +1,10 @@
-//! The read-only endpoints: version, guest lists, config, status, pending changes and HA
-//! resources (reference §2, §3).
+//! The read-only endpoints: version, guest lists, config, status and pending changes
+//! (pve-container `src/PVE/API2/LXC.pm` `vmlist` and `vm_pending`,
+//! `src/PVE/API2/LXC/Config.pm` `vm_config`, `src/PVE/API2/LXC/Status.pm` `vm_status`,
+//! `src/PVE/LXC.pm` `vmstatus`; pve-manager `PVE/API2/Cluster.pm` `resources`).
 
 use super::conf;
-use super::router::{Data, Fail};
+use super::reply::{Data, Fail};
 use super::schema::json_value;
 use super::state::{GuestRec, Shared};
 use serde_json::{json, Map, Value};
@@ -72,7 +74,8 @@ fn counters(m: &mut Map<String, Value>, u: &Usage) {
     m.insert("diskwrite".into(), on(u.uptime * 2048).into());
 }
 
-/// One entry of the LXC list (and the base of `status/current`), reference §2.1.
+/// One entry of the LXC list (and the base of `status/current`): pve-container
+/// `src/PVE/LXC.pm` `vmstatus`.
 fn lxc_entry(shared: &Shared, rec: &GuestRec) -> Map<String, Value> {
     let g = &rec.g;
     let u = usage(rec);
@@ -272,26 +275,6 @@ pub(crate) fn cluster_resources(shared: &Shared, params: &BTreeMap<String, Strin
         }
     }
     Data::new(Value::Array(out))
-}
-
-/// `GET /cluster/ha/resources`.
-pub(crate) fn ha_resources(shared: &Shared, params: &BTreeMap<String, String>) -> Data {
-    if params.get("type").is_some_and(|t| t != "ct") {
-        return Data::new(json!([]));
-    }
-    let st = shared.lock();
-    let list: Vec<Value> = st
-        .guests
-        .values()
-        .filter_map(|r| {
-            let state = r.g.ha.as_ref()?;
-            Some(json!({
-                "sid": format!("ct:{}", r.g.vmid), "type": "ct", "state": state,
-                "max_restart": 1, "max_relocate": 1,
-            }))
-        })
-        .collect();
-    Data::new(Value::Array(list))
 }
 
 #[cfg(test)]

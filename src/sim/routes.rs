@@ -1,12 +1,15 @@
 //! The API calls the simulated node implements: matching a path to a call, each call's
 //! parameter schema (checked the way pve-common `JSONSchema::validate` does, every error
 //! collected), and running the matching handler.
+//!
+//! Above the handlers (`read`, `config`, `power`, `tasks`), below the router.
 
 use super::http;
-use super::router::{Data, Fail};
+use super::power;
+use super::reply::{Data, Fail};
 use super::schema::{self, Kind};
 use super::state::Shared;
-use super::{config, power, read, tasks};
+use super::{config, read, tasks};
 use std::collections::BTreeMap;
 
 /// The API calls the simulated node implements.
@@ -14,7 +17,6 @@ use std::collections::BTreeMap;
 pub(crate) enum Route<'a> {
     Version,
     ClusterResources,
-    HaResources,
     LxcList(&'a str),
     GetConfig(&'a str, &'a str),
     PutConfig(&'a str, &'a str),
@@ -30,7 +32,6 @@ pub(crate) fn route<'a>(method: &str, segs: &'a [String]) -> Option<Route<'a>> {
     Some(match (method, s.as_slice()) {
         ("GET", ["version"]) => Route::Version,
         ("GET", ["cluster", "resources"]) => Route::ClusterResources,
-        ("GET", ["cluster", "ha", "resources"]) => Route::HaResources,
         ("GET", ["nodes", _, "lxc"]) => Route::LxcList(&segs[1]),
         ("GET", ["nodes", _, "lxc", _, "config"]) => Route::GetConfig(&segs[1], &segs[3]),
         ("PUT", ["nodes", _, "lxc", _, "config"]) => Route::PutConfig(&segs[1], &segs[3]),
@@ -55,7 +56,6 @@ fn param_kind(r: &Route, key: &str) -> Option<Kind> {
     let table: &[(&str, Kind)] = match r {
         Route::GetConfig(..) => &[("current", BOOL), ("snapshot", STR)],
         Route::ClusterResources => &[("type", Kind::Enum(&["vm", "storage", "node", "sdn"]))],
-        Route::HaResources => &[("type", Kind::Enum(&["ct", "vm"]))],
         Route::Tasks(_) => &[
             (
                 "vmid",
@@ -146,18 +146,22 @@ fn validate(r: &Route, segs: &[String], params: &mut BTreeMap<String, String>) -
     }
 }
 
-fn dispatch(shared: &Shared, r: Route, params: &BTreeMap<String, String>) -> Result<Data, Fail> {
+fn dispatch(
+    shared: &Shared,
+    seq: u64,
+    r: Route,
+    params: &BTreeMap<String, String>,
+) -> Result<Data, Fail> {
     let vmid = |s: &str| s.parse::<u32>().unwrap_or(0);
     match r {
         Route::Version => Ok(read::version()),
         Route::ClusterResources => Ok(read::cluster_resources(shared, params)),
-        Route::HaResources => Ok(read::ha_resources(shared, params)),
         Route::LxcList(node) => Ok(read::lxc_list(shared, node)),
         Route::GetConfig(node, id) => read::config(shared, node, vmid(id), params),
         Route::Status(node, id) => read::status(shared, node, vmid(id)),
         Route::Pending(node, id) => read::pending(shared, node, vmid(id)),
         Route::PutConfig(node, id) => config::put(shared, node, vmid(id), params),
-        Route::Power(node, id, op) => power::run(shared, node, vmid(id), op, params),
+        Route::Power(node, id, op) => power::run(shared, seq, node, vmid(id), op, params),
         Route::Tasks(node) => tasks::list(&shared.lock(), node, params),
         Route::TaskStatus(node, upid) => tasks::status(&shared.lock(), node, upid),
     }
@@ -198,8 +202,11 @@ pub(crate) fn split_path(raw: &str) -> (String, Vec<String>) {
     (path, segs)
 }
 
+/// Runs the call for request `seq`: the node in the path, the parameter schema, then
+/// the handler.
 pub(crate) fn run_route(
     shared: &Shared,
+    seq: u64,
     r: Route,
     segs: &[String],
     mut params: BTreeMap<String, String>,
@@ -213,7 +220,7 @@ pub(crate) fn run_route(
         }
     }
     validate(&r, segs, &mut params)?;
-    dispatch(shared, r, &params)
+    dispatch(shared, seq, r, &params)
 }
 
 #[cfg(test)]
@@ -237,5 +244,10 @@ mod tests {
         let (_, segs) = split_path("/api2/json/nodes/pve1/lxc/101/config");
         assert_eq!(route("PUT", &segs), Some(Route::PutConfig("pve1", "101")));
         assert!(route("POST", &segs).is_none());
+        let (_, segs) = split_path("/api2/json/cluster/ha/resources");
+        assert!(
+            route("GET", &segs).is_none(),
+            "HA state is in /cluster/resources"
+        );
     }
 }

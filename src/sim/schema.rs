@@ -1,5 +1,7 @@
 //! The LXC config keys the simulated node knows, their types, how a running container
-//! takes a change to each (reference §4.1), and PVE's parameter checks and normalisers.
+//! takes a change to each (pve-container `src/PVE/LXC/Config.pm`: `$confdesc`,
+//! `$LXC_FASTPLUG_OPTIONS`, `vmconfig_hotplug_pending`), and PVE's parameter checks and
+//! normalisers.
 //!
 //! Error texts are pve-common `JSONSchema.pm` `check_prop`/`check_type` verbatim.
 

@@ -3,9 +3,15 @@
 //!
 //! A connection is kept alive between requests (up to 100, as pveproxy does) unless the
 //! client asks otherwise or the status is 400 or more; it is closed after 5 s idle.
+//!
+//! A request is read whole before it is handed on, and nothing watches the socket while
+//! the node works on it: a client that goes away does not stop the work, only the
+//! answer finds the socket closed.
+//!
+//! The top layer of the node: it imports the router and the leaves it shares with it.
 
-use super::http::{self, ReadError, Response};
-use super::router::{self, Outcome};
+use super::http::{self, Outcome, ReadError, Response};
+use super::router;
 use super::state::Shared;
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -74,12 +80,9 @@ pub(crate) fn accept_loop(
 }
 
 fn plain(status: u16, reason: &str) -> Response {
-    Response {
-        status,
-        reason: reason.to_string(),
-        body: Vec::new(),
-        close: true,
-    }
+    let mut r = Response::json(status, reason, Vec::new());
+    r.close = true;
+    r
 }
 
 /// Serves one connection until it closes, errs, idles out or the sim shuts down.

@@ -1,12 +1,17 @@
 //! Everything the simulated node knows, behind one `Mutex`, plus the `Condvar` that is
-//! notified on every change (tests wait on it, so do the clock and lock waiters).
+//! notified on every change (tests wait on it, so do the clock and lock waiters): guests,
+//! worker tasks, HA requests, the request log and the injected faults.
+//!
+//! The bottom layer of the node: it imports only leaves (`conf`, `faults`, `model`,
+//! `persist`, `reply`, `upid`); the handlers, routes, router and server build on it.
 
 use super::conf;
-use super::router::Fail;
-use super::tasks::{HaEvent, Task};
-use super::{ErrorStyle, Faults, PowerState, RequestRecord, SimGuest, SimOptions};
+use super::faults::{Faults, RuleCount};
+use super::model::{ErrorStyle, PowerState, RequestRecord, SimGuest, SimOptions};
+use super::persist;
+use super::reply::Fail;
+use super::upid::SimUpid;
 use crate::cancel::Cancel;
-use crate::pve::Upid;
 use crate::rng::XorShift;
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -26,6 +31,72 @@ pub(crate) struct Shared {
     /// Cancelled at shutdown; latency and 401 delays sleep on it.
     pub cancel: Cancel,
     pub started: Instant,
+}
+
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    Start,
+    Stop,
+    /// `gives_up`: the timeout is shorter than the shutdown takes and `forceStop` is off,
+    /// so the task fails with `container did not stop`.
+    Shutdown {
+        gives_up: bool,
+    },
+    HaStart,
+    HaStop,
+}
+
+impl TaskKind {
+    /// The worker type in the UPID.
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            TaskKind::Start => "vzstart",
+            TaskKind::Stop => "vzstop",
+            TaskKind::Shutdown { .. } => "vzshutdown",
+            TaskKind::HaStart => "hastart",
+            TaskKind::HaStop => "hastop",
+        }
+    }
+}
+
+/// One worker task.
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    pub upid: SimUpid,
+    pub vmid: u32,
+    pub kind: TaskKind,
+    /// When the task finishes (unless its guest is in `hang_tasks`).
+    pub due: Instant,
+    /// The exit status once finished: `OK` or the error text.
+    pub exit: Option<String>,
+    /// Unix seconds, once finished.
+    pub endtime: Option<i64>,
+    /// When it finished.
+    pub ended: Option<Instant>,
+    /// A shutdown holds the guest's config lock while it runs.
+    pub holds_lock: bool,
+}
+
+impl Task {
+    pub(crate) fn running(&self) -> bool {
+        self.exit.is_none()
+    }
+
+    /// Ends the task with this exit status.
+    pub(crate) fn finish(&mut self, exit: String) {
+        self.exit = Some(exit);
+        self.endtime = Some(crate::time::unix_now());
+        self.ended = Some(Instant::now());
+    }
+}
+
+/// An HA request the cluster resource manager carries out later.
+#[derive(Debug, Clone)]
+pub(crate) struct HaEvent {
+    pub due: Instant,
+    pub vmid: u32,
+    pub start: bool,
 }
 
 /// One guest and what PVE would keep outside its config.
@@ -69,13 +140,20 @@ pub(crate) struct State {
     /// Every task in start order (finished ones are trimmed to a bound).
     pub tasks: Vec<Task>,
     pub ha_events: Vec<HaEvent>,
+    /// Every request in arrival order, including those still being processed (trimmed to
+    /// a bound).
     pub requests: Vec<RequestRecord>,
+    /// `Sim::requests` shows the requests from this seq on (`Sim::clear_requests`); the
+    /// audit sees them all.
+    pub shown_from: u64,
     pub next_seq: u64,
     pub faults: Faults,
+    /// One per rule of `faults`, reset with them.
+    pub rule_counts: Vec<RuleCount>,
     pub quorate: bool,
     pub error_style: ErrorStyle,
     pub rng: XorShift,
-    pub tasks_started: BTreeMap<u32, Vec<Upid>>,
+    pub tasks_started: BTreeMap<u32, Vec<String>>,
     pub max_tasks: usize,
     pub inflight_mutations: usize,
     pub max_inflight_mutations: usize,
@@ -99,8 +177,10 @@ impl State {
             tasks: Vec::new(),
             ha_events: Vec::new(),
             requests: Vec::new(),
+            shown_from: 0,
             next_seq: 0,
             faults: Faults::default(),
+            rule_counts: Vec::new(),
             quorate: opts.quorate,
             error_style: opts.error_style,
             rng,
@@ -144,12 +224,18 @@ impl State {
             .any(|t| t.running() && t.holds_lock && t.vmid == vmid)
     }
 
+    /// Logs a request as it arrives (requests arrive in seq order, under the lock).
     pub(crate) fn push_request(&mut self, r: RequestRecord) {
         if self.requests.len() >= MAX_REQUESTS {
             self.requests.drain(..MAX_REQUESTS / 2);
         }
-        let pos = self.requests.partition_point(|x| x.seq < r.seq);
-        self.requests.insert(pos, r);
+        self.requests.push(r);
+    }
+
+    /// The logged request `seq`, unless it was trimmed.
+    pub(crate) fn request_mut(&mut self, seq: u64) -> Option<&mut RequestRecord> {
+        let i = self.requests.binary_search_by_key(&seq, |r| r.seq).ok()?;
+        self.requests.get_mut(i)
     }
 
     pub(crate) fn trim_tasks(&mut self) {
@@ -183,7 +269,7 @@ impl Shared {
             st.dirty = false;
             if let Some(path) = &self.opts.state_file {
                 let guests: Vec<&SimGuest> = st.guests.values().map(|r| &r.g).collect();
-                if let Err(e) = super::persist::save(path, &guests) {
+                if let Err(e) = persist::save(path, &guests) {
                     crate::log::warn(
                         "sim: cannot write state file",
                         &[("path", &path.display()), ("err", &e)],

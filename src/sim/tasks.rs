@@ -1,81 +1,29 @@
-//! Worker tasks: creating them (a UPID per task), finishing them when they fall due,
-//! HA requests that change a guest later, and the task status and task list endpoints
-//! (reference §5, §6).
+//! Worker tasks: creating them (a UPID per task, as pve-common `RESTEnvironment.pm`
+//! `fork_worker` does), finishing them when they fall due, HA requests that change a
+//! guest later, and the task status and task list endpoints (pve-manager
+//! `PVE/API2/Tasks.pm` `read_task_status`, `node_tasks`).
 
 use super::conf;
-use super::router::{Data, Fail};
-use super::state::{Shared, State};
-use super::PowerState;
-use crate::pve::Upid;
+use super::model::PowerState;
+use super::reply::{Data, Fail};
+use super::schema;
+use super::state::{HaEvent, Shared, State, Task, TaskKind};
+use super::upid::SimUpid;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// What a task does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TaskKind {
-    Start,
-    Stop,
-    /// `gives_up`: the timeout is shorter than the shutdown takes and `forceStop` is off,
-    /// so the task fails with `container did not stop`.
-    Shutdown {
-        gives_up: bool,
-    },
-    HaStart,
-    HaStop,
-}
-
-impl TaskKind {
-    /// The worker type in the UPID.
-    pub(crate) fn type_name(self) -> &'static str {
-        match self {
-            TaskKind::Start => "vzstart",
-            TaskKind::Stop => "vzstop",
-            TaskKind::Shutdown { .. } => "vzshutdown",
-            TaskKind::HaStart => "hastart",
-            TaskKind::HaStop => "hastop",
-        }
-    }
-}
-
-/// One worker task.
-#[derive(Debug, Clone)]
-pub(crate) struct Task {
-    pub upid: Upid,
-    pub vmid: u32,
-    pub kind: TaskKind,
-    /// When the task finishes (unless its guest is in `hang_tasks`).
-    pub due: Instant,
-    /// The exit status once finished: `OK` or the error text.
-    pub exit: Option<String>,
-    pub endtime: Option<i64>,
-    /// A shutdown holds the guest's config lock while it runs.
-    pub holds_lock: bool,
-}
-
-impl Task {
-    pub(crate) fn running(&self) -> bool {
-        self.exit.is_none()
-    }
-}
-
-/// An HA request the cluster resource manager carries out later.
-#[derive(Debug, Clone)]
-pub(crate) struct HaEvent {
-    pub due: Instant,
-    pub vmid: u32,
-    pub start: bool,
-}
-
-/// Starts a task for guest `vmid` on `node` and returns its UPID.
+/// Starts a task for guest `vmid` on `node` on behalf of request `request` (noted in its
+/// record) and returns its UPID.
 pub(crate) fn spawn(
     shared: &Shared,
     st: &mut State,
+    request: u64,
     node: &str,
     vmid: u32,
     kind: TaskKind,
     duration: Duration,
-) -> Upid {
+) -> SimUpid {
     let pid = st.next_pid;
     st.next_pid = if pid >= 0x003F_FFFF {
         0x0001_0000
@@ -84,7 +32,7 @@ pub(crate) fn spawn(
     };
     // pstart is the process start in clock ticks (100 Hz) since boot.
     let ticks = shared.started.elapsed().as_millis() as u64 / 10;
-    let upid = Upid {
+    let upid = SimUpid {
         node: node.to_string(),
         pid,
         pstart: 0x0100_0000 + ticks,
@@ -93,16 +41,22 @@ pub(crate) fn spawn(
         id: vmid.to_string(),
         user: shared.opts.token_id.clone(),
     };
+    let now = Instant::now();
     st.tasks.push(Task {
         upid: upid.clone(),
         vmid,
         kind,
-        due: Instant::now() + duration,
+        due: now + duration,
         exit: None,
         endtime: None,
+        ended: None,
         holds_lock: matches!(kind, TaskKind::Shutdown { .. }),
     });
-    st.tasks_started.entry(vmid).or_default().push(upid.clone());
+    let text = upid.to_string();
+    if let Some(r) = st.request_mut(request) {
+        r.task = Some(text.clone());
+    }
+    st.tasks_started.entry(vmid).or_default().push(text);
     st.max_tasks = st.max_tasks.max(st.running_tasks());
     st.trim_tasks();
     upid
@@ -114,8 +68,7 @@ pub(crate) fn abort_shutdowns(st: &mut State, vmid: u32) -> usize {
     let mut n = 0;
     for t in st.tasks.iter_mut() {
         if t.running() && t.vmid == vmid && matches!(t.kind, TaskKind::Shutdown { .. }) {
-            t.exit = Some("received interrupt".to_string());
-            t.endtime = Some(crate::time::unix_now());
+            t.finish("received interrupt".to_string());
             n += 1;
         }
     }
@@ -133,9 +86,7 @@ pub(crate) fn advance(shared: &Shared, st: &mut State, now: Instant) -> bool {
                 Ok(()) => "OK".to_string(),
                 Err(e) => e,
             };
-            let t = &mut st.tasks[i];
-            t.exit = Some(exit);
-            t.endtime = Some(crate::time::unix_now());
+            st.tasks[i].finish(exit);
             changed = true;
         }
     }
@@ -240,7 +191,7 @@ fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<()
     Ok(())
 }
 
-fn upid_fields(u: &Upid) -> Map<String, Value> {
+fn upid_fields(u: &SimUpid) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("upid".into(), u.to_string().into());
     m.insert("node".into(), u.node.clone().into());
@@ -254,9 +205,8 @@ fn upid_fields(u: &Upid) -> Map<String, Value> {
 
 /// `GET /nodes/{node}/tasks/{upid}/status`.
 pub(crate) fn status(st: &State, node: &str, upid: &str) -> Result<Data, Fail> {
-    let parsed: Upid = upid
-        .parse()
-        .map_err(|_| Fail::param("upid", "unable to parse worker upid"))?;
+    let parsed =
+        SimUpid::parse(upid).ok_or_else(|| Fail::param("upid", "unable to parse worker upid"))?;
     let task = st
         .tasks
         .iter()
@@ -307,10 +257,10 @@ pub(crate) fn list(st: &State, node: &str, p: &BTreeMap<String, String>) -> Resu
     let source = p.get("source").map(String::as_str).unwrap_or("archive");
     let statuses: Option<Vec<String>> = p
         .get("statusfilter")
-        .map(|s| super::schema::split_list(&s.to_lowercase()));
+        .map(|s| schema::split_list(&s.to_lowercase()));
     let errors_only = p.get("errors").map(String::as_str) == Some("1");
     let user_filter = p.get("userfilter").map(|u| u.to_lowercase());
-    let matches = |t: &&super::tasks::Task| {
+    let matches = |t: &&Task| {
         let u = &t.upid;
         let source_ok = match source {
             "active" => t.running(),

@@ -1,6 +1,6 @@
 //! The rustls server configuration for the HTTPS listener.
 
-use super::TlsFiles;
+use super::model::TlsFiles;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io;

@@ -171,10 +171,6 @@ fn reads() {
     assert_eq!(res[0].kind, "lxc");
     assert_eq!(res[0].id, "lxc/101");
     assert_eq!(res[2].hastate.as_deref(), Some("started"));
-
-    let ha = c.ha_resources().unwrap();
-    assert_eq!(ha.len(), 1);
-    assert_eq!(ha[0].vmid(), Some(vmid(201)));
 }
 
 #[test]

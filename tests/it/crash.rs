@@ -4,7 +4,7 @@
 
 use super::agent::{agent_with_a_long_task, poll_until, Agent};
 use super::rig::{fast_sim, guest, mutations_of, Rig};
-use felhom_agent::sim::{Faults, PowerState, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -35,11 +35,10 @@ fn restart_and_settle(rig: &Rig) -> Agent {
 fn killed_after_started_is_durable_but_before_the_call_returns() {
     let rig = Rig::one_stopped_guest("crash-started");
     // The start request reaches the node but its answer takes a while.
-    rig.sim.set_faults(Faults {
-        latency: Duration::from_millis(700),
-        latency_for: Some(("POST".into(), "status/start".into())),
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::Delay(Duration::from_millis(700)),
+    )));
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
     // The request is at the node, so `started` is already on disk.

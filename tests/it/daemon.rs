@@ -229,11 +229,12 @@ fn a_second_agent_on_the_same_state_dir_is_refused() {
 fn a_slow_api_does_not_stall_the_watchdog_or_a_stop() {
     let rig = Rig::one_stopped_guest("daemon-slow");
     // Every read of the guest list takes 3 s.
-    rig.sim.set_faults(felhom_agent::sim::Faults {
-        latency: Duration::from_secs(3),
-        latency_for: Some(("GET".into(), "/lxc".into())),
-        ..Default::default()
-    });
+    rig.sim.set_faults(felhom_agent::sim::Faults::rule(
+        felhom_agent::sim::FaultRule::new(
+            felhom_agent::sim::Match::get("/lxc"),
+            felhom_agent::sim::Effect::Delay(Duration::from_secs(3)),
+        ),
+    ));
     let mut agent = Agent::run(
         &rig.config_path,
         rig.dir.path(),

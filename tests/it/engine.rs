@@ -2,7 +2,7 @@
 //! request log and its guests), not only on what the agent reported.
 
 use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
-use felhom_agent::sim::{Faults, PowerState, SimGuest, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimGuest, SimOptions};
 use std::collections::BTreeMap;
 
 /// 60 guests on the node, 50 of them named with every kind of drift.
@@ -224,11 +224,13 @@ fn already_in_state_counts_as_converged() {
     // The guest starts by another hand between the agent's read and its start request:
     // PVE answers "CT 101 already running", which is convergence, not failure.
     let rig = Rig::one_stopped_guest("engine-converged");
-    rig.sim.set_faults(Faults {
-        latency: std::time::Duration::from_millis(800),
-        latency_for: Some(("POST".into(), "status/start".into())),
-        ..Faults::default()
-    });
+    // The hand start races the agent's request on purpose: when it wins, the request
+    // arrives at a running guest, which the node's audit rightly sees as sent twice.
+    rig.sim.allow_violations();
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::Delay(std::time::Duration::from_millis(800)),
+    )));
     let (mut engine, journal, mut cancel) = rig.engine();
     let (plan, done) = engine.start_pass(&rig.desired());
     assert_eq!(plan.unwrap().actions.len(), 1);
@@ -312,11 +314,10 @@ fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
         desired,
         serde_json::json!({}),
     );
-    rig.sim.set_faults(Faults {
-        latency: std::time::Duration::from_millis(500),
-        latency_for: Some(("POST".into(), "status/start".into())),
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::Delay(std::time::Duration::from_millis(500)),
+    )));
     let (mut engine, journal, mut cancel) = rig.engine();
     let (_plan, done) = engine.start_pass(&rig.desired());
     assert!(done.is_none());
@@ -329,7 +330,7 @@ fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
     assert_eq!(report.applied, 1, "{report:?}");
     let upids = rig.sim.tasks_started(101);
     assert_eq!(upids.len(), 1);
-    assert_eq!(upids[0].kind, "hastart");
+    assert_eq!(upids[0].split(':').nth(5), Some("hastart"), "{}", upids[0]);
     assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
     // The agent polled the guest's status after the HA task ended.
     assert!(rig
@@ -344,10 +345,10 @@ fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
 #[test]
 fn an_unreadable_node_plans_nothing_and_the_next_pass_recovers() {
     let rig = Rig::one_stopped_guest("engine-down");
-    rig.sim.set_faults(Faults {
-        rate_500: 1.0,
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::any(),
+        Effect::StatusBefore(500),
+    )));
     let (mut engine, journal, mut cancel) = rig.engine();
     let report = pass(&mut engine, &rig.desired());
     assert!(!report.ok());
@@ -377,11 +378,10 @@ fn an_unanswered_start_is_held_until_its_task_is_found_and_never_sent_twice() {
         desired,
         serde_json::json!({}),
     );
-    rig.sim.set_faults(Faults {
-        faults_for: Some(("POST".into(), "status/start".into())),
-        rate_596: 1.0,
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::StatusAfter(596),
+    )));
     let (mut engine, journal, mut cancel) = rig.engine();
     let desired = rig.desired();
 

@@ -5,7 +5,7 @@
 use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
 use super::rig::{fast_sim, guest, mutations_of, Rig};
 use felhom_agent::cancel::Cancel;
-use felhom_agent::sim::{Faults, PowerState, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
@@ -30,13 +30,11 @@ fn a_lane_that_ends_in_flight_during_an_observation_still_holds_its_guest() {
         serde_json::json!({}),
     );
     // The start is carried out, but its answer is lost (596) after 300 ms.
-    rig.sim.set_faults(Faults {
-        latency: Duration::from_millis(300),
-        latency_for: Some(("POST".into(), "status/start".into())),
-        faults_for: Some(("POST".into(), "status/start".into())),
-        rate_596: 1.0,
-        ..Faults::default()
-    });
+    let start = || Match::post("status/start");
+    rig.sim.set_faults(
+        Faults::rule(FaultRule::new(start(), Effect::Delay(Duration::from_millis(300))))
+            .with(FaultRule::new(start(), Effect::StatusAfter(596))),
+    );
     let (mut engine, journal, mut cancel) = rig.engine();
     let desired = rig.desired();
     let (_plan, done) = engine.start_pass(&desired);
@@ -79,11 +77,10 @@ fn recovery_waits_for_a_task_the_node_forks_late() {
     let rig = Rig::one_stopped_guest("twice-late-fork");
     // pvedaemon takes 4 s to get to the request (busy workers), then carries it out,
     // although the client is long gone.
-    rig.sim.set_faults(Faults {
-        latency: Duration::from_secs(4),
-        latency_for: Some(("POST".into(), "status/start".into())),
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::Delay(Duration::from_secs(4)),
+    )));
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
     let journal = rig.state_dir().join("journal");
@@ -170,11 +167,10 @@ fn sigterm_while_the_node_answers_slowly_stops_within_one_request() {
         serde_json::json!({}),
     );
     // Every read takes 2 s: a whole observation takes over 40 s.
-    rig.sim.set_faults(Faults {
-        latency: Duration::from_secs(2),
-        latency_for: Some(("GET".into(), "/".into())),
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::method("GET"),
+        Effect::Delay(Duration::from_secs(2)),
+    )));
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
     assert!(rig.sim.wait_until(T, |s| s.requests().len() >= 3));
@@ -228,11 +224,10 @@ fn a_dead_internal_thread_ends_the_agent_with_exit_5() {
 #[test]
 fn plan_beside_a_held_op_shows_it_held_and_changes_nothing() {
     let rig = Rig::one_stopped_guest("twice-plan");
-    rig.sim.set_faults(Faults {
-        latency: Duration::from_secs(3),
-        latency_for: Some(("POST".into(), "status/start".into())),
-        ..Faults::default()
-    });
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::Delay(Duration::from_secs(3)),
+    )));
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
     // The request is at the node, waiting for a worker.

@@ -2,6 +2,7 @@
 //! crate's client), so that they check the wire format itself.
 
 mod api;
+mod audit;
 mod config;
 mod faults;
 mod tasks;

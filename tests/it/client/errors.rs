@@ -4,7 +4,7 @@
 use super::{client, client_with, guest, http_err, no_params, params, start, two_nodes, vmid};
 use felhom_agent::log::Chain;
 use felhom_agent::pve::{PowerOp, TaskFailure};
-use felhom_agent::sim::{ErrorStyle, Faults, PowerState, SimOptions};
+use felhom_agent::sim::{Effect, ErrorStyle, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -12,6 +12,8 @@ fn already_running_and_not_running_in_both_error_styles() {
     let sim = start(SimOptions::default());
     sim.add_guest(guest(101, "pve1", PowerState::Running));
     sim.add_guest(guest(102, "pve1", PowerState::Stopped));
+    // Sends intents the guests already meet, to see how their refusals decode.
+    sim.allow_violations();
     let c = client(&sim);
     for style in [ErrorStyle::Modern, ErrorStyle::Legacy] {
         sim.set_error_style(style);
@@ -105,6 +107,8 @@ fn a_config_write_during_a_shutdown_hits_the_lock_timeout() {
         ..SimOptions::default()
     });
     sim.add_guest(guest(101, "pve1", PowerState::Running));
+    // Races a config write against the shutdown on purpose, to see the lock timeout.
+    sim.allow_violations();
     let c = client(&sim);
     let upid = c
         .lxc_power(
@@ -192,20 +196,17 @@ fn a_closed_port_is_never_sent() {
 fn a_reset_or_a_slow_answer_is_no_answer() {
     let sim = start(SimOptions::default());
     sim.add_guest(guest(101, "pve1", PowerState::Stopped));
-    sim.set_faults(Faults {
-        reset_rate: 1.0,
-        ..Faults::default()
-    });
+    sim.set_faults(Faults::rule(FaultRule::new(Match::any(), Effect::Reset)));
     let c = client(&sim);
     let e = c
         .lxc_power("pve1", vmid(101), PowerOp::Start, &no_params())
         .unwrap_err();
     assert!(e.is_no_answer(), "{e:?}");
 
-    sim.set_faults(Faults {
-        latency: Duration::from_millis(1500),
-        ..Faults::default()
-    });
+    sim.set_faults(Faults::rule(FaultRule::new(
+        Match::any(),
+        Effect::Delay(Duration::from_millis(1500)),
+    )));
     let slow = client_with(
         &sim.url(),
         sim.token_id(),
@@ -221,10 +222,10 @@ fn a_reset_or_a_slow_answer_is_no_answer() {
 #[test]
 fn a_proxy_timeout_is_596() {
     let sim = start(SimOptions::default());
-    sim.set_faults(Faults {
-        rate_596: 1.0,
-        ..Faults::default()
-    });
+    sim.set_faults(Faults::rule(FaultRule::new(
+        Match::any(),
+        Effect::StatusAfter(596),
+    )));
     let e = http_err(client(&sim).list_lxc("pve1"));
     assert_eq!(e.status(), Some(596));
     assert_eq!(e.message(), Some("Connection timed out"));

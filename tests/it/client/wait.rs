@@ -4,7 +4,7 @@
 use super::{client, guest, no_params, start, vmid, within};
 use felhom_agent::cancel::{Cancel, CancelSource};
 use felhom_agent::pve::{PowerOp, TaskOutcome, Upid, WaitError, WaitOptions};
-use felhom_agent::sim::{Faults, PowerState, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,10 @@ fn waiting_retries_transient_errors() {
         .lxc_power("pve1", vmid(101), PowerOp::Start, &no_params())
         .unwrap()
         .unwrap();
-    sim.set_faults(Faults {
-        rate_596: 1.0,
-        ..Faults::default()
-    });
+    sim.set_faults(Faults::rule(FaultRule::new(
+        Match::any(),
+        Effect::StatusAfter(596),
+    )));
     std::thread::scope(|s| {
         let healer = std::thread::Builder::new()
             .name("fault healer".into())

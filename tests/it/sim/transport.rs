@@ -174,6 +174,17 @@ fn the_sim_binary_prints_its_url_and_stops_on_sigterm() {
     )
     .unwrap();
     assert_eq!(r.data().as_array().unwrap().len(), 20);
+    // Guest 100 of the fleet runs: starting it is an intent sent twice, which the node
+    // reports at exit instead of panicking.
+    let r = send(
+        addr,
+        "POST",
+        "/api2/json/nodes/pve1/lxc/100/status/start",
+        "Authorization: PVEAPIToken=agent@pve!cli=cli-secret\r\n",
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 500);
 
     let (exit_tx, exit) = crossbeam_channel::bounded(1);
     let waiter = thread::Builder::new()
@@ -199,4 +210,13 @@ fn the_sim_binary_prints_its_url_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     waiter.join().unwrap();
     reader.join().unwrap();
+    let audit: Vec<String> = lines.try_iter().collect();
+    assert!(
+        audit[0].starts_with("the node's audit: 1 violation(s)"),
+        "{audit:?}"
+    );
+    assert!(
+        audit[1].contains("guest 100: intent sent twice: #1 POST /nodes/pve1/lxc/100/status/start"),
+        "{audit:?}"
+    );
 }
