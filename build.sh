@@ -4,6 +4,7 @@
 #   ./build.sh test     fmt check, clippy with -D warnings, and the whole test suite
 #   ./build.sh bench    the benchmark (tests/bench, `cargo bench --bench bench`)
 #   ./build.sh fuzz     the randomized parser tests with many more cases
+#   ./build.sh soak     the crash soak with many more kills (prints seed, kills, result)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -169,6 +170,12 @@ case "$cmd" in
     # tests/bench/main.rs: prints one line per measured number.
     cargo bench --bench bench
     ;;
+  soak)
+    # tests/it/soak.rs: the real agent under seeded faults, killed with SIGKILL again
+    # and again; the node's audit must stay clean and the fleet must converge.
+    # FELHOM_SOAK_SEED reruns a seed; FELHOM_SOAK_KILLS sets the kills (default 200).
+    FELHOM_SOAK_KILLS=${FELHOM_SOAK_KILLS:-200} cargo test --release --test it soak -- --nocapture
+    ;;
   fuzz)
     # The same seeded properties `./build.sh test` runs (tests named fuzz_*), with
     # FELHOM_FUZZ_ITERS cases each instead of the default 2,000. Set FELHOM_FUZZ_SEED
@@ -176,7 +183,7 @@ case "$cmd" in
     FELHOM_FUZZ_ITERS=${FELHOM_FUZZ_ITERS:-200000} cargo test --release --lib fuzz_ -- --nocapture
     ;;
   *)
-    echo "usage: ./build.sh [build|test|bench|fuzz]" >&2
+    echo "usage: ./build.sh [build|test|bench|fuzz|soak]" >&2
     exit 2
     ;;
 esac

@@ -98,6 +98,23 @@ impl Agent {
         }
     }
 
+    /// Waits until `n` more stderr lines have come or `timeout` has passed; returns how
+    /// many came.
+    pub fn wait_lines(&mut self, n: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut got = 0;
+        while got < n {
+            match self.lines.recv_deadline(deadline) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    got += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        got
+    }
+
     /// Waits for a notify datagram whose text contains `needle`; returns it.
     pub fn wait_notify(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

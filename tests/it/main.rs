@@ -15,3 +15,4 @@ mod notify;
 mod prom;
 mod rig;
 mod sim;
+mod soak;

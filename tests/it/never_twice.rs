@@ -32,8 +32,11 @@ fn a_lane_that_ends_in_flight_during_an_observation_still_holds_its_guest() {
     // The start is carried out, but its answer is lost (596) after 300 ms.
     let start = || Match::post("status/start");
     rig.sim.set_faults(
-        Faults::rule(FaultRule::new(start(), Effect::Delay(Duration::from_millis(300))))
-            .with(FaultRule::new(start(), Effect::StatusAfter(596))),
+        Faults::rule(FaultRule::new(
+            start(),
+            Effect::Delay(Duration::from_millis(300)),
+        ))
+        .with(FaultRule::new(start(), Effect::StatusAfter(596))),
     );
     let (mut engine, journal, mut cancel) = rig.engine();
     let desired = rig.desired();
