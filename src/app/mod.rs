@@ -57,7 +57,7 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let obs = crate::engine::observe(&client, &fixed.node, &loaded.desired, &Cancel::never())?;
     let plan = crate::plan::plan(
         &loaded.desired,
-        &obs.observed,
+        &obs.actual,
         &holds,
         &agent::plan_settings(&loaded.config.live),
     );

@@ -30,7 +30,7 @@ use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
 use crossbeam_channel::{after, never, select, Receiver};
-use observer::{Observed, Observer};
+use observer::{Observer, Reply};
 use signals::{event_of_signal, SignalThread};
 use startup::{recover_watching_signals, Recovery};
 use std::fmt;
@@ -57,7 +57,7 @@ pub enum Event {
     /// The drain bound passed during shutdown.
     DrainDeadline,
     /// The `observer` thread has read the node for a pass.
-    Observed(Observed),
+    Observation(Reply),
     /// An internal thread ended (its channel closed): a bug. The agent exits non-zero so
     /// that its supervisor restarts it and recovery runs.
     ThreadDied(&'static str),
@@ -74,7 +74,7 @@ impl fmt::Display for Event {
             Event::Watchdog => f.write_str("watchdog"),
             Event::JournalFatal(e) => write!(f, "journal fatal: {e}"),
             Event::DrainDeadline => f.write_str("drain deadline"),
-            Event::Observed(o) => write!(f, "observation for generation {}", o.generation),
+            Event::Observation(o) => write!(f, "observation for generation {}", o.generation),
             Event::ThreadDied(t) => write!(f, "the {t} thread ended"),
         }
     }
@@ -251,7 +251,7 @@ impl Daemon {
                     Err(_) => Event::ThreadDied("journal fatal"),
                 },
                 recv(self.observer.results) -> o => match o {
-                    Ok(o) => Event::Observed(o),
+                    Ok(o) => Event::Observation(o),
                     Err(_) => Event::ThreadDied("observer"),
                 },
                 recv(tick) -> _ => Event::Tick,
@@ -263,7 +263,7 @@ impl Daemon {
                     self.request_pass();
                     next_pass = Instant::now() + jittered(self.live.interval);
                 }
-                Event::Observed(o) => self.observed(o),
+                Event::Observation(o) => self.plan_observed(o),
                 Event::Reload => {
                     let _ = self.notifier.reloading();
                     self.reload();
@@ -315,7 +315,7 @@ impl Daemon {
     }
 
     /// Plans and dispatches a pass from the observer's answer.
-    fn observed(&mut self, o: Observed) {
+    fn plan_observed(&mut self, o: Reply) {
         self.observing = false;
         if o.generation != self.generation {
             // The desired state was reloaded meanwhile: read the node again for it.

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// One observation, for the desired state of `generation`.
-pub struct Observed {
+pub struct Reply {
     pub generation: u64,
     pub result: Result<Observation, ApiError>,
     /// When the observation began: an instant and Unix seconds.
@@ -31,7 +31,7 @@ type Request = (u64, Arc<DesiredState>, BTreeSet<Vmid>);
 /// Drop order is significant: the request channel closes before the join.
 pub(super) struct Observer {
     requests: Option<Sender<Request>>,
-    pub(super) results: Receiver<Observed>,
+    pub(super) results: Receiver<Reply>,
     cancel: CancelSource,
     thread: Option<JoinHandle<()>>,
 }
@@ -75,7 +75,7 @@ impl Observer {
 fn observe_loop(
     reader: &NodeReader,
     inbox: &Receiver<Request>,
-    reply: &Sender<Observed>,
+    reply: &Sender<Reply>,
     cancel: &Cancel,
 ) {
     for (generation, desired, busy) in inbox {
@@ -84,7 +84,7 @@ fn observe_loop(
         }
         let started = (Instant::now(), crate::time::unix_now());
         let result = reader.read(&desired, &busy, cancel);
-        let observed = Observed {
+        let observed = Reply {
             generation,
             result,
             started,

@@ -283,7 +283,7 @@ impl Engine {
             .read(desired, self.lanes.busy(), &Cancel::never())?;
         let holds = self.holds(desired, &obs, Instant::now());
         Ok((
-            plan::plan(desired, &obs.observed, &holds, &self.settings.plan),
+            plan::plan(desired, &obs.actual, &holds, &self.settings.plan),
             obs,
         ))
     }
@@ -336,7 +336,7 @@ impl Engine {
         };
         self.set_wanted(desired);
         let holds = self.holds(desired, &obs, Instant::now());
-        let plan = plan::plan(desired, &obs.observed, &holds, &self.settings.plan);
+        let plan = plan::plan(desired, &obs.actual, &holds, &self.settings.plan);
         self.fingerprints = desired
             .guests
             .iter()

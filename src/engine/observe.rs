@@ -8,7 +8,7 @@
 
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
-use crate::plan::{Field, Observed, ObservedGuest, ObservedSpec};
+use crate::plan::{Actual, ActualGuest, ActualSpec, Field};
 use crate::pve::client::Client;
 use crate::pve::error::{ApiError, TransportError};
 use crate::pve::types::{LxcConfig, PendingEntry, RunState};
@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The observed state plus guest names for display.
 pub struct Observation {
-    pub observed: Observed,
+    pub actual: Actual,
     pub names: BTreeMap<Vmid, String>,
     /// Guests that had a job queued or running when the read began: a plan made from
     /// this observation holds them.
@@ -34,7 +34,7 @@ pub fn observe(
     cancel: &Cancel,
 ) -> Result<Observation, ApiError> {
     let mut out = Observation {
-        observed: Observed::default(),
+        actual: Actual::default(),
         names: BTreeMap::new(),
         busy: BTreeSet::new(),
     };
@@ -51,7 +51,7 @@ pub fn observe(
             continue;
         }
         if let Some(state) = r.hastate.as_deref().filter(|s| *s != "ignored") {
-            out.observed.ha_managed.insert(r.vmid, state.to_string());
+            out.actual.ha_managed.insert(r.vmid, state.to_string());
         }
         if let Some(name) = &r.name {
             out.names.insert(r.vmid, name.clone());
@@ -66,9 +66,9 @@ pub fn observe(
         };
         stop_if_cancelled(cancel, &format!("GET the config of guest {}", entry.vmid))?;
         let spec = read_spec(client, node, want).map_err(|e| e.to_string());
-        out.observed.local.insert(
+        out.actual.local.insert(
             entry.vmid,
-            ObservedGuest {
+            ActualGuest {
                 vmid: entry.vmid,
                 name: entry.name.clone(),
                 running: entry.status == RunState::Running,
@@ -80,8 +80,8 @@ pub fn observe(
     }
     // The node's own list is live and wins; /cluster/resources can lag ~10 s.
     for r in resources {
-        if desired.guests.contains_key(&r.vmid) && !out.observed.local.contains_key(&r.vmid) {
-            out.observed.elsewhere.insert(r.vmid, r.node);
+        if desired.guests.contains_key(&r.vmid) && !out.actual.local.contains_key(&r.vmid) {
+            out.actual.elsewhere.insert(r.vmid, r.node);
         }
     }
     Ok(out)
@@ -102,7 +102,7 @@ fn read_spec(
     client: &Client,
     node: &str,
     want: &crate::desired::GuestSpec,
-) -> Result<ObservedSpec, ApiError> {
+) -> Result<ActualSpec, ApiError> {
     let config = client.lxc_config(node, want.vmid, true)?;
     let mut spec = spec_of(&config);
     let drifted: Vec<Field> = Field::ALL
@@ -127,8 +127,8 @@ fn read_spec(
 }
 
 /// The managed fields of an active config.
-fn spec_of(c: &LxcConfig) -> ObservedSpec {
-    ObservedSpec {
+fn spec_of(c: &LxcConfig) -> ActualSpec {
+    ActualSpec {
         cores: c.cores,
         memory: c.memory,
         swap: c.swap,
@@ -142,7 +142,7 @@ fn spec_of(c: &LxcConfig) -> ObservedSpec {
 
 /// Puts a field's pending value (or pending deletion) into `spec`; false when the field
 /// has nothing pending.
-fn apply_pending(spec: &mut ObservedSpec, field: Field, pending: &[PendingEntry]) -> bool {
+fn apply_pending(spec: &mut ActualSpec, field: Field, pending: &[PendingEntry]) -> bool {
     let Some(p) = pending.iter().find(|p| p.key == field.name()) else {
         return false;
     };

@@ -1,4 +1,4 @@
-//! The planner: desired state plus observed state in, ordered benign actions and skip
+//! The planner: desired state plus actual state in, ordered benign actions and skip
 //! reasons out.
 //!
 //! This module is pure: no I/O, no clock, no threads. Everything time-dependent (backoff,
@@ -20,9 +20,9 @@ use std::fmt;
 
 /// What the node reports, reduced to what the planner needs.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observed {
+pub struct Actual {
     /// Guests whose config lives on this node, from the node's own list.
-    pub local: BTreeMap<Vmid, ObservedGuest>,
+    pub local: BTreeMap<Vmid, ActualGuest>,
     /// Named guests that are not local: the node they live on. `None` when the pass did not
     /// need to look (no named guest was missing locally).
     pub elsewhere: BTreeMap<Vmid, String>,
@@ -32,19 +32,19 @@ pub struct Observed {
 
 /// One local guest.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ObservedGuest {
+pub struct ActualGuest {
     pub vmid: Vmid,
     pub name: Option<String>,
     pub running: bool,
     pub lock: Option<String>,
     pub template: bool,
     /// The active config, or why it could not be read.
-    pub spec: Result<ObservedSpec, String>,
+    pub spec: Result<ActualSpec, String>,
 }
 
 /// The active values of the fields the agent manages, as PVE returns them (absent = `None`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObservedSpec {
+pub struct ActualSpec {
     pub cores: Option<u32>,
     pub memory: Option<u64>,
     pub swap: Option<u64>,
@@ -176,13 +176,13 @@ impl Plan {
 /// Plans one pass.
 pub fn plan(
     desired: &DesiredState,
-    observed: &Observed,
+    actual: &Actual,
     holds: &BTreeMap<Vmid, Hold>,
     settings: &PlanSettings,
 ) -> Plan {
     let mut out = Plan::default();
     for (vmid, spec) in &desired.guests {
-        plan_guest(*vmid, spec, observed, holds, settings, &mut out);
+        plan_guest(*vmid, spec, actual, holds, settings, &mut out);
     }
     out
 }
@@ -190,14 +190,14 @@ pub fn plan(
 fn plan_guest(
     vmid: Vmid,
     spec: &GuestSpec,
-    observed: &Observed,
+    actual: &Actual,
     holds: &BTreeMap<Vmid, Hold>,
     settings: &PlanSettings,
     out: &mut Plan,
 ) {
     let skip = |out: &mut Plan, reason| out.skipped.push(Skip { vmid, reason });
-    let Some(guest) = observed.local.get(&vmid) else {
-        let reason = match observed.elsewhere.get(&vmid) {
+    let Some(guest) = actual.local.get(&vmid) else {
+        let reason = match actual.elsewhere.get(&vmid) {
             Some(node) => SkipReason::Elsewhere(node.clone()),
             None => SkipReason::Missing,
         };
@@ -206,7 +206,7 @@ fn plan_guest(
     if let Some(hold) = holds.get(&vmid) {
         return skip(out, SkipReason::Held(hold.clone()));
     }
-    if let Some(state) = observed.ha_managed.get(&vmid) {
+    if let Some(state) = actual.ha_managed.get(&vmid) {
         return skip(out, SkipReason::HaManaged(state.clone()));
     }
     if let Some(lock) = &guest.lock {
@@ -277,7 +277,7 @@ fn plan_guest(
 
 /// Compares the managed fields; returns the PUT parameters (with the digest), the
 /// human-readable changes, and the fields whose desired value is already pending.
-fn config_drift(spec: &GuestSpec, actual: &ObservedSpec) -> (Params, Vec<String>, Vec<Field>) {
+fn config_drift(spec: &GuestSpec, actual: &ActualSpec) -> (Params, Vec<String>, Vec<Field>) {
     let mut params = Params::new();
     let mut changes = Vec::new();
     let mut pending = Vec::new();

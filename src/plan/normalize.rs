@@ -2,7 +2,7 @@
 //! PVE rewrites on save (a description's trailing newline, tag order and case) is never
 //! seen as drift and never re-sent in a loop.
 
-use super::ObservedSpec;
+use super::ActualSpec;
 use crate::desired::GuestSpec;
 
 /// PVE falls back to 512 MiB when an LXC config has no `memory` (reference §3).
@@ -49,12 +49,8 @@ impl Field {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
-    }
-
     /// The drift of this field, or `None` when it is unmanaged or in sync.
-    pub fn drift(self, spec: &GuestSpec, actual: &ObservedSpec) -> Option<Drift> {
+    pub fn drift(self, spec: &GuestSpec, actual: &ActualSpec) -> Option<Drift> {
         let changed =
             |from: String, to: String, wire: Option<String>| Some(Drift { from, to, wire });
         match self {

@@ -10,14 +10,14 @@ fn spec(n: u32) -> GuestSpec {
     GuestSpec::new(vmid(n))
 }
 
-fn guest(n: u32, running: bool) -> ObservedGuest {
-    ObservedGuest {
+fn guest(n: u32, running: bool) -> ActualGuest {
+    ActualGuest {
         vmid: vmid(n),
         name: Some(format!("ct{n}")),
         running,
         lock: None,
         template: false,
-        spec: Ok(ObservedSpec {
+        spec: Ok(ActualSpec {
             cores: Some(1),
             memory: Some(512),
             swap: Some(512),
@@ -58,7 +58,7 @@ fn show(plan: &Plan) -> String {
 
 fn check(
     specs: Vec<GuestSpec>,
-    observed: Observed,
+    observed: Actual,
     holds: &[(u32, Hold)],
     settings: PlanSettings,
     expected: &str,
@@ -74,14 +74,14 @@ fn check(
     );
 }
 
-fn local(guests: Vec<ObservedGuest>) -> Observed {
-    Observed {
+fn local(guests: Vec<ActualGuest>) -> Actual {
+    Actual {
         local: guests.into_iter().map(|g| (g.vmid, g)).collect(),
-        ..Observed::default()
+        ..Actual::default()
     }
 }
 
-fn with_spec(mut g: ObservedGuest, f: impl FnOnce(&mut ObservedSpec)) -> ObservedGuest {
+fn with_spec(mut g: ActualGuest, f: impl FnOnce(&mut ActualSpec)) -> ActualGuest {
     f(g.spec.as_mut().unwrap());
     g
 }

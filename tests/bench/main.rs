@@ -12,7 +12,7 @@ use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::desired::{DesiredState, GuestSpec, RunState};
 use felhom_agent::journal::{crc32c, Journal, JournalOptions, OpId, OpState, Record};
-use felhom_agent::plan::{self, Observed, ObservedGuest, ObservedSpec, PlanSettings};
+use felhom_agent::plan::{self, Actual, ActualGuest, ActualSpec, PlanSettings};
 use felhom_agent::pve::{Upid, Vmid};
 use felhom_agent::sim::{PowerState, Sim, SimGuest, SimOptions};
 use std::collections::BTreeMap;
@@ -226,7 +226,7 @@ fn journal_appends(dir: &Path, s: &Sizes) {
 
 fn planner(s: &Sizes) {
     let mut desired = DesiredState::default();
-    let mut observed = Observed::default();
+    let mut observed = Actual::default();
     for i in 0..s.plan_guests {
         let v = vmid(100 + i);
         let mut spec = GuestSpec::new(v);
@@ -242,19 +242,19 @@ fn planner(s: &Sizes) {
         desired.guests.insert(v, spec);
         observed.local.insert(
             v,
-            ObservedGuest {
+            ActualGuest {
                 vmid: v,
                 name: None,
                 running: i % 3 == 0,
                 lock: None,
                 template: false,
-                spec: Ok(ObservedSpec {
+                spec: Ok(ActualSpec {
                     cores: Some(1 + i % 3),
                     memory: Some(512 + u64::from(i % 2) * 512),
                     tags: Some("prod;web".into()),
                     description: Some("bench guest\n".into()),
                     digest: "0123456789abcdef0123456789abcdef01234567".into(),
-                    ..ObservedSpec::default()
+                    ..ActualSpec::default()
                 }),
             },
         );
