@@ -2,7 +2,6 @@
 //! variant that creates, destroys, migrates or reboots.
 
 use crate::pve::Vmid;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -79,9 +78,7 @@ impl<'de> serde::Deserialize<'de> for ActionKind {
     }
 }
 
-/// Request parameters by PVE's own names, already in wire form (`onboot` is `"1"`,
-/// `delete` is `"cores,swap"`). Ordered, so rendering and journaling are stable.
-pub type Params = BTreeMap<String, String>;
+pub use crate::pve::form::Params;
 
 /// One planned action on one guest.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

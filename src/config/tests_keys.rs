@@ -215,8 +215,8 @@ fn paths_are_resolved_against_the_config_directory() {
             r#"desired_file=Some("/etc/felhom-agent/desired.json")"#,
         ),
         (
-            r#""desired_file": "../shared/d.json""#,
-            r#"desired_file=Some("/etc/felhom-agent/../shared/d.json")"#,
+            r#""desired_file": "../other/d.json""#,
+            r#"desired_file=Some("/etc/felhom-agent/../other/d.json")"#,
         ),
         (
             r#""metrics_file": "/run/felhom/metrics.prom""#,

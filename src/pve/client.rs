@@ -6,6 +6,7 @@
 //! not followed, so the token is only ever sent to the configured host.
 
 use super::error::ApiError;
+use super::form::Params;
 use super::form::{encode_component, encode_pairs};
 use super::transport::{interpret, parse_base_url, transport_error, Answer, BaseUrl};
 use super::types::{
@@ -13,7 +14,6 @@ use super::types::{
     RawGuestStatus, TaskListEntry, TaskQuery, TaskStatus, Version,
 };
 use super::{Upid, Vmid};
-use crate::action::Params;
 use crate::log;
 use crate::secret::Secret;
 use minreq::Method;

@@ -6,7 +6,12 @@
 //! percent-encoded: `;` is `%3B`, `+` is `%2B`, a space is `%20`, a newline `%0A`.
 //! Spaces are deliberately not sent as `+`: `%20` means the same to every decoder.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// Request parameters by PVE's own names, already in wire form (`onboot` is `"1"`,
+/// `delete` is `"cores,swap"`). Ordered, so rendering and journaling are stable.
+pub type Params = BTreeMap<String, String>;
 
 /// Percent-encodes every byte that is not an unreserved character
 /// (`A-Z a-z 0-9 - . _ ~`). UTF-8 is encoded byte by byte.
@@ -43,7 +48,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::Params;
 
     #[test]
     fn escapes_everything_outside_unreserved() {
