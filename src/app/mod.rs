@@ -53,8 +53,15 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     )
     .into_iter()
     .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
-    .collect();
-    let obs = crate::engine::observe(&client, &fixed.node, &loaded.desired, &Cancel::never())?;
+    .collect::<std::collections::BTreeMap<_, _>>();
+    let obs = crate::engine::observe(
+        &client,
+        &fixed.node,
+        &loaded.desired,
+        &holds,
+        crate::engine::Depth::Full,
+        &Cancel::never(),
+    )?;
     let plan = crate::plan::plan(
         &loaded.desired,
         &obs.actual,

@@ -310,7 +310,7 @@ impl Daemon {
         self.observer.request(
             self.generation,
             Arc::new(self.desired.clone()),
-            self.engine.busy_guests(),
+            self.engine.read_holds(&self.desired),
         );
     }
 

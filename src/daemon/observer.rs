@@ -9,9 +9,10 @@
 use crate::cancel::{Cancel, CancelSource};
 use crate::desired::DesiredState;
 use crate::engine::{NodeReader, Observation};
+use crate::plan::Hold;
 use crate::pve::{ApiError, Vmid};
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -24,9 +25,8 @@ pub struct Reply {
     pub started: (Instant, i64),
 }
 
-/// A desired-state generation, its snapshot, and the guests with a job queued or
-/// running as the read begins.
-type Request = (u64, Arc<DesiredState>, BTreeSet<Vmid>);
+/// A desired-state generation, its snapshot, and the holds in force as the read begins.
+type Request = (u64, Arc<DesiredState>, BTreeMap<Vmid, Hold>);
 
 /// Drop order is significant: the request channel closes before the join.
 pub(super) struct Observer {
@@ -58,10 +58,10 @@ impl Observer {
         &self,
         generation: u64,
         desired: Arc<DesiredState>,
-        busy: BTreeSet<Vmid>,
+        held: BTreeMap<Vmid, Hold>,
     ) {
         if let Some(tx) = &self.requests {
-            let _ = tx.try_send((generation, desired, busy));
+            let _ = tx.try_send((generation, desired, held));
         }
     }
 
@@ -78,12 +78,12 @@ fn observe_loop(
     reply: &Sender<Reply>,
     cancel: &Cancel,
 ) {
-    for (generation, desired, busy) in inbox {
+    for (generation, desired, held) in inbox {
         if crate::failpoint::hit("observer-panic") {
             panic!("failpoint observer-panic");
         }
         let started = (Instant::now(), crate::time::unix_now());
-        let result = reader.read(&desired, &busy, cancel);
+        let result = reader.read(&desired, &held, cancel);
         let observed = Reply {
             generation,
             result,

@@ -14,7 +14,7 @@ mod observe;
 
 pub use backoff::Backoff;
 pub use exec::{ApiExecutor, Progress};
-pub use observe::{observe, Observation};
+pub use observe::{observe, Depth, Observation, FULL_READ_EVERY};
 
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
@@ -154,17 +154,20 @@ pub struct NodeReader {
     journal: Journal,
     tracker: Tracker,
     fatal: Sender<String>,
+    /// Reads made, for the periodic full read.
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl NodeReader {
-    /// `busy`: guests with a job queued or running as the read begins. Settling leaves
-    /// their ops to their lanes, and the observation carries the set, so that a plan made
-    /// from it holds them even if their job ends meanwhile (what was read of them may
-    /// predate their action). `cancel` ends the read between requests.
+    /// `held`: the guests held as the read begins ([`Engine::read_holds`]). Settling
+    /// leaves the ops of busy guests to their lanes; held guests get no config read, and
+    /// the observation carries the holds so that a plan made from it keeps them (what
+    /// was read of them may predate their last action), except for an op in flight that
+    /// settling has just resolved. `cancel` ends the read between requests.
     pub fn read(
         &self,
         desired: &DesiredState,
-        busy: &BTreeSet<Vmid>,
+        held: &BTreeMap<Vmid, Hold>,
         cancel: &Cancel,
     ) -> Result<Observation, ApiError> {
         let node = ClientNode {
@@ -172,8 +175,13 @@ impl NodeReader {
             node: &self.node,
         };
         let token = self.client.token_id();
+        let busy: BTreeSet<Vmid> = held
+            .iter()
+            .filter(|(_, h)| **h == Hold::Busy)
+            .map(|(v, _)| *v)
+            .collect();
         if let Err(e) =
-            crate::inflight::settle(&self.journal, &node, token, &self.tracker, busy, cancel)
+            crate::inflight::settle(&self.journal, &node, token, &self.tracker, &busy, cancel)
         {
             crate::log::error(
                 "journal write failed while settling ops in flight",
@@ -183,9 +191,21 @@ impl NodeReader {
                 let _ = self.fatal.try_send(e.to_string());
             }
         }
-        let mut obs = observe(&self.client, &self.node, desired, cancel)?;
-        obs.busy = busy.clone();
-        Ok(obs)
+        let still: BTreeSet<Vmid> = self.journal.in_flight().iter().map(|o| o.vmid).collect();
+        let held: BTreeMap<Vmid, Hold> = held
+            .iter()
+            .filter(|(v, h)| !matches!(h, Hold::InFlight { .. }) || still.contains(v))
+            .map(|(v, h)| (*v, h.clone()))
+            .collect();
+        let n = self
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let depth = if n % FULL_READ_EVERY == 0 {
+            Depth::Full
+        } else {
+            Depth::Needed
+        };
+        observe(&self.client, &self.node, desired, &held, depth, cancel)
     }
 }
 
@@ -217,6 +237,7 @@ impl Engine {
                 journal: journal.clone(),
                 tracker: tracker.clone(),
                 fatal: fatal_tx,
+                reads: Default::default(),
             },
             journal,
             tracker,
@@ -245,16 +266,10 @@ impl Engine {
         self.lanes.busy().len()
     }
 
-    /// Holds for a plan made now, from the live state at this instant, never from an
-    /// earlier snapshot: guests with a job queued or running, or that had one while the
-    /// node was read (what was read of them may predate their action); guests with an op
-    /// in flight in the journal; backoff; terminal errors.
-    fn holds(
-        &self,
-        desired: &DesiredState,
-        obs: &Observation,
-        now: Instant,
-    ) -> BTreeMap<Vmid, Hold> {
+    /// The holds in force now, from live state: guests with a job queued or running
+    /// (busy), guests with an op in flight in the journal, backoff, terminal errors.
+    pub fn read_holds(&self, desired: &DesiredState) -> BTreeMap<Vmid, Hold> {
+        let now = Instant::now();
         let mut holds = BTreeMap::new();
         for op in self.journal.in_flight() {
             let what = self
@@ -263,7 +278,7 @@ impl Engine {
                 .unwrap_or_else(|| format!("op {} {} is still in flight", op.op, op.kind));
             holds.insert(op.vmid, Hold::InFlight { what });
         }
-        for vmid in self.lanes.busy().iter().chain(&obs.busy) {
+        for vmid in self.lanes.busy() {
             holds.insert(*vmid, Hold::Busy);
         }
         for (vmid, spec) in &desired.guests {
@@ -276,12 +291,22 @@ impl Engine {
         holds
     }
 
+    /// Holds for a plan made now from `obs`: the live ones at this instant (never an
+    /// earlier snapshot), plus those in force when the node was read.
+    fn holds(&self, desired: &DesiredState, obs: &Observation) -> BTreeMap<Vmid, Hold> {
+        let mut holds = self.read_holds(desired);
+        for (vmid, hold) in &obs.held {
+            holds.entry(*vmid).or_insert_with(|| hold.clone());
+        }
+        holds
+    }
+
     /// Reads the node and plans, without acting.
     pub fn plan(&self, desired: &DesiredState) -> Result<(Plan, Observation), ApiError> {
         let obs = self
             .reader
-            .read(desired, self.lanes.busy(), &Cancel::never())?;
-        let holds = self.holds(desired, &obs, Instant::now());
+            .read(desired, &self.read_holds(desired), &Cancel::never())?;
+        let holds = self.holds(desired, &obs);
         Ok((
             plan::plan(desired, &obs.actual, &holds, &self.settings.plan),
             obs,
@@ -295,18 +320,13 @@ impl Engine {
         let started = (Instant::now(), crate::time::unix_now());
         let obs = self
             .reader
-            .read(desired, self.lanes.busy(), &Cancel::never());
+            .read(desired, &self.read_holds(desired), &Cancel::never());
         self.start_observed_pass(desired, obs, started)
     }
 
     /// What the daemon's `observer` thread reads the node with, off the run loop.
     pub fn reader(&self) -> NodeReader {
         self.reader.clone()
-    }
-
-    /// Guests whose lane owns their op (a snapshot for [`NodeReader::read`]).
-    pub fn busy_guests(&self) -> BTreeSet<Vmid> {
-        self.lanes.busy().clone()
     }
 
     /// Starts a pass from an observation made elsewhere (the daemon reads the node on
@@ -335,7 +355,7 @@ impl Engine {
             }
         };
         self.set_wanted(desired);
-        let holds = self.holds(desired, &obs, Instant::now());
+        let holds = self.holds(desired, &obs);
         let plan = plan::plan(desired, &obs.actual, &holds, &self.settings.plan);
         self.fingerprints = desired
             .guests

@@ -1,42 +1,80 @@
 //! Reading the node's actual state for one pass.
 //!
 //! Requests per pass: the guest list of this node and `/cluster/resources?type=vm` (HA
-//! state, and which node a named guest that is not local lives on); then, only for
-//! guests the desired state names that live on this node, the active config
-//! (`current=1`), plus the pending section when a field differs. Unmanaged guests
-//! therefore cost nothing beyond those two lists. With nothing desired, nothing is read.
+//! state, and which node a named guest that is not local lives on). Then a config read
+//! (`current=1`, plus the pending section when a field differs) only for a guest the
+//! desired state names, that lives here, that the plan could act on (not held, locked,
+//! HA-managed, or a template asked to run), and whose desired fields the list cannot
+//! confirm: the list already carries each container's run state, memory (`maxmem`),
+//! swap (`maxswap`), tags and `cpus`, so a guest whose desired fields all show there and
+//! match needs no read. `description` and `onboot` are not in the list, and `cpus` can
+//! also be `cpulimit` or the host's CPU count when `cores` is unset, so a full read of
+//! every managed guest's config every [`FULL_READ_EVERY`] passes catches what the list
+//! cannot tell apart. Unmanaged guests cost nothing beyond the two lists; with nothing
+//! desired, nothing is read.
+//!
+//! Config reads run on at most [`READERS`] threads at once: pvedaemon serves the API
+//! with three workers, and a read per worker keeps them busy without queueing the
+//! agent's own mutations behind a flood of reads.
 
 use crate::cancel::Cancel;
-use crate::desired::DesiredState;
-use crate::plan::{Actual, ActualGuest, ActualSpec, Field};
+use crate::desired::{DesiredState, GuestSpec};
+use crate::plan::{Actual, ActualGuest, ActualSpec, Field, Hold};
 use crate::pve::client::Client;
 use crate::pve::error::{ApiError, TransportError};
-use crate::pve::types::{LxcConfig, PendingEntry, RunState};
+use crate::pve::types::{GuestEntry, LxcConfig, PendingEntry, RunState};
 use crate::pve::Vmid;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Every this many passes, every managed guest's config is read, whatever the list says.
+pub const FULL_READ_EVERY: u64 = 10;
+
+/// Config reads in flight at once.
+pub const READERS: usize = 3;
+
+const MIB: u64 = 1024 * 1024;
 
 /// The observed state plus guest names for display.
 pub struct Observation {
     pub actual: Actual,
     pub names: BTreeMap<Vmid, String>,
-    /// Guests that had a job queued or running when the read began: a plan made from
-    /// this observation holds them.
-    pub busy: BTreeSet<Vmid>,
+    /// Guests held when the read began (a job queued or running, an op in flight,
+    /// backoff): their config was not read, and a plan made from this observation holds
+    /// them even if the hold has ended meanwhile, since what was read of them may
+    /// predate their last action.
+    pub held: BTreeMap<Vmid, Hold>,
+    /// Config reads made.
+    pub config_reads: usize,
+}
+
+/// How much of the config to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Read only what the list cannot confirm.
+    Needed,
+    /// Read every managed guest's config.
+    Full,
 }
 
 /// Reads what the planner needs. A failed list or HA read fails the whole observation
 /// (nothing is planned); a failed config read only makes that guest's spec unknown.
-/// `cancel` ends the read between requests (shutdown), as an error.
+/// `held` guests get no config read. `cancel` ends the read between requests
+/// (shutdown), as an error.
 pub fn observe(
     client: &Client,
     node: &str,
     desired: &DesiredState,
+    held: &BTreeMap<Vmid, Hold>,
+    depth: Depth,
     cancel: &Cancel,
 ) -> Result<Observation, ApiError> {
     let mut out = Observation {
         actual: Actual::default(),
         names: BTreeMap::new(),
-        busy: BTreeSet::new(),
+        held: held.clone(),
+        config_reads: 0,
     };
     if desired.guests.is_empty() {
         return Ok(out);
@@ -57,15 +95,25 @@ pub fn observe(
             out.names.insert(r.vmid, name.clone());
         }
     }
-    for entry in list {
+    let mut to_read = Vec::new();
+    for entry in &list {
         if let Some(name) = &entry.name {
             out.names.insert(entry.vmid, name.clone());
         }
         let Some(want) = desired.guests.get(&entry.vmid) else {
             continue;
         };
-        stop_if_cancelled(cancel, &format!("GET the config of guest {}", entry.vmid))?;
-        let spec = read_spec(client, node, want).map_err(|e| e.to_string());
+        let spec = if let Some(why) = no_read_needed(entry, want, &out.actual, held) {
+            Err(why)
+        } else {
+            match (depth, spec_from_list(entry, want)) {
+                (Depth::Needed, Some(spec)) => Ok(spec),
+                _ => {
+                    to_read.push(entry.vmid);
+                    Err("not read".to_string())
+                }
+            }
+        };
         out.actual.local.insert(
             entry.vmid,
             ActualGuest {
@@ -78,6 +126,12 @@ pub fn observe(
             },
         );
     }
+    out.config_reads = to_read.len();
+    for (vmid, spec) in read_specs(client, node, desired, &to_read, cancel)? {
+        if let Some(g) = out.actual.local.get_mut(&vmid) {
+            g.spec = spec;
+        }
+    }
     // The node's own list is live and wins; /cluster/resources can lag ~10 s.
     for r in resources {
         if desired.guests.contains_key(&r.vmid) && !out.actual.local.contains_key(&r.vmid) {
@@ -85,6 +139,94 @@ pub fn observe(
         }
     }
     Ok(out)
+}
+
+/// Why a guest's config is not worth reading: the plan will not act on it this pass.
+fn no_read_needed(
+    entry: &GuestEntry,
+    want: &GuestSpec,
+    actual: &Actual,
+    held: &BTreeMap<Vmid, Hold>,
+) -> Option<String> {
+    if held.contains_key(&entry.vmid) {
+        Some("not read: held".into())
+    } else if actual.ha_managed.contains_key(&entry.vmid) {
+        Some("not read: ha-managed".into())
+    } else if entry.lock.is_some() {
+        Some("not read: locked".into())
+    } else if entry.template && want.state == Some(crate::desired::RunState::Running) {
+        Some("not read: a template cannot run".into())
+    } else {
+        None
+    }
+}
+
+/// The spec as the list shows it, when every desired field shows there and matches;
+/// `None` when the config must be read.
+fn spec_from_list(entry: &GuestEntry, want: &GuestSpec) -> Option<ActualSpec> {
+    if want.description.is_some() || want.onboot.is_some() {
+        return None;
+    }
+    let cpus = entry.cpus?;
+    let spec = ActualSpec {
+        // Only whole CPU counts can be `cores`; a match may still be a `cpulimit` or
+        // the host's count, which the periodic full read catches.
+        cores: (cpus.fract() == 0.0 && cpus >= 1.0).then_some(cpus as u32),
+        memory: Some(entry.maxmem? / MIB),
+        swap: Some(entry.maxswap? / MIB),
+        description: None,
+        onboot: None,
+        tags: entry.tags.clone(),
+        digest: String::new(),
+        pending: Vec::new(),
+    };
+    let matches = Field::ALL
+        .into_iter()
+        .all(|f| f.drift(want, &spec).is_none());
+    matches.then_some(spec)
+}
+
+/// Reads the configs of `vmids` on at most [`READERS`] threads; each result is the
+/// spec or why it could not be read.
+fn read_specs(
+    client: &Client,
+    node: &str,
+    desired: &DesiredState,
+    vmids: &[Vmid],
+    cancel: &Cancel,
+) -> Result<Vec<(Vmid, Result<ActualSpec, String>)>, ApiError> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(vmids.len()));
+    let read_one = || {
+        while let Some(vmid) = vmids.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let spec = read_spec(client, node, &desired.guests[vmid]).map_err(|e| e.to_string());
+            results
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((*vmid, spec));
+        }
+    };
+    let threads = READERS.min(vmids.len());
+    if threads <= 1 {
+        read_one();
+    } else {
+        std::thread::scope(|scope| {
+            for n in 1..threads {
+                // A reader that cannot start leaves its share to the others.
+                let _ = std::thread::Builder::new()
+                    .name(format!("config reader {n}"))
+                    .spawn_scoped(scope, read_one);
+            }
+            read_one();
+        });
+    }
+    stop_if_cancelled(cancel, "GET the remaining configs")?;
+    Ok(results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 /// A read that shutdown cut short: the next request is never sent.
