@@ -61,7 +61,8 @@ impl OneShot {
             Secret::new(SECRET),
         );
         opts.timeout = timeout;
-        Client::new(opts).unwrap()
+        // One connection, one attempt; repeats are tested with `Scripted`.
+        Client::new(opts).unwrap().with_retry(Retry::NEVER)
     }
 
     /// The request the server saw. A dummy connection first unblocks `accept` in
