@@ -522,3 +522,5 @@ fn check_token_id(id: &str) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fuzz;

@@ -291,6 +291,21 @@ fn new_checks_the_options_without_echoing_the_secret() {
     }
     let e = new("http://192.168.1.10:8006", "agent@pve!reconciler", SECRET).unwrap_err();
     assert!(e.to_string().contains("plain http is only allowed"), "{e}");
+    let e = new("http://localhost:8006", "agent@pve!reconciler", SECRET).unwrap_err();
+    assert!(e.to_string().contains("use http://127.0.0.1"), "{e}");
+    let e = new("https://[::1]:8006", "agent@pve!reconciler", SECRET).unwrap_err();
+    assert!(e.to_string().contains("IPv6 address literals"), "{e}");
+    let e = new(
+        "https://root:hunter2@pve1:8006",
+        "agent@pve!reconciler",
+        SECRET,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid api url \"https://***@pve1:8006\": remove the user name and password, \
+         the agent authenticates with its API token"
+    );
 }
 
 #[test]
