@@ -5,15 +5,11 @@
 //! pveproxy's 5 s idle keep-alive race (reference §1.3), and a timeout. Redirects are
 //! not followed, so the token is only ever sent to the configured host. A body is read
 //! up to [`MAX_BODY_BYTES`] and checked for being cut off. Failed requests are
-//! repeated as [`super::retry`] allows.
+//! repeated as [`super::retry`] allows. Sending is in [`super::request`].
 
 use super::error::ApiError;
-use super::form::{encode_component, encode_pairs};
-use super::retry::may_retry;
+use super::form::encode_component;
 use super::times::TaskTimes;
-use super::transport::{
-    announced_length, interpret, read_body, transport_error, Answer, BodyError,
-};
 use super::types::{
     ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, RawGuestStatus,
     TaskListEntry, TaskQuery, TaskStatus, Version,
@@ -22,7 +18,6 @@ use super::url::BaseUrl;
 use super::{Upid, Vmid};
 use crate::action::Params;
 use crate::cancel::Cancel;
-use crate::log;
 use crate::rng::XorShift;
 use crate::secret::Secret;
 use minreq::Method;
@@ -30,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use super::retry::Retry;
 pub use super::tls::{check_ca_file, default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
@@ -69,15 +64,15 @@ impl ClientOptions {
 /// Its `Debug` shows the base URL and token id, never the secret.
 #[derive(Clone)]
 pub struct Client {
-    base: BaseUrl,
-    token_id: String,
-    secret: Secret,
-    timeout: Duration,
-    retry: Retry,
+    pub(super) base: BaseUrl,
+    pub(super) token_id: String,
+    pub(super) secret: Secret,
+    pub(super) timeout: Duration,
+    pub(super) retry: Retry,
     /// Stops the pauses between repeats at once on shutdown.
-    cancel: Cancel,
-    times: Arc<TaskTimes>,
-    jitter: Arc<Mutex<XorShift>>,
+    pub(super) cancel: Cancel,
+    pub(super) times: Arc<TaskTimes>,
+    pub(super) jitter: Arc<Mutex<XorShift>>,
 }
 
 impl fmt::Debug for Client {
@@ -305,145 +300,6 @@ impl Client {
         let request = format!("{method} {path}");
         let data = self.request(method, path, &[], Some(params), self.timeout, self.retry)?;
         task_id(&request, data)
-    }
-
-    /// The only place the secret is read: the header value, built per request and
-    /// dropped with it.
-    fn auth_header(&self) -> String {
-        format!("PVEAPIToken={}={}", self.token_id, self.secret.expose())
-    }
-
-    /// Sends a request, repeating it as `retry` and [`may_retry`] allow, and returns
-    /// the unwrapped `data`. Each repeat is logged at debug level.
-    fn request(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        form: Option<&Params>,
-        timeout: Duration,
-        retry: Retry,
-    ) -> Result<Value, ApiError> {
-        let mut target = path.to_string();
-        if !query.is_empty() {
-            target.push('?');
-            target.push_str(&encode_pairs(query.iter().map(|(k, v)| (*k, v.as_str()))));
-        }
-        let mut attempt = 1;
-        loop {
-            let err = match self.attempt(&method, path, &target, form, timeout) {
-                Ok(data) => return Ok(data),
-                Err(e) => e,
-            };
-            if attempt >= retry.tries || !may_retry(&method, &err) || self.cancel.is_cancelled() {
-                return Err(err);
-            }
-            attempt += 1;
-            let pause = {
-                let mut rng = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
-                retry.backoff(attempt, &mut rng)
-            };
-            log::debug(
-                "pve request failed, retrying",
-                &[
-                    ("method", &method),
-                    ("path", &target),
-                    ("attempt", &attempt),
-                    ("pause_ms", &pause.as_millis()),
-                    ("error", &log::Chain(&err)),
-                ],
-            );
-            if self.cancel.wait(pause) {
-                return Err(err);
-            }
-        }
-    }
-
-    /// Sends one request and returns the unwrapped `data`. Logged at debug level with
-    /// method, path, status and duration; never the header.
-    fn attempt(
-        &self,
-        method: &Method,
-        path: &str,
-        target: &str,
-        form: Option<&Params>,
-        timeout: Duration,
-    ) -> Result<Value, ApiError> {
-        let label = format!("{method} {path}");
-        let url = format!("{}/api2/json{target}", self.base.origin);
-        let mut req = minreq::Request::new(method.clone(), url)
-            .with_header("Authorization", self.auth_header())
-            .with_header("Accept", "application/json")
-            .with_timeout(whole_seconds(timeout))
-            .with_follow_redirects(false);
-        if let Some(params) = form {
-            req = req
-                .with_header("Content-Type", "application/x-www-form-urlencoded")
-                .with_body(encode_pairs(params));
-        }
-        if self.base.https {
-            super::tls::note_https_use();
-        }
-        let started = Instant::now();
-        let failed = |err: ApiError| {
-            log::debug(
-                "pve request failed",
-                &[
-                    ("method", method),
-                    ("path", &target),
-                    ("ms", &started.elapsed().as_millis()),
-                    ("error", &log::Chain(&err)),
-                ],
-            );
-            Err(err)
-        };
-        // Lazily, so that the body is read with a cap and its length checked.
-        let mut resp = match req.send_lazy() {
-            Ok(resp) => resp,
-            Err(e) => return failed(transport_error(&label, &e)),
-        };
-        let status = resp.status_code;
-        // As minreq's own reader: these statuses have no body.
-        let body = if matches!(status, 204 | 304) {
-            Vec::new()
-        } else {
-            let expected = announced_length(&resp.headers);
-            match read_body(&mut resp, expected, MAX_BODY_BYTES) {
-                Ok(body) => body,
-                Err(BodyError::TooLarge) => {
-                    return failed(ApiError::TooLarge {
-                        request: label,
-                        status,
-                        limit: MAX_BODY_BYTES,
-                    })
-                }
-                Err(BodyError::CutOff(detail)) => {
-                    return failed(ApiError::Truncated {
-                        request: label,
-                        status,
-                        detail,
-                    })
-                }
-            }
-        };
-        log::debug(
-            "pve request",
-            &[
-                ("method", method),
-                ("path", &target),
-                ("status", &status),
-                ("ms", &started.elapsed().as_millis()),
-            ],
-        );
-        interpret(
-            &label,
-            &Answer {
-                status,
-                reason: &resp.reason_phrase,
-                has_headers: !resp.headers.is_empty(),
-                body: &body,
-            },
-        )
     }
 }
 

@@ -5,6 +5,7 @@ pub mod error;
 pub mod form;
 pub mod messages;
 pub mod perl;
+mod request;
 mod retry;
 mod times;
 pub mod tls;

@@ -3,11 +3,13 @@
 
 use super::*;
 use crate::cancel::CancelSource;
+use crate::log;
 use crate::pve::error::WaitError;
 use crate::pve::types::TaskOutcome;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 const SECRET: &str = "5ec12e7a-dead-beef-0000-feedfacecafe";
 
