@@ -153,9 +153,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!();
 
     let loaded = agent::load(&config_path)?;
-    let agent = Agent::start(&loaded)?;
-    let journal = agent.journal.clone();
     let mut cancel = CancelSource::new();
+    let agent = Agent::start(&loaded, &cancel.token())?;
+    let journal = agent.journal.clone();
     agent.recover(&cancel.token())?;
     let (progress_tx, progress) = crossbeam_channel::unbounded();
     let mut engine = agent.engine(&loaded.config.live, cancel.token(), Some(progress_tx));

@@ -68,7 +68,8 @@ pub fn plan_settings(live: &Live) -> PlanSettings {
 
 /// Trusts the configured CA (this must happen before any thread starts) and builds the
 /// client; for the read-only commands, which must not take the journal's lock.
-pub fn client(loaded: &Loaded) -> Result<Client, AppError> {
+/// `cancel` (shutdown) cuts the client's pauses between retries short.
+pub fn client(loaded: &Loaded, cancel: &Cancel) -> Result<Client, AppError> {
     let fixed = &loaded.config.fixed;
     if let Some(ca) = fixed.resolved_ca_file() {
         crate::pve::trust_ca_file(&ca)?;
@@ -78,7 +79,8 @@ pub fn client(loaded: &Loaded) -> Result<Client, AppError> {
         token_id: fixed.token_id.clone(),
         token_secret: loaded.secret.clone(),
         timeout: Duration::from_secs(30),
-    })?)
+    })?
+    .with_cancel(cancel.clone()))
 }
 
 /// The parts of a running agent built once at start-up from [`Fixed`].
@@ -92,10 +94,10 @@ pub struct Agent {
 
 impl Agent {
     /// Trusts the configured CA and builds the client (see [`client`]), and opens the
-    /// journal, taking the state directory's lock.
-    pub fn start(loaded: &Loaded) -> Result<Agent, AppError> {
+    /// journal, taking the state directory's lock. `cancel` is the shutdown token.
+    pub fn start(loaded: &Loaded, cancel: &Cancel) -> Result<Agent, AppError> {
         let fixed = loaded.config.fixed.clone();
-        let client = client(loaded)?;
+        let client = client(loaded, cancel)?;
         let journal = Journal::open(
             &fixed.state_dir,
             JournalOptions {

@@ -29,7 +29,7 @@ pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
 /// `felhom-agent plan`: read-only.
 pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = agent::load(config_path)?;
-    let client = agent::client(&loaded)?;
+    let client = agent::client(&loaded, &Cancel::never())?;
     let fixed = &loaded.config.fixed;
     // Read-only: the journal is read, not opened (the service may hold it). Its ops
     // still in flight hold their guests, decided as a pass would decide them.
@@ -97,8 +97,8 @@ pub fn plan_json(plan: &crate::plan::Plan) -> String {
 /// `felhom-agent once`: recovery, then one pass, waiting for every action.
 pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = agent::load(config_path)?;
-    let agent = Agent::start(&loaded)?;
     let mut cancel = crate::cancel::CancelSource::new();
+    let agent = Agent::start(&loaded, &cancel.token())?;
     agent.recover(&cancel.token())?;
     let mut engine = agent.engine(&loaded.config.live, cancel.token(), None);
     // Every task wait is bounded by task_timeout; the pass by the slowest guest's chain.

@@ -11,7 +11,7 @@
 //!
 //! | key | default | allowed |
 //! |---|---|---|
-//! | `api_url` | `https://127.0.0.1:8006` | `http(s)://host[:port]`, no path |
+//! | `api_url` | `https://127.0.0.1:8006` | `https://host[:port]`, or `http://` to a loopback IPv4 address; no path, no user info, no IPv6 literal |
 //! | `node` | the short hostname | a PVE node name |
 //! | `token_id` | required | `USER@REALM!TOKENID` |
 //! | `token_secret_file` | required | a path; mode must deny group and others |
@@ -123,7 +123,8 @@ pub struct Config {
 /// that a reload can name the keys whose change waits for a restart.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Fixed {
-    /// `http(s)://host[:port]`, without a trailing slash.
+    /// `https://host[:port]` or `http://127.x.y.z[:port]`, without a trailing slash
+    /// (see [`crate::pve::BaseUrl`]).
     pub api_url: String,
     pub node: String,
     pub token_id: String,

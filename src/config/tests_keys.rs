@@ -13,14 +13,9 @@ fn api_url() {
             r#""api_url": "https://pve1.example.com:8006""#,
             "api_url=https://pve1.example.com:8006",
         ),
-        (r#""api_url": "http://10.0.0.1""#, "api_url=http://10.0.0.1"),
         (
-            r#""api_url": "https://[::1]:8006""#,
-            "api_url=https://[::1]:8006",
-        ),
-        (
-            r#""api_url": "https://[fe80::1]""#,
-            "api_url=https://[fe80::1]",
+            r#""api_url": "http://127.0.0.1:8006""#,
+            "api_url=http://127.0.0.1:8006",
         ),
         (
             r#""api_url": "https://pve1:8006/""#,
@@ -33,6 +28,24 @@ fn api_url() {
         (
             r#""api_url": "https://127.0.0.1:1""#,
             "api_url=https://127.0.0.1:1",
+        ),
+        (
+            r#""api_url": "http://10.0.0.1""#,
+            &e(
+                r#""http://10.0.0.1": plain http is only allowed to a loopback IP address (127.0.0.0/8), not "10.0.0.1": use https"#,
+            ),
+        ),
+        (
+            r#""api_url": "http://localhost:8006""#,
+            &e(
+                r#""http://localhost:8006": plain http is only allowed to a loopback IP address; "localhost" is a name the resolver could answer with another host: use http://127.0.0.1"#,
+            ),
+        ),
+        (
+            r#""api_url": "http://localhost.:8006""#,
+            &e(
+                r#""http://localhost.:8006": plain http is only allowed to a loopback IP address; "localhost." is a name the resolver could answer with another host: use http://127.0.0.1"#,
+            ),
         ),
         (
             r#""api_url": "https://pve1:8006/api2/json""#,
@@ -52,7 +65,10 @@ fn api_url() {
             r#""api_url": "HTTPS://pve1""#,
             &e(r#""HTTPS://pve1": the scheme must be https or http"#),
         ),
-        (r#""api_url": "pve1:8006""#, &e(r#""pve1:8006""#)),
+        (
+            r#""api_url": "pve1:8006""#,
+            &e(r#""pve1:8006": it must start with https://"#),
+        ),
         (
             r#""api_url": "https://:8006""#,
             &e(r#""https://:8006": the host is missing or not a valid name or address"#),
@@ -62,9 +78,9 @@ fn api_url() {
             &e(r#""https://pve 1": the host is missing or not a valid name or address"#),
         ),
         (
-            r#""api_url": "https://root@pve1""#,
+            r#""api_url": "https://root:hunter2@pve1""#,
             &e(
-                r#""https://root@pve1": remove the user name, the agent authenticates with its API token"#,
+                r#""https://***@pve1": remove the user name and password, the agent authenticates with its API token"#,
             ),
         ),
         (
@@ -84,16 +100,16 @@ fn api_url() {
             &e(r#""https://pve1:+80": the port must be a number from 1 to 65535"#),
         ),
         (
-            r#""api_url": "https://[::1""#,
-            &e(r#""https://[::1": an IPv6 address needs a closing ']'"#),
+            r#""api_url": "https://[::1]:8006""#,
+            &e(
+                r#""https://[::1]:8006": IPv6 address literals are not supported by the agent's http library; use a host name, or 127.0.0.1 for this node"#,
+            ),
         ),
         (
-            r#""api_url": "https://[pve1]:8006""#,
-            &e(r#""https://[pve1]:8006": the host is not a valid IPv6 address"#),
-        ),
-        (
-            r#""api_url": "https://[::1]8006""#,
-            &e(r#""https://[::1]8006": unexpected text after the IPv6 address"#),
+            r#""api_url": "http://[::1]:8006""#,
+            &e(
+                r#""http://[::1]:8006": IPv6 address literals are not supported by the agent's http library; use a host name, or 127.0.0.1 for this node"#,
+            ),
         ),
         (
             r#""api_url": 8006"#,

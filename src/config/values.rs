@@ -2,68 +2,21 @@
 //! token id, the node name and paths. Each returns the message for a problem.
 
 use crate::json::quote;
-use std::net::Ipv6Addr;
+use crate::pve::BaseUrl;
 use std::path::{Path, PathBuf};
 
-/// `http(s)://host[:port]` with no path, query or user info. A single trailing `/`
-/// is accepted and dropped; the result has no trailing slash.
+/// `https://host[:port]`, or `http://` to a loopback IP address, with no path, query
+/// or user info: the client's own rule ([`BaseUrl::parse`]), so that `check` accepts
+/// exactly what the client does. A single trailing `/` is accepted and dropped. The
+/// message never shows user information, which may hold a password.
 pub(super) fn api_url(s: &str) -> Result<String, String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "expected a URL like \"https://127.0.0.1:8006\" (http or https, a host, an optional port, no path), found {}{why}",
-            quote(s)
-        ))
-    };
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return bad("");
-    };
-    if scheme != "https" && scheme != "http" {
-        return bad(": the scheme must be https or http");
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains(['/', '?', '#']) {
-        return bad(": remove the path, the agent adds /api2/json itself");
-    }
-    if rest.contains('@') {
-        return bad(": remove the user name, the agent authenticates with its API token");
-    }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return bad(": an IPv6 address needs a closing ']'");
-        };
-        if addr.parse::<Ipv6Addr>().is_err() {
-            return bad(": the host is not a valid IPv6 address");
-        }
-        match after {
-            "" => (&rest[..addr.len() + 2], None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (&rest[..addr.len() + 2], Some(port)),
-                None => return bad(": unexpected text after the IPv6 address"),
-            },
-        }
-    } else {
-        match rest.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (rest, None),
-        }
-    };
-    let host_ok = host.starts_with('[')
-        || (!host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
-    if !host_ok {
-        return bad(": the host is missing or not a valid name or address");
-    }
-    match port {
-        None => Ok(format!("{scheme}://{host}")),
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                Ok(format!("{scheme}://{host}:{p}"))
-            }
-            _ => bad(": the port must be a number from 1 to 65535"),
-        },
-    }
+    BaseUrl::parse(s).map(|b| b.origin).map_err(|e| {
+        format!(
+            "expected a URL like \"https://127.0.0.1:8006\" (http or https, a host, an optional port, no path), found {}: {}",
+            quote(&e.shown),
+            e.why
+        )
+    })
 }
 
 /// `USER@REALM!TOKENID`, by PVE's own rules (pve-access-control `$token_full_regex`):

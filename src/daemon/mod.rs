@@ -108,7 +108,8 @@ struct Daemon {
 /// `felhom-agent run`. Returns the exit code for a clean stop.
 pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     let loaded = agent::load(config_path)?;
-    let agent = Agent::start(&loaded)?;
+    let mut cancel = CancelSource::new();
+    let agent = Agent::start(&loaded, &cancel.token())?;
     let Loaded {
         config,
         provider,
@@ -121,7 +122,6 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         log::warn("sd_notify disabled", &[("error", &e)]);
         Notifier::disabled()
     });
-    let mut cancel = CancelSource::new();
     let reload = match recover_watching_signals(&agent, &mut cancel, &signals.events, &notifier)? {
         Recovery::Done { reload } => reload,
         Recovery::Stopped(sig) => {

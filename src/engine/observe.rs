@@ -186,6 +186,9 @@ fn spec_from_list(entry: &GuestEntry, want: &GuestSpec) -> Option<ActualSpec> {
     matches.then_some(spec)
 }
 
+/// A guest's spec as read, or why it could not be read.
+type SpecRead = (Vmid, Result<ActualSpec, String>);
+
 /// Reads the configs of `vmids` on at most [`READERS`] threads; each result is the
 /// spec or why it could not be read.
 fn read_specs(
@@ -194,7 +197,7 @@ fn read_specs(
     desired: &DesiredState,
     vmids: &[Vmid],
     cancel: &Cancel,
-) -> Result<Vec<(Vmid, Result<ActualSpec, String>)>, ApiError> {
+) -> Result<Vec<SpecRead>, ApiError> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(vmids.len()));
     let read_one = || {

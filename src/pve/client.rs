@@ -3,26 +3,33 @@
 //!
 //! Every request gets a fresh connection (minreq does not pool), which sidesteps
 //! pveproxy's 5 s idle keep-alive race (reference §1.3), and a timeout. Redirects are
-//! not followed, so the token is only ever sent to the configured host.
+//! not followed, so the token is only ever sent to the configured host. A body is read
+//! up to [`MAX_BODY_BYTES`] and checked for being cut off. Failed requests are
+//! repeated as [`super::retry`] allows. Sending is in [`super::request`].
 
 use super::error::ApiError;
+use super::form::encode_component;
 use super::form::Params;
-use super::form::{encode_component, encode_pairs};
-use super::transport::{interpret, parse_base_url, transport_error, Answer, BaseUrl};
+use super::times::TaskTimes;
 use super::types::{
-    ClusterResource, GuestEntry, GuestStatus, HaResource, LxcConfig, PendingEntry, PowerOp,
-    RawGuestStatus, TaskListEntry, TaskQuery, TaskStatus, Version,
+    ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, RawGuestStatus,
+    TaskListEntry, TaskQuery, TaskStatus, Version,
 };
+use super::url::BaseUrl;
 use super::{Upid, Vmid};
-use crate::log;
+use crate::cancel::Cancel;
+use crate::rng::XorShift;
 use crate::secret::Secret;
 use minreq::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+pub use super::retry::Retry;
 pub use super::tls::{check_ca_file, default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
+pub use super::transport::MAX_BODY_BYTES;
 pub use super::wait::WaitOptions;
 
 /// The per-request timeout when the config gives none.
@@ -32,7 +39,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// `https://127.0.0.1:8006`; `/api2/json` is appended by the client. Plain
-    /// `http://` only to a loopback host.
+    /// `http://` only to a loopback IP address (see [`BaseUrl`]).
     pub base_url: String,
     /// `USER@REALM!TOKENID`, e.g. `agent@pve!reconciler`.
     pub token_id: String,
@@ -53,14 +60,19 @@ impl ClientOptions {
     }
 }
 
-/// The API client. Cheap to clone; `Send + Sync`. Its `Debug` shows the base URL and
-/// token id, never the secret.
+/// The API client. Cheap to clone; `Send + Sync`; clones share their [`TaskTimes`].
+/// Its `Debug` shows the base URL and token id, never the secret.
 #[derive(Clone)]
 pub struct Client {
-    base: BaseUrl,
-    token_id: String,
-    secret: Secret,
-    timeout: Duration,
+    pub(super) base: BaseUrl,
+    pub(super) token_id: String,
+    pub(super) secret: Secret,
+    pub(super) timeout: Duration,
+    pub(super) retry: Retry,
+    /// Stops the pauses between repeats at once on shutdown.
+    pub(super) cancel: Cancel,
+    pub(super) times: Arc<TaskTimes>,
+    pub(super) jitter: Arc<Mutex<XorShift>>,
 }
 
 impl fmt::Debug for Client {
@@ -69,15 +81,18 @@ impl fmt::Debug for Client {
             .field("base_url", &self.base.origin)
             .field("token_id", &self.token_id)
             .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// Checks the options: the base URL (https, or http to loopback), the token id's
-    /// `USER@REALM!TOKENID` shape, and that the secret can go into a header.
+    /// Checks the options: the base URL ([`BaseUrl::parse`]), the token id's
+    /// `USER@REALM!TOKENID` shape, and that the secret can go into a header. Reads are
+    /// repeated as [`Retry::DEFAULT`] says, with no cancel token: see
+    /// [`Client::with_retry`] and [`Client::with_cancel`].
     pub fn new(opts: ClientOptions) -> Result<Client, ApiError> {
-        let base = parse_base_url(&opts.base_url)?;
+        let base = BaseUrl::parse(&opts.base_url).map_err(|e| ApiError::Config(e.to_string()))?;
         check_token_id(&opts.token_id)?;
         let s = opts.token_secret.expose();
         if s.is_empty()
@@ -88,17 +103,50 @@ impl Client {
                 "the token secret is empty or holds characters that cannot be sent".into(),
             ));
         }
+        // Jitter only has to differ between processes started together.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
         Ok(Client {
             base,
             token_id: opts.token_id,
             secret: opts.token_secret,
             timeout: opts.timeout,
+            retry: Retry::DEFAULT,
+            cancel: Cancel::never(),
+            times: Arc::new(TaskTimes::new()),
+            jitter: Arc::new(Mutex::new(XorShift::new(seed))),
         })
     }
 
-    /// `https://127.0.0.1:8006`, as configured.
-    pub fn base_url(&self) -> &str {
-        &self.base.origin
+    /// The same client, repeating failed requests as `retry` says.
+    pub fn with_retry(mut self, retry: Retry) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    /// The same client, giving up a repeat at once when `cancel` fires (a request in
+    /// flight is not interrupted; the pause before the next attempt is).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Client {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The same client, learning task durations into `times` (shared with others).
+    pub fn with_task_times(mut self, times: Arc<TaskTimes>) -> Client {
+        self.times = times;
+        self
+    }
+
+    /// What the client has learned about task durations.
+    pub fn task_times(&self) -> &TaskTimes {
+        &self.times
+    }
+
+    /// How failed requests are repeated.
+    pub fn retry(&self) -> Retry {
+        self.retry
     }
 
     pub fn token_id(&self) -> &str {
@@ -119,7 +167,7 @@ impl Client {
     /// unwrapped `data` as JSON: for diagnostics and for calls with no typed method.
     pub fn get_raw(&self, path: &str) -> Result<Value, ApiError> {
         let path = format!("/{}", path.trim_start_matches('/'));
-        self.request(Method::Get, &path, &[], None, self.timeout)
+        self.request(Method::Get, &path, &[], None, self.timeout, self.retry)
     }
 
     /// `GET /nodes/{node}/lxc`: the CTs whose config is on `node` (filtered to those the
@@ -156,15 +204,7 @@ impl Client {
     pub fn cluster_resources(&self) -> Result<Vec<ClusterResource>, ApiError> {
         let path = "/cluster/resources";
         let list: Vec<Value> = self.get(path, &[("type", "vm".into())])?;
-        list.into_iter()
-            .filter(|v| matches!(v.get("type").and_then(Value::as_str), Some("lxc" | "qemu")))
-            .map(|v| decode(&format!("GET {path}"), v))
-            .collect()
-    }
-
-    /// `GET /cluster/ha/resources`.
-    pub fn ha_resources(&self) -> Result<Vec<HaResource>, ApiError> {
-        self.get("/cluster/ha/resources", &[])
+        guests_of(&format!("GET {path}"), list)
     }
 
     /// `GET /nodes/{node}/tasks` with the filters that are set.
@@ -190,20 +230,30 @@ impl Client {
 
     /// `GET /nodes/{node}/tasks/{upid}/status`, asking the node named in the UPID.
     pub fn task_status(&self, upid: &Upid) -> Result<TaskStatus, ApiError> {
-        self.task_status_within(upid, self.timeout)
+        self.task_status_with(upid, self.timeout, self.retry)
     }
 
+    /// One poll of a wait: no repeats inside it, the wait has its own schedule.
     pub(crate) fn task_status_within(
         &self,
         upid: &Upid,
         timeout: Duration,
+    ) -> Result<TaskStatus, ApiError> {
+        self.task_status_with(upid, timeout, Retry::NEVER)
+    }
+
+    fn task_status_with(
+        &self,
+        upid: &Upid,
+        timeout: Duration,
+        retry: Retry,
     ) -> Result<TaskStatus, ApiError> {
         let path = format!(
             "/nodes/{}/tasks/{}/status",
             encode_component(&upid.node),
             upid.to_path_segment()
         );
-        let data = self.request(Method::Get, &path, &[], None, timeout)?;
+        let data = self.request(Method::Get, &path, &[], None, timeout, retry)?;
         decode(&format!("GET {path}"), data)
     }
 
@@ -237,7 +287,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
-        let data = self.request(Method::Get, path, query, None, self.timeout)?;
+        let data = self.request(Method::Get, path, query, None, self.timeout, self.retry)?;
         decode(&format!("GET {path}"), data)
     }
 
@@ -248,97 +298,46 @@ impl Client {
         params: &Params,
     ) -> Result<Option<Upid>, ApiError> {
         let request = format!("{method} {path}");
-        match self.request(method, path, &[], Some(params), self.timeout)? {
-            Value::Null => Ok(None),
-            Value::String(s) => s.parse().map(Some).map_err(|e| ApiError::Decode {
-                request,
-                detail: format!("{e}"),
-            }),
-            other => Err(ApiError::Decode {
-                request,
-                detail: format!("expected a task id or null, got {other}"),
-            }),
-        }
+        let data = self.request(method, path, &[], Some(params), self.timeout, self.retry)?;
+        task_id(&request, data)
     }
+}
 
-    /// The only place the secret is read: the header value, built per request and
-    /// dropped with it.
-    fn auth_header(&self) -> String {
-        format!("PVEAPIToken={}={}", self.token_id, self.secret.expose())
+/// The guests of a cluster resource list: entries of type `lxc` and `qemu`, decoded;
+/// every other entry is skipped.
+pub(crate) fn guests_of(request: &str, list: Vec<Value>) -> Result<Vec<ClusterResource>, ApiError> {
+    list.into_iter()
+        .filter(|v| matches!(v.get("type").and_then(Value::as_str), Some("lxc" | "qemu")))
+        .map(|v| decode(request, v))
+        .collect()
+}
+
+/// A mutation's `data`: a task id, or null for a synchronous success.
+pub(crate) fn task_id(request: &str, data: Value) -> Result<Option<Upid>, ApiError> {
+    match data {
+        Value::Null => Ok(None),
+        Value::String(s) => s.parse().map(Some).map_err(|e| ApiError::Decode {
+            request: request.to_string(),
+            detail: format!("{e}"),
+        }),
+        other => Err(ApiError::Decode {
+            request: request.to_string(),
+            detail: format!("expected a task id or null, got {}", shorten(&other)),
+        }),
     }
+}
 
-    /// Sends one request and returns the unwrapped `data`. Logged at debug level with
-    /// method, path, status and duration; never the header.
-    fn request(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        form: Option<&Params>,
-        timeout: Duration,
-    ) -> Result<Value, ApiError> {
-        let mut target = path.to_string();
-        if !query.is_empty() {
-            target.push('?');
-            target.push_str(&encode_pairs(query.iter().map(|(k, v)| (*k, v.as_str()))));
-        }
-        let label = format!("{method} {path}");
-        let url = format!("{}/api2/json{target}", self.base.origin);
-        let mut req = minreq::Request::new(method.clone(), url)
-            .with_header("Authorization", self.auth_header())
-            .with_header("Accept", "application/json")
-            .with_timeout(whole_seconds(timeout))
-            .with_follow_redirects(false);
-        if let Some(params) = form {
-            req = req
-                .with_header("Content-Type", "application/x-www-form-urlencoded")
-                .with_body(encode_pairs(params));
-        }
-        if self.base.https {
-            super::tls::note_https_use();
-        }
-        let started = Instant::now();
-        let method = method.to_string();
-        match req.send() {
-            Ok(resp) => {
-                log::debug(
-                    "pve request",
-                    &[
-                        ("method", &method),
-                        ("path", &target),
-                        ("status", &resp.status_code),
-                        ("ms", &started.elapsed().as_millis()),
-                    ],
-                );
-                interpret(
-                    &label,
-                    &Answer {
-                        status: resp.status_code,
-                        reason: &resp.reason_phrase,
-                        has_headers: !resp.headers.is_empty(),
-                        body: resp.as_bytes(),
-                    },
-                )
-            }
-            Err(e) => {
-                let err = transport_error(&label, &e);
-                log::debug(
-                    "pve request failed",
-                    &[
-                        ("method", &method),
-                        ("path", &target),
-                        ("ms", &started.elapsed().as_millis()),
-                        ("error", &log::Chain(&err)),
-                    ],
-                );
-                Err(err)
-            }
-        }
+/// A value for an error message: its JSON text, cut to 200 characters.
+fn shorten(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
     }
 }
 
 /// Decodes `data` into `T`, naming the request on failure.
-fn decode<T: DeserializeOwned>(request: &str, data: Value) -> Result<T, ApiError> {
+pub(crate) fn decode<T: DeserializeOwned>(request: &str, data: Value) -> Result<T, ApiError> {
     serde_json::from_value(data).map_err(|e| ApiError::Decode {
         request: request.to_string(),
         detail: e.to_string(),
@@ -379,3 +378,5 @@ fn check_token_id(id: &str) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fuzz;

@@ -60,6 +60,22 @@ pub enum ApiError {
     },
     /// A 2xx whose body did not decode.
     Decode { request: String, detail: String },
+    /// An answer came (its status line and headers) but its body was cut off: fewer
+    /// bytes than its Content-Length, a read error mid-body, or JSON that ends early.
+    /// For a mutation the outcome is unknown: the node received the call.
+    Truncated {
+        request: String,
+        status: u16,
+        /// `412 of 1024 bytes`, with the read error when there was one.
+        detail: String,
+    },
+    /// An answer whose body is larger than the client reads (16 MiB, far above any real
+    /// answer). Reading stopped at the limit.
+    TooLarge {
+        request: String,
+        status: u16,
+        limit: usize,
+    },
     /// The client was configured wrongly: bad base URL, plain http to a non-loopback
     /// host, unreadable CA file, malformed token id.
     Config(String),
@@ -154,26 +170,38 @@ impl ApiError {
         self.status() == Some(400) && self.param_errors().is_some()
     }
 
-    /// Whether a read may simply be repeated: never sent, no answer, or a 5xx other
-    /// than 501 (a 500 from a read, or 595-599 when pveproxy could not reach the
-    /// backend).
+    /// Whether the answer's body was cut off ([`ApiError::Truncated`]).
+    pub fn is_truncated(&self) -> bool {
+        matches!(self, ApiError::Truncated { .. })
+    }
+
+    /// Whether a read may simply be repeated because the failure can clear: never
+    /// sent, no answer, a body cut off, or a 5xx other than 501 (a 500 from a read, or
+    /// 595-599 when pveproxy could not reach the backend). A body that does not decode
+    /// or is too large would come back the same.
     pub fn is_retryable_read(&self) -> bool {
         match self {
-            ApiError::NeverSent { .. } | ApiError::NoAnswer { .. } => true,
+            ApiError::NeverSent { .. } | ApiError::NoAnswer { .. } | ApiError::Truncated { .. } => {
+                true
+            }
             ApiError::Http { status, .. } => (500..600).contains(status) && *status != 501,
-            ApiError::Decode { .. } | ApiError::Config(_) => false,
+            ApiError::Decode { .. } | ApiError::TooLarge { .. } | ApiError::Config(_) => false,
         }
     }
 
     /// Whether a mutation that failed this way may still have been carried out, so its
     /// outcome must be read from the node before anything else is sent for the guest:
-    /// no answer came; a 2xx came whose body cannot be read (the node accepted the
-    /// call); a proxy in front of the API gave up (502, 503, 504); or pveproxy lost its
-    /// backend mid-request (596, 597, 599: the call goes on in pvedaemon). A 595 never
-    /// reached pvedaemon, and "never sent" is provably not carried out.
+    /// no answer came; an answer came whose body cannot be read (it does not decode,
+    /// was cut off, or is too large: the node received the call); a proxy in front of
+    /// the API gave up (502, 503, 504); or pveproxy lost its backend mid-request (596,
+    /// 597, 599: the call goes on in pvedaemon). A 595 never reached pvedaemon, and
+    /// "never sent" is provably not carried out.
     pub fn is_outcome_unknown(&self) -> bool {
         match self {
-            ApiError::NoAnswer { .. } | ApiError::Decode { .. } => true,
+            ApiError::NoAnswer { .. }
+            | ApiError::Decode { .. }
+            | ApiError::Truncated { .. }
+            | ApiError::TooLarge { .. } => true,
             ApiError::Http { status, .. } => matches!(status, 502 | 503 | 504 | 596 | 597 | 599),
             ApiError::NeverSent { .. } | ApiError::Config(_) => false,
         }
@@ -211,6 +239,22 @@ impl fmt::Display for ApiError {
             ApiError::Decode { request, detail } => {
                 write!(f, "{request}: cannot decode the response: {detail}")
             }
+            ApiError::Truncated {
+                request,
+                status,
+                detail,
+            } => write!(
+                f,
+                "{request}: the answer (http {status}) was cut off after {detail}, outcome unknown"
+            ),
+            ApiError::TooLarge {
+                request,
+                status,
+                limit,
+            } => write!(
+                f,
+                "{request}: the answer (http {status}) is larger than {limit} bytes, not read"
+            ),
             ApiError::Config(msg) => f.write_str(msg),
         }
     }
@@ -343,6 +387,23 @@ mod tests {
         assert!(!http(501, "Method 'GET /foo' not implemented").is_retryable_read());
         assert!(!http(400, "no such task").is_retryable_read());
         assert!(!ApiError::Config("x".into()).is_retryable_read());
+        let cut = ApiError::Truncated {
+            request: "POST /nodes/pve1/lxc/101/status/start".into(),
+            status: 200,
+            detail: "12 of 80 bytes".into(),
+        };
+        assert!(cut.is_truncated() && cut.is_retryable_read() && cut.is_outcome_unknown());
+        assert_eq!(
+            cut.to_string(),
+            "POST /nodes/pve1/lxc/101/status/start: the answer (http 200) was cut off \
+             after 12 of 80 bytes, outcome unknown"
+        );
+        let big = ApiError::TooLarge {
+            request: "GET /cluster/resources".into(),
+            status: 200,
+            limit: 16 << 20,
+        };
+        assert!(!big.is_retryable_read() && big.is_outcome_unknown());
     }
 
     #[test]

@@ -5,20 +5,26 @@ pub mod error;
 pub mod form;
 pub mod messages;
 pub mod perl;
+mod request;
+mod retry;
+mod times;
 pub mod tls;
 mod transport;
 pub mod types;
 mod upid;
+pub mod url;
 mod vmid;
 mod wait;
 
-pub use client::{Client, ClientOptions, WaitOptions};
+pub use client::{Client, ClientOptions, Retry, WaitOptions, MAX_BODY_BYTES};
 pub use error::{ApiError, TransportError, WaitError};
 pub use messages::TaskFailure;
+pub use times::{Expected, TaskTimes};
 pub use tls::{default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
 pub use types::{
-    ClusterResource, GuestEntry, GuestStatus, HaResource, LxcConfig, PendingEntry, PowerOp,
-    RunState, TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
+    ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, RunState,
+    TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
 };
 pub use upid::{percent_encode_segment, Upid, UpidParseError};
+pub use url::{BaseUrl, UrlError};
 pub use vmid::Vmid;

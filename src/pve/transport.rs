@@ -1,103 +1,15 @@
-//! The HTTP edge of the client: base URL checks, turning minreq's failures into
-//! "never sent" or "no answer", and turning a response into data or an [`ApiError`].
+//! The HTTP edge of the client: turning minreq's failures into "never sent" or "no
+//! answer", reading a body with a size cap and noticing when it was cut off, and
+//! turning a response into data or an [`ApiError`].
+//!
+//! TLS handshake failures are recognised without naming the rustls crate (it is to
+//! become a dependency of the simulator only): rustls reports them as an
+//! `InvalidData` io error whose inner error's text names the failure.
 
 use super::error::{ApiError, TransportError};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-/// A checked base URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct BaseUrl {
-    pub https: bool,
-    pub host: String,
-    /// `https://127.0.0.1:8006`, no trailing slash.
-    pub origin: String,
-}
-
-/// Accepts `https://host[:port][/]` (and `/api2/json`, which the client adds anyway),
-/// and `http://` only to a loopback host. Messages never echo user information,
-/// which could hold a password.
-pub(crate) fn parse_base_url(url: &str) -> Result<BaseUrl, ApiError> {
-    let bad = |what: &str| ApiError::Config(format!("invalid base url: {what}"));
-    let trimmed = url.trim();
-    let lower = trimmed.to_ascii_lowercase();
-    let (https, rest) = if lower.starts_with("https://") {
-        (true, &trimmed["https://".len()..])
-    } else if lower.starts_with("http://") {
-        (false, &trimmed["http://".len()..])
-    } else {
-        return Err(bad(
-            "it must start with https:// (or http:// to a loopback address)",
-        ));
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if authority.contains('@') {
-        return Err(bad("it must not contain user information"));
-    }
-    let path = tail.trim_end_matches('/');
-    if !path.is_empty() && path != "/api2/json" {
-        return Err(bad(&format!(
-            "{trimmed:?} has a path, query or fragment; give only scheme, host and port"
-        )));
-    }
-    if authority.starts_with('[') {
-        return Err(bad(
-            "ipv6 address literals are not supported by the http library; use localhost",
-        ));
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => {
-            let port: u16 = p
-                .parse()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| bad(&format!("port {p:?} is not a number from 1 to 65535")))?;
-            (h, Some(port))
-        }
-        None => (authority, None),
-    };
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if !host_ok {
-        return Err(bad(&format!("{host:?} is not a host name or address")));
-    }
-    if !https && !is_loopback_host(host) {
-        return Err(ApiError::Config(format!(
-            "plain http is only allowed to a loopback address (127.0.0.0/8, ::1, localhost), \
-             not {host:?}; use https"
-        )));
-    }
-    let scheme = if https { "https" } else { "http" };
-    let origin = match port {
-        Some(p) => format!("{scheme}://{host}:{p}"),
-        None => format!("{scheme}://{host}"),
-    };
-    Ok(BaseUrl {
-        https,
-        host: host.to_string(),
-        origin,
-    })
-}
-
-/// `localhost`, 127.0.0.0/8 or `::1` (with or without brackets).
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_end_matches('.');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    if let Ok(v4) = h.parse::<Ipv4Addr>() {
-        return v4.is_loopback();
-    }
-    let inner = h
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(h);
-    inner.parse::<Ipv6Addr>().is_ok_and(|v6| v6.is_loopback())
-}
+use std::io::Read;
 
 /// Whether a minreq failure happened before any byte of the request can have reached
 /// the server. When in doubt the answer is no: a timeout or reset is "no answer" even
@@ -138,50 +50,167 @@ fn io_never_sent(io: &std::io::Error) -> bool {
     {
         return true;
     }
-    // rustls reports handshake failures as InvalidData wrapping its own error. The
-    // rustls type is named here (it is in the tree through minreq, same version) so
-    // that only failures that can only happen during the handshake count as never
-    // sent; an error after the handshake may follow a request that was received.
-    io.get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-        .is_some_and(tls_handshake_failure)
+    tls_failure(io).is_some()
 }
 
-fn tls_handshake_failure(e: &rustls::Error) -> bool {
-    use rustls::AlertDescription as A;
-    use rustls::Error as T;
-    match e {
-        T::InvalidCertificate(_)
-        | T::NoCertificatesPresented
-        | T::UnsupportedNameType
-        | T::PeerIncompatible(_)
-        | T::InappropriateHandshakeMessage { .. }
-        | T::InvalidCertRevocationList(_) => true,
-        T::AlertReceived(alert) => matches!(
-            alert,
-            A::HandshakeFailure
-                | A::ProtocolVersion
-                | A::InsufficientSecurity
-                | A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA
-        ),
-        _ => false,
+/// rustls' texts (its `Display`) for errors that can only come from a handshake, so
+/// the request, written after it, cannot have been sent. An error after the handshake
+/// (a bad record, a close alert) may follow a request that was received.
+const HANDSHAKE_ERRORS: &[&str] = &[
+    "invalid peer certificate",
+    "peer sent no certificates",
+    "presented server name type wasn't supported",
+    "peer is incompatible",
+    "received unexpected handshake message",
+    "invalid certificate revocation list",
+];
+
+/// The alerts a server sends when it refuses a handshake (`received fatal alert: X`).
+const HANDSHAKE_ALERTS: &[&str] = &[
+    "HandshakeFailure",
+    "ProtocolVersion",
+    "InsufficientSecurity",
+    "BadCertificate",
+    "UnsupportedCertificate",
+    "CertificateRevoked",
+    "CertificateExpired",
+    "CertificateUnknown",
+    "UnknownCA",
+];
+
+fn is_handshake_failure(text: &str) -> bool {
+    HANDSHAKE_ERRORS.iter().any(|p| text.starts_with(p))
+        || text
+            .strip_prefix("received fatal alert: ")
+            .is_some_and(|alert| HANDSHAKE_ALERTS.contains(&alert.trim()))
+}
+
+/// The text of the TLS handshake failure inside `io`, if that is what it is: an
+/// `InvalidData` error whose inner error, or one of that error's sources, has a
+/// handshake failure's text.
+fn tls_failure(io: &std::io::Error) -> Option<String> {
+    if io.kind() != std::io::ErrorKind::InvalidData {
+        return None;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = match io.get_ref() {
+        Some(inner) => Some(inner),
+        None => return None,
+    };
+    while let Some(e) = next {
+        let text = e.to_string();
+        if is_handshake_failure(&text) {
+            return Some(text);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// What a handshake failure means for the person reading the log.
+fn tls_hint(text: &str) -> &'static str {
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if has(&["UnknownIssuer", "UnknownCA", "BadSignature"]) {
+        "the server's certificate is not signed by the trusted CA (check ca_file)"
+    } else if has(&["not valid for name", "NotValidForName"]) {
+        "the server's certificate is not valid for the host in api_url \
+         (use a name or address the certificate lists)"
+    } else if has(&["expired", "Expired"]) {
+        "the server's certificate has expired"
+    } else if has(&["not valid yet", "NotValidYet"]) {
+        "the server's certificate is not valid yet (check this node's clock)"
+    } else {
+        "the server refused or failed the handshake"
     }
 }
 
 /// The transport failure as an [`ApiError`]. `request` is `METHOD /path`.
 pub(crate) fn transport_error(request: &str, err: &minreq::Error) -> ApiError {
-    let source = TransportError::new(err.to_string());
+    let tls = match err {
+        minreq::Error::IoError(io) => tls_failure(io),
+        _ => None,
+    };
+    let source = match tls {
+        Some(text) => {
+            TransportError::new(format!("tls handshake failed, {}: {text}", tls_hint(&text)))
+        }
+        None => TransportError::new(err.to_string()),
+    };
     let request = request.to_string();
     if never_sent(err) {
         ApiError::NeverSent { request, source }
     } else {
         ApiError::NoAnswer { request, source }
     }
+}
+
+/// The most the client reads of one answer's body: far above any real answer (a
+/// cluster's resource list is a few hundred bytes per guest), low enough that a broken
+/// or hostile server cannot exhaust the agent's memory.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Why a body could not be read whole.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Longer than the limit (by its Content-Length, or by what arrived).
+    TooLarge,
+    /// Fewer bytes than announced, or a read error mid-body: `412 of 1024 bytes`.
+    CutOff(String),
+}
+
+/// Reads a body of at most `limit` bytes. `expected` is the Content-Length, when the
+/// body is not chunked; minreq stops at it but returns a short body without error
+/// when the connection closes early, so the count is checked here. A chunked or
+/// close-delimited body that ends early shows up as JSON that ends early (see
+/// [`interpret`]).
+pub(crate) fn read_body(
+    body: impl Read,
+    expected: Option<u64>,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if expected.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let capacity = expected.map_or(0, |n| n as usize).min(64 << 10);
+    let mut buf = Vec::with_capacity(capacity);
+    // Up to the limit, then one byte more to tell a body of exactly the limit from a
+    // longer one; reading limit + 1 at once could double the buffer past the limit.
+    let mut capped = body.take(limit as u64);
+    let read = capped.read_to_end(&mut buf);
+    let got = buf.len();
+    let of = expected.map_or(String::new(), |n| format!(" of {n}"));
+    let cut = |e: Option<std::io::Error>| {
+        let why = e.map_or(String::new(), |e| format!(" ({e})"));
+        Err(BodyError::CutOff(format!("{got}{of} bytes{why}")))
+    };
+    match read {
+        Err(e) => return cut(Some(e)),
+        Ok(_) if expected.is_some_and(|n| (got as u64) < n) => return cut(None),
+        Ok(_) => {}
+    }
+    if got == limit && expected.is_none() {
+        match capped.into_inner().read(&mut [0u8; 1]) {
+            Ok(0) => {}
+            Ok(_) => return Err(BodyError::TooLarge),
+            Err(e) => return cut(Some(e)),
+        }
+    }
+    Ok(buf)
+}
+
+/// The body length a response announces: its Content-Length, unless it is chunked
+/// (then the length header must be ignored). `headers` as minreq gives them, with
+/// lowercased names.
+pub(crate) fn announced_length(headers: &[(String, String)]) -> Option<u64> {
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if value("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return None;
+    }
+    value("content-length").and_then(|v| v.parse().ok())
 }
 
 /// What minreq makes of a connection closed before a status line: a fake 503 with
@@ -197,7 +226,8 @@ pub(crate) struct Answer<'a> {
     pub body: &'a [u8],
 }
 
-/// Unwraps `{"data": ...}` from a 2xx, or builds the error for anything else.
+/// Unwraps `{"data": ...}` from a 2xx, or builds the error for anything else. A 2xx
+/// whose JSON ends early was cut off ([`ApiError::Truncated`]), not malformed.
 pub(crate) fn interpret(request: &str, a: &Answer<'_>) -> Result<Value, ApiError> {
     if a.status == 503 && a.reason == NO_STATUS_LINE && !a.has_headers {
         return Err(ApiError::NoAnswer {
@@ -210,7 +240,17 @@ pub(crate) fn interpret(request: &str, a: &Answer<'_>) -> Result<Value, ApiError
             request: request.to_string(),
             detail,
         };
-        let mut v: Value = serde_json::from_slice(a.body).map_err(|e| decode(e.to_string()))?;
+        let mut v: Value = serde_json::from_slice(a.body).map_err(|e| {
+            if e.is_eof() {
+                ApiError::Truncated {
+                    request: request.to_string(),
+                    status: a.status,
+                    detail: format!("{} bytes, inside its JSON", a.body.len()),
+                }
+            } else {
+                decode(e.to_string())
+            }
+        })?;
         return match v.get_mut("data") {
             Some(data) => Ok(data.take()),
             None => Err(decode("no \"data\" in the response".into())),

@@ -242,33 +242,6 @@ fn unknown_status() -> String {
     "unknown".to_string()
 }
 
-/// One entry of `GET /cluster/ha/resources`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HaResource {
-    /// `ct:101`, `vm:100`, or a bare `101`.
-    pub sid: String,
-    /// The configured state (`started`, `stopped`, `disabled`, `ignored`).
-    #[serde(default, deserialize_with = "perl::de_opt_string")]
-    pub state: Option<String>,
-}
-
-impl HaResource {
-    /// The guest id from `ct:101`, `vm:100` or `101`.
-    pub fn vmid(&self) -> Option<Vmid> {
-        let id = match self.sid.split_once(':') {
-            Some(("ct" | "vm", id)) => id,
-            Some(_) => return None,
-            None => &self.sid,
-        };
-        id.parse().ok()
-    }
-
-    /// Whether this is a container (`ct:`), as opposed to a VM.
-    pub fn is_ct(&self) -> bool {
-        self.sid.starts_with("ct:")
-    }
-}
-
 /// Whether a task's process still exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -237,4 +237,58 @@ mod tests {
             "UPID%3Apve1%3A0001A2B3%3A0456789A%3A6650F1C2%3Avzstart%3A101%3Aagent%40pve%21rec%3A"
         );
     }
+
+    /// A random UPID the grammar allows (upper-case hex, as printed).
+    fn random_upid(rng: &mut crate::rng::XorShift) -> Upid {
+        const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        const FIELD: &[u8] = b"abcxyz019@!.-_=+%ABC";
+        fn pick(rng: &mut crate::rng::XorShift, set: &[u8], len: u64) -> String {
+            (0..len)
+                .map(|_| set[rng.below(set.len() as u64) as usize] as char)
+                .collect()
+        }
+        let (a, b) = (1 + rng.below(3), rng.below(4));
+        let node = pick(rng, ALNUM, a) + &pick(rng, b"ab-1", b) + &pick(rng, ALNUM, 1);
+        let (k, i, u) = (1 + rng.below(10), rng.below(6), 1 + rng.below(20));
+        Upid {
+            node,
+            pid: rng.next_u64() as u32,
+            pstart: rng.below(1 << 36),
+            starttime: rng.below(1 << 32) as i64,
+            kind: pick(rng, FIELD, k),
+            id: pick(rng, FIELD, i),
+            user: pick(rng, FIELD, u),
+        }
+    }
+
+    #[test]
+    fn fuzz_upid_round_trips() {
+        crate::fuzz::cases("upid round trip", |rng| {
+            let u = random_upid(rng);
+            let text = u.to_string();
+            assert_eq!(text.parse::<Upid>().as_ref(), Ok(&u), "{text}");
+        });
+    }
+
+    #[test]
+    fn fuzz_upid_parse_never_panics() {
+        let valid = [
+            "UPID:pve1:00010D94:001CA6EA:6124E1B9:vzdump:100:root@pam:",
+            "UPID:n:0001A2B3:10456789A:6650F1C2:vzstart:101:agent@pve!reconciler:",
+            "UPID:pve1:0001A2B3:0456789A:6650F1C2:srvreload::root@pam:",
+        ];
+        crate::fuzz::cases("upid parse", |rng| {
+            let seed = valid[rng.below(valid.len() as u64) as usize];
+            let bytes = crate::fuzz::mutate(rng, seed.as_bytes());
+            let text = String::from_utf8_lossy(&bytes);
+            if let Ok(u) = text.parse::<Upid>() {
+                // Whatever parses prints canonically and parses back to itself.
+                let printed = u.to_string();
+                assert_eq!(printed.parse::<Upid>().as_ref(), Ok(&u), "{text:?}");
+                let _ = u.to_path_segment();
+                let json = serde_json::to_string(&u).unwrap();
+                assert_eq!(serde_json::from_str::<Upid>(&json).ok(), Some(u));
+            }
+        });
+    }
 }

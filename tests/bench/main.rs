@@ -326,9 +326,9 @@ fn pass_against_sim(dir: &Path, s: &Sizes) {
     }
     let config = write_config(&dir.join("pass"), &sim, &desired);
     let loaded = felhom_agent::agent::load(&config).unwrap();
-    let agent = felhom_agent::agent::Agent::start(&loaded).unwrap();
-    let journal = agent.journal.clone();
     let mut cancel = CancelSource::new();
+    let agent = felhom_agent::agent::Agent::start(&loaded, &cancel.token()).unwrap();
+    let journal = agent.journal.clone();
     let mut engine = agent.engine(&loaded.config.live, cancel.token(), None);
     let t = Instant::now();
     let (_, report) = engine.run_pass(&loaded.desired, Instant::now() + Duration::from_secs(120));

@@ -4,6 +4,7 @@
 //! waiting and HTTPS are in the submodules.
 
 mod errors;
+mod raw;
 mod tls;
 mod wait;
 

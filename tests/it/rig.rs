@@ -109,8 +109,8 @@ impl Rig {
     /// The real engine, journal and cancel source, built the way `once` builds them.
     pub fn engine(&self) -> (Engine, Journal, CancelSource) {
         let loaded = agent::load(&self.config_path).expect("config loads");
-        let built = Agent::start(&loaded).expect("the agent starts");
         let cancel = CancelSource::new();
+        let built = Agent::start(&loaded, &cancel.token()).expect("the agent starts");
         let engine = built.engine(&loaded.config.live, cancel.token(), None);
         let journal = built.journal;
         (engine, journal, cancel)

@@ -3,11 +3,13 @@
 
 use super::*;
 use crate::cancel::CancelSource;
+use crate::log;
 use crate::pve::error::WaitError;
 use crate::pve::types::TaskOutcome;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 const SECRET: &str = "5ec12e7a-dead-beef-0000-feedfacecafe";
 
@@ -61,7 +63,8 @@ impl OneShot {
             Secret::new(SECRET),
         );
         opts.timeout = timeout;
-        Client::new(opts).unwrap()
+        // One connection, one attempt; repeats are tested with `Scripted`.
+        Client::new(opts).unwrap().with_retry(Retry::NEVER)
     }
 
     /// The request the server saw. A dummy connection first unblocks `accept` in
@@ -290,6 +293,21 @@ fn new_checks_the_options_without_echoing_the_secret() {
     }
     let e = new("http://192.168.1.10:8006", "agent@pve!reconciler", SECRET).unwrap_err();
     assert!(e.to_string().contains("plain http is only allowed"), "{e}");
+    let e = new("http://localhost:8006", "agent@pve!reconciler", SECRET).unwrap_err();
+    assert!(e.to_string().contains("use http://127.0.0.1"), "{e}");
+    let e = new("https://[::1]:8006", "agent@pve!reconciler", SECRET).unwrap_err();
+    assert!(e.to_string().contains("IPv6 address literals"), "{e}");
+    let e = new(
+        "https://root:hunter2@pve1:8006",
+        "agent@pve!reconciler",
+        SECRET,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid api url \"https://***@pve1:8006\": remove the user name and password, \
+         the agent authenticates with its API token"
+    );
 }
 
 #[test]

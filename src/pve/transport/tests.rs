@@ -1,81 +1,29 @@
-//! Base URL rules, error classification and response interpretation, without a server.
+//! Error classification, body reading and response interpretation, without a server.
 
 use super::*;
 use std::io;
 
-#[test]
-fn base_urls() {
-    let ok = |u: &str, origin: &str, https: bool| {
-        let b = parse_base_url(u).unwrap_or_else(|e| panic!("{u}: {e}"));
-        assert_eq!(b.origin, origin, "{u}");
-        assert_eq!(b.https, https, "{u}");
-    };
-    ok("https://127.0.0.1:8006", "https://127.0.0.1:8006", true);
-    ok(
-        "https://pve1.example.com:8006/",
-        "https://pve1.example.com:8006",
-        true,
-    );
-    ok("HTTPS://pve1:8006/api2/json/", "https://pve1:8006", true);
-    ok("https://pve1", "https://pve1", true);
-    ok("http://127.0.0.1:8006", "http://127.0.0.1:8006", false);
-    ok("http://127.1.2.3:1", "http://127.1.2.3:1", false);
-    ok("http://localhost:8006", "http://localhost:8006", false);
-    ok("http://LocalHost.:8006", "http://LocalHost.:8006", false);
+/// An error with a given text, standing in for the rustls error inside an io error.
+#[derive(Debug)]
+struct Inner(&'static str, Option<Box<Inner>>);
 
-    let err = |u: &str, part: &str| {
-        let e = parse_base_url(u).unwrap_err();
-        assert!(matches!(e, ApiError::Config(_)), "{u}");
-        assert!(e.to_string().contains(part), "{u}: {e}");
-    };
-    err("ftp://pve1", "must start with https://");
-    err("pve1:8006", "must start with https://");
-    err(
-        "http://10.0.0.1:8006",
-        "plain http is only allowed to a loopback address",
-    );
-    err(
-        "http://pve1:8006",
-        "plain http is only allowed to a loopback address",
-    );
-    err("http://128.0.0.1:8006", "plain http is only allowed");
-    err("https://pve1:8006/api2/extjs", "has a path");
-    err("https://pve1:8006?x=1", "has a path");
-    err("https://pve1:0", "port");
-    err("https://pve1:99999", "port");
-    err("https://pve1:abc", "port");
-    err("https://:8006", "not a host name");
-    err("https://pve 1:8006", "not a host name");
-    err(
-        "https://[::1]:8006",
-        "ipv6 address literals are not supported",
-    );
-    let e = parse_base_url("https://root:hunter2@pve1:8006").unwrap_err();
-    assert!(!e.to_string().contains("hunter2"), "{e}");
+impl std::fmt::Display for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
-#[test]
-fn loopback_hosts() {
-    for h in [
-        "localhost",
-        "LOCALHOST",
-        "127.0.0.1",
-        "127.255.0.9",
-        "::1",
-        "[::1]",
-    ] {
-        assert!(is_loopback_host(h), "{h}");
+impl std::error::Error for Inner {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1.as_deref().map(|e| e as _)
     }
-    for h in [
-        "10.0.0.1",
-        "128.0.0.1",
-        "localhost.example.com",
-        "::2",
-        "pve1",
-        "0.0.0.0",
-    ] {
-        assert!(!is_loopback_host(h), "{h}");
-    }
+}
+
+fn tls(text: &'static str) -> minreq::Error {
+    minreq::Error::IoError(io::Error::new(
+        io::ErrorKind::InvalidData,
+        Inner(text, None),
+    ))
 }
 
 #[test]
@@ -91,14 +39,16 @@ fn classifies_transport_failures() {
             io::ErrorKind::Other,
             "failed to lookup address information: Name or service not known",
         ),
-        E::RustlsCreateConnection(rustls::Error::General("no ca".into())),
+        tls("invalid peer certificate: UnknownIssuer"),
+        tls("invalid peer certificate: certificate not valid for name \"pve1\"; certificate is only valid for DnsName(\"pve2\")"),
+        tls("invalid peer certificate: certificate expired: verification time 1 (UNIX), but certificate is not valid after 0 (1 seconds ago)"),
+        tls("received fatal alert: UnknownCA"),
+        tls("received fatal alert: HandshakeFailure"),
+        tls("peer is incompatible: NoCipherSuitesInCommon"),
+        tls("peer sent no certificates"),
         E::IoError(io::Error::new(
             io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        )),
-        E::IoError(io::Error::new(
-            io::ErrorKind::InvalidData,
-            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+            Inner("wrapped", Some(Box::new(Inner("invalid peer certificate: BadEncoding", None)))),
         )),
     ];
     for e in &never {
@@ -118,14 +68,14 @@ fn classifies_transport_failures() {
             io::ErrorKind::WouldBlock,
             "resource temporarily unavailable",
         ),
-        E::IoError(io::Error::new(
-            io::ErrorKind::InvalidData,
-            rustls::Error::DecryptError,
-        )),
-        E::IoError(io::Error::new(
-            io::ErrorKind::InvalidData,
-            rustls::Error::AlertReceived(rustls::AlertDescription::CloseNotify),
-        )),
+        tls("cannot decrypt peer's message"),
+        tls("received fatal alert: CloseNotify"),
+        tls("received corrupt message of type InvalidContentType"),
+        // The text alone, without InvalidData, is no handshake failure.
+        io(
+            io::ErrorKind::Other,
+            "invalid peer certificate: UnknownIssuer",
+        ),
         E::MalformedContentLength,
         E::HeadersOverflow,
         E::InvalidUtf8InResponse,
@@ -135,6 +85,130 @@ fn classifies_transport_failures() {
         let api = transport_error("PUT /nodes/pve1/lxc/101/config", e);
         assert!(matches!(api, ApiError::NoAnswer { .. }), "{api:?}");
     }
+}
+
+#[test]
+fn tls_failures_say_what_is_wrong() {
+    let said = |text| crate::log::Chain(&transport_error("GET /version", &tls(text))).to_string();
+    assert_eq!(
+        said("invalid peer certificate: UnknownIssuer"),
+        "GET /version: request never sent: tls handshake failed, the server's certificate is \
+         not signed by the trusted CA (check ca_file): invalid peer certificate: UnknownIssuer"
+    );
+    assert!(said("invalid peer certificate: certificate not valid for name \"x\"; certificate is only valid for DnsName(\"y\")")
+        .contains("not valid for the host in api_url"));
+    assert!(said("invalid peer certificate: certificate expired: verification time 2 (UNIX), but certificate is not valid after 1 (1 seconds ago)")
+        .contains("the server's certificate has expired"));
+    assert!(said("invalid peer certificate: NotValidYet").contains("check this node's clock"));
+    assert!(said("received fatal alert: HandshakeFailure")
+        .contains("the server refused or failed the handshake"));
+}
+
+/// The texts matched above are rustls' own: checked against the real error values,
+/// where rustls is in the build.
+#[cfg(feature = "sim")]
+#[test]
+fn handshake_texts_match_rustls() {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as T};
+    let never = [
+        T::InvalidCertificate(C::UnknownIssuer),
+        T::InvalidCertificate(C::Expired),
+        T::InvalidCertificate(C::NotValidForName),
+        T::InvalidCertificate(C::BadSignature),
+        T::NoCertificatesPresented,
+        T::UnsupportedNameType,
+        T::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon),
+        T::InappropriateHandshakeMessage {
+            expect_types: vec![rustls::HandshakeType::ServerHello],
+            got_type: rustls::HandshakeType::Finished,
+        },
+        T::InvalidCertRevocationList(rustls::CertRevocationListError::BadSignature),
+        T::AlertReceived(A::HandshakeFailure),
+        T::AlertReceived(A::ProtocolVersion),
+        T::AlertReceived(A::InsufficientSecurity),
+        T::AlertReceived(A::BadCertificate),
+        T::AlertReceived(A::UnsupportedCertificate),
+        T::AlertReceived(A::CertificateRevoked),
+        T::AlertReceived(A::CertificateExpired),
+        T::AlertReceived(A::CertificateUnknown),
+        T::AlertReceived(A::UnknownCA),
+    ];
+    for e in never {
+        let err = minreq::Error::IoError(io::Error::new(io::ErrorKind::InvalidData, e));
+        assert!(never_sent(&err), "{err:?}");
+    }
+    let no_answer = [
+        T::DecryptError,
+        T::AlertReceived(A::CloseNotify),
+        T::AlertReceived(A::DecodeError),
+        T::PeerMisbehaved(rustls::PeerMisbehaved::TooMuchEarlyDataReceived),
+        T::General("x".into()),
+    ];
+    for e in no_answer {
+        let err = minreq::Error::IoError(io::Error::new(io::ErrorKind::InvalidData, e));
+        assert!(!never_sent(&err), "{err:?}");
+    }
+    let hint = |e: T| tls_hint(&e.to_string());
+    assert!(hint(T::InvalidCertificate(C::UnknownIssuer)).contains("trusted CA"));
+    assert!(hint(T::InvalidCertificate(C::NotValidForName)).contains("host in api_url"));
+    assert!(hint(T::InvalidCertificate(C::Expired)).contains("expired"));
+    assert!(hint(T::InvalidCertificate(C::NotValidYet)).contains("clock"));
+}
+
+#[test]
+fn bodies_are_capped_and_checked_for_length() {
+    let read = |body: &[u8], expected: Option<u64>, limit| read_body(body, expected, limit);
+    assert_eq!(read(b"hello", Some(5), 10), Ok(b"hello".to_vec()));
+    assert_eq!(read(b"hello", None, 5), Ok(b"hello".to_vec()));
+    assert_eq!(read(b"hello", None, 4), Err(BodyError::TooLarge));
+    assert_eq!(read(b"", Some(11), 10), Err(BodyError::TooLarge));
+    assert_eq!(
+        read(b"hel", Some(5), 10),
+        Err(BodyError::CutOff("3 of 5 bytes".into()))
+    );
+    /// Three bytes, then a reset.
+    struct Resets(usize);
+    impl Read for Resets {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                self.0 = 1;
+                buf[..3].copy_from_slice(b"abc");
+                Ok(3)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection reset by peer",
+                ))
+            }
+        }
+    }
+    assert_eq!(
+        read_body(Resets(0), Some(9), 10),
+        Err(BodyError::CutOff(
+            "3 of 9 bytes (connection reset by peer)".into()
+        ))
+    );
+    assert_eq!(
+        read_body(Resets(0), None, 10),
+        Err(BodyError::CutOff(
+            "3 bytes (connection reset by peer)".into()
+        ))
+    );
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(announced_length(&h(&[("content-length", "42")])), Some(42));
+    assert_eq!(
+        announced_length(&h(&[
+            ("content-length", "42"),
+            ("transfer-encoding", "chunked")
+        ])),
+        None
+    );
+    assert_eq!(announced_length(&h(&[])), None);
 }
 
 fn answer(status: u16, reason: &str, body: &str) -> Result<Value, ApiError> {
@@ -176,6 +250,13 @@ fn unwraps_the_data_envelope() {
         matches!(&e, ApiError::Decode { request, .. } if request == "GET /x"),
         "{e:?}"
     );
+    // JSON that ends early was cut off, whatever the transfer framing said.
+    for cut in [r#"{"data":[1,"#, "", r#"{"data":"UPID:pve1:"#] {
+        let e = answer(200, "OK", cut).unwrap_err();
+        assert!(e.is_truncated() && e.is_outcome_unknown(), "{cut:?}: {e:?}");
+    }
+    let e = answer(200, "OK", r#"{"data":1}x"#).unwrap_err();
+    assert!(matches!(e, ApiError::Decode { .. }), "{e:?}");
     let e = answer(200, "OK", "<html>").unwrap_err();
     assert!(
         e.to_string()

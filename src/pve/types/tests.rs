@@ -115,7 +115,7 @@ fn pending_entries() {
 }
 
 #[test]
-fn cluster_and_ha_resources() {
+fn cluster_resources() {
     let r: ClusterResource = serde_json::from_value(json!({"id":"lxc/101","vmid":"101",
         "type":"lxc","node":"pve1","status":"running","name":"web1","template":0,
         "maxcpu":2,"tags":"prod;web","hastate":"started"}))
@@ -127,17 +127,6 @@ fn cluster_and_ha_resources() {
         serde_json::from_value(json!({"id":"qemu/100","vmid":100,"type":"qemu","node":"pve2"}))
             .unwrap();
     assert_eq!(r.status, "unknown");
-
-    let ha = |sid: &str| HaResource {
-        sid: sid.into(),
-        state: None,
-    };
-    assert_eq!(ha("ct:101").vmid(), Some(vmid(101)));
-    assert_eq!(ha("vm:100").vmid(), Some(vmid(100)));
-    assert_eq!(ha("101").vmid(), Some(vmid(101)));
-    assert_eq!(ha("xx:101").vmid(), None);
-    assert_eq!(ha("ct:abc").vmid(), None);
-    assert!(ha("ct:101").is_ct() && !ha("vm:100").is_ct());
 }
 
 #[test]

@@ -85,7 +85,45 @@ fn a_hanging_task_hits_the_wait_deadline() {
         .iter()
         .filter(|r| r.path.contains("/tasks/"))
         .count();
-    assert!((3..=5).contains(&polls), "polls at 0, 0.2, 0.5 s: {polls}");
+    // vzstart is expected to take 1 s at first: polls at 75 ms, 0.5 s and the deadline.
+    assert_eq!(polls, 3, "polls at 75 ms, 0.5 s, 0.7 s");
+}
+
+#[test]
+fn waits_learn_how_long_tasks_take() {
+    let sim = start(SimOptions {
+        task_duration: Duration::from_millis(300),
+        ..SimOptions::default()
+    });
+    sim.add_guest(guest(101, "pve1", PowerState::Stopped));
+    let c = client(&sim);
+    let mut polls = Vec::new();
+    for i in 0..8 {
+        let op = if i % 2 == 0 {
+            PowerOp::Start
+        } else {
+            PowerOp::Stop
+        };
+        sim.clear_requests();
+        let upid = c
+            .lxc_power("pve1", vmid(101), op, &no_params())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.wait_task(&upid, &within(10)), Ok(TaskOutcome::Ok));
+        polls.push(
+            sim.requests()
+                .iter()
+                .filter(|r| r.path.contains("/tasks/"))
+                .count(),
+        );
+    }
+    // Each type learns from its own tasks; after two of each the polls are few.
+    assert!(polls[4..].iter().all(|n| *n <= 6), "{polls:?}");
+    for kind in ["vzstart", "vzstop"] {
+        let e = c.task_times().expected(kind);
+        let ms = e.duration.as_millis();
+        assert!((250..=400).contains(&ms), "{kind}: {e:?} ({polls:?})");
+    }
 }
 
 #[test]
