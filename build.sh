@@ -113,9 +113,15 @@ check_static() {
     readelf -dW "$bin" | grep '(NEEDED)' >&2
     exit 1
   fi
-  env -i "$bin" --version >/dev/null 2>&1 || rc=$?
+  local version
+  version=$(env -i "$bin" --version 2>&1) || rc=$?
   if ((rc != 0)); then
     echo "build.sh: $bin --version does not run (exit $rc)" >&2
+    exit 1
+  fi
+  # The node binary must not carry the simulator; --version says which build it is.
+  if [[ $version != *"(node build)"* ]]; then
+    echo "build.sh: $bin is not a node build: $version" >&2
     exit 1
   fi
   echo "static: no interpreter, no shared libraries, runs with an empty environment"

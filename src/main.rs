@@ -105,7 +105,13 @@ fn main() -> std::process::ExitCode {
             return ExitCode::Usage.into();
         }
         Some("--version" | "version") => {
-            println!("felhom-agent {}", env!("CARGO_PKG_VERSION"));
+            // Says which build this is, so the wrong one is not copied onto a node.
+            let build = if cfg!(feature = "sim") {
+                "development build with the simulated node (sim, demo); build the node binary with ./build.sh"
+            } else {
+                "node build"
+            };
+            println!("felhom-agent {} ({build})", env!("CARGO_PKG_VERSION"));
             return ExitCode::Ok.into();
         }
         Some("--help" | "-h" | "help") | None => {
