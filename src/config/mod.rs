@@ -378,7 +378,7 @@ fn parse_with(
         }
     }
     // A graceful LXC shutdown can take up to about twice its timeout before forceStop
-    // ends it (reference §5, §11). A task wait that gives up first leaves the outcome
+    // ends it (docs/proxmox-api.md §5.3). A task wait that gives up first leaves the outcome
     // unknown and the guest held until the task ends: make the wait outlast it.
     if let Err(msg) = cfg.fixed.check_live(&cfg.live) {
         problems.push(task_timeout_pos, None, Some("task_timeout_secs"), msg);

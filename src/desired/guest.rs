@@ -19,9 +19,11 @@ const GUEST_KEYS: &[&str] = &[
     "tags",
 ];
 
-/// Largest `memory` and `swap` PVE accepts, in MiB (256 TiB).
+/// Largest `memory` and `swap` we accept, in MiB (256 TiB). PVE's schema sets no
+/// maximum; this is our own bound against typos.
 pub const MAX_MIB: u64 = 268_435_456;
-/// Largest `description` PVE accepts on input, in bytes.
+/// Largest `description` we accept, in bytes. PVE's limit is 8192 characters
+/// (pve-common `JSONSchema.pm`); counting bytes is stricter, so never too much.
 pub const MAX_DESCRIPTION: usize = 8192;
 
 /// Checks the value of `guests` and adds every valid, unique guest to `out`.

@@ -21,8 +21,8 @@
 //!   no earlier than the op (less a margin for clock steps). Found: its UPID is journaled
 //!   and it is looked at as above. Not found: held until no task has shown up for
 //!   [`Tracker::grace`] of this process's monotonic time, then ended as not carried out.
-//!   pvedaemon may fork the task late (all its workers busy, the guest's config lock
-//!   held), so "not listed yet" is not "never".
+//!   pvedaemon may fork the task late (all its workers busy), so "not listed yet" is not
+//!   "never".
 //! - a config update without an answer: a container's update is synchronous and leaves
 //!   no task, so the guest's config digest answers. Changed since the digest the update
 //!   carried: ended, because PVE refuses an update whose digest no longer matches, so

@@ -5,7 +5,7 @@
 use super::ActualSpec;
 use crate::desired::GuestSpec;
 
-/// PVE falls back to 512 MiB when an LXC config has no `memory` (reference §3).
+/// PVE falls back to 512 MiB when an LXC config has no `memory` (docs/proxmox-api.md §4.3).
 const DEFAULT_MEMORY_MIB: u64 = 512;
 
 /// The config fields the agent manages, by their PVE parameter names.
@@ -77,7 +77,7 @@ impl Field {
             }
             Field::Swap => {
                 let want = spec.swap?;
-                // Absent swap is 0, despite the schema's default of 512 (reference §3).
+                // Absent swap is 0, despite the schema's default of 512 (docs/proxmox-api.md §4.3).
                 let have = actual.swap.unwrap_or(0);
                 (have != want).then(|| Drift {
                     from: have.to_string(),

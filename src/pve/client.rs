@@ -1,8 +1,8 @@
 //! A blocking client for the PVE HTTP API over minreq: one call per endpoint the agent
-//! uses (reference §2-§6), authenticated with an API token.
+//! uses (docs/proxmox-api.md §3-§7), authenticated with an API token.
 //!
 //! Every request gets a fresh connection (minreq does not pool), which sidesteps
-//! pveproxy's 5 s idle keep-alive race (reference §1.3), and a timeout. Redirects are
+//! pveproxy's 5 s idle keep-alive race (docs/proxmox-api.md §1.3), and a timeout. Redirects are
 //! not followed, so the token is only ever sent to the configured host. A body is read
 //! up to [`MAX_BODY_BYTES`] and checked for being cut off. Failed requests are
 //! repeated as [`super::retry`] allows. Sending is in [`super::request`].

@@ -2,7 +2,7 @@
 //! path segments.
 //!
 //! PVE's form decoder splits pairs on `&` *and* `;` and turns `+` into a space
-//! (reference §1.2), so everything outside RFC 3986's unreserved characters is
+//! (docs/proxmox-api.md §1.2), so everything outside RFC 3986's unreserved characters is
 //! percent-encoded: `;` is `%3B`, `+` is `%2B`, a space is `%20`, a newline `%0A`.
 //! Spaces are deliberately not sent as `+`: `%20` means the same to every decoder.
 

@@ -2,7 +2,7 @@
 //!
 //! PVE reports nearly every failure as a 500 (or as a task's exit status) with a text
 //! message and no machine-readable code, so the only way to tell "locked" from "already
-//! running" is the wording (reference §5, §7, §10). These free functions are shared by
+//! running" is the wording (docs/proxmox-api.md §5.1, §8.3). These free functions are shared by
 //! [`super::error::ApiError`] (synchronous errors) and [`TaskFailure`] (failed tasks),
 //! so each wording is matched in exactly one place. Each matches anywhere in the text,
 //! because a task may wrap the message (`command '...' failed: CT is locked (backup)`).

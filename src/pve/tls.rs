@@ -12,7 +12,7 @@ use super::error::ApiError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The PVE cluster CA, present on every node (reference §9).
+/// The PVE cluster CA, present on every node (docs/proxmox-api.md §1.5).
 pub const DEFAULT_CA_FILE: &str = "/etc/pve/pve-root-ca.pem";
 
 /// Set by the client just before its first https request; after that, changing

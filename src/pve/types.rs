@@ -58,7 +58,7 @@ impl<'de> Deserialize<'de> for RunState {
     }
 }
 
-/// One entry of `GET /nodes/{node}/lxc` (reference §2.1). Sizes are in bytes.
+/// One entry of `GET /nodes/{node}/lxc` (docs/proxmox-api.md §3.1). Sizes are in bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GuestEntry {
     pub vmid: Vmid,
@@ -83,7 +83,7 @@ pub struct GuestEntry {
     pub uptime: Option<u64>,
 }
 
-/// `GET /nodes/{node}/lxc/{vmid}/config` (reference §3). Only keys that are set come
+/// `GET /nodes/{node}/lxc/{vmid}/config` (docs/proxmox-api.md §4.1). Only keys that are set come
 /// back; `memory` and `swap` are MiB. Keys the agent does not manage are in `other`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LxcConfig {
@@ -114,7 +114,7 @@ pub struct LxcConfig {
 }
 
 impl LxcConfig {
-    /// Swap in MiB: an absent key means 0, not the schema's 512 (reference §3).
+    /// Swap in MiB: an absent key means 0, not the schema's 512 (docs/proxmox-api.md §4.3).
     pub fn effective_swap(&self) -> u64 {
         self.swap.unwrap_or(0)
     }
@@ -130,7 +130,7 @@ impl LxcConfig {
     }
 }
 
-/// `GET /nodes/{node}/lxc/{vmid}/status/current` (reference §2.4).
+/// `GET /nodes/{node}/lxc/{vmid}/status/current` (docs/proxmox-api.md §3.2).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GuestStatus {
     pub vmid: Vmid,
@@ -187,7 +187,7 @@ impl RawGuestStatus {
     }
 }
 
-/// One entry of `GET /nodes/{node}/lxc/{vmid}/pending` (reference §3.2).
+/// One entry of `GET /nodes/{node}/lxc/{vmid}/pending` (docs/proxmox-api.md §4.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PendingEntry {
     pub key: String,
@@ -209,7 +209,7 @@ impl PendingEntry {
     }
 }
 
-/// One guest from `GET /cluster/resources?type=vm` (reference §2.3). `status` and
+/// One guest from `GET /cluster/resources?type=vm` (docs/proxmox-api.md §3.3). `status` and
 /// metrics can be ~10 s stale or `unknown`; `lock` and `tags` are current.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterResource {
@@ -250,8 +250,9 @@ pub enum TaskRunState {
     Stopped,
 }
 
-/// How a finished task ended. `OK` and `WARNINGS: n` are both success (reference
-/// §6.2; pve-common `status_is_error`); anything else is the error text.
+/// How a finished task ended. `OK` and `WARNINGS: n` are both success
+/// (docs/proxmox-api.md §7.3; pve-common `status_is_error`); anything else is the error
+/// text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskOutcome {
     Ok,
@@ -298,7 +299,7 @@ impl fmt::Display for TaskOutcome {
     }
 }
 
-/// `GET /nodes/{node}/tasks/{upid}/status` (reference §6.2).
+/// `GET /nodes/{node}/tasks/{upid}/status` (docs/proxmox-api.md §7.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskStatus {
     pub upid: Upid,

@@ -1,6 +1,6 @@
 //! Proxmox task ids (UPIDs): parsed once, printed canonically, serialized as their string.
 //!
-//! Grammar (reference §6.1, pve-common `PVE/UPID.pm`):
+//! Grammar (docs/proxmox-api.md §7.1; pve-common `src/PVE/UPID.pm`, before 9.0.12 `src/PVE/Tools.pm`):
 //! `UPID:<node>:<pid 8 hex>:<pstart 8-9 hex>:<starttime 8 hex>:<type>:<id>:<user>:`
 //! with the trailing colon. Parsed by hand, no regex crate.
 

@@ -365,7 +365,7 @@ fn an_unreadable_node_plans_nothing_and_the_next_pass_recovers() {
 
 #[test]
 fn an_unanswered_start_is_held_until_its_task_is_found_and_never_sent_twice() {
-    // pveproxy gives up (596) but pvedaemon starts the task anyway (reference §1.4).
+    // pveproxy gives up (596) but pvedaemon starts the task anyway (docs/proxmox-api.md §1.4).
     let opts = SimOptions {
         task_duration: std::time::Duration::from_millis(300),
         ..fast_sim()
