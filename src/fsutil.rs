@@ -50,6 +50,67 @@ pub fn write_atomic(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// `O_NONBLOCK` on Linux (x86_64, aarch64 and most other architectures; the agent only
+/// runs on Linux). std has no constant for it and the crate does without libc.
+const O_NONBLOCK: i32 = 0o4000;
+
+/// Opens a file an operator named for reading, refusing at once what is not a regular
+/// file (see [`read_regular`]); returns it with its metadata, taken from the handle.
+pub fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file: name a regular file"),
+        ));
+    }
+    Ok((file, meta))
+}
+
+/// Reads a file an operator named (a config, a desired state, a secret), refusing what
+/// is not a regular file or is larger than `max` bytes, without ever blocking on it: a
+/// FIFO, a device such as `/dev/zero` or a directory named by mistake gets a clear error
+/// at once. The file is opened non-blocking (opening a FIFO for reading otherwise waits
+/// for a writer) and checked on the open handle, so the file checked is the file read.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let (file, meta) = open_regular(path)?;
+    let too_large = |size: u64| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "it is larger than the {max} bytes allowed ({size} bytes): is it the right file?"
+            ),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +167,35 @@ mod tests {
             write_atomic(Path::new("/"), "x").unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn read_regular_refuses_what_is_not_a_small_regular_file() {
+        let dir = std::env::temp_dir().join(format!("felhom-fsutil-read-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok.json");
+        fs::write(&ok, "{}").unwrap();
+        assert_eq!(read_regular(&ok, 10).unwrap(), b"{}");
+        let big = dir.join("big.json");
+        fs::write(&big, vec![b' '; 11]).unwrap();
+        let e = read_regular(&big, 10).unwrap_err().to_string();
+        assert!(
+            e.contains("larger than the 10 bytes allowed (11 bytes)"),
+            "{e}"
+        );
+        let e = read_regular(&dir, 10).unwrap_err().to_string();
+        assert!(e.contains("a directory"), "{e}");
+        let e = read_regular(Path::new("/dev/zero"), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a device"), "{e}");
+        // A FIFO with no writer: opening it would block without O_NONBLOCK.
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils) runs");
+        let e = read_regular(&fifo, 10).unwrap_err().to_string();
+        assert!(e.contains("a FIFO"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

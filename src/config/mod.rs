@@ -57,6 +57,8 @@ use std::time::Duration;
 pub const DEFAULT_PATH: &str = "/etc/felhom-agent/config.json";
 /// The PVE cluster CA, trusted when `ca_file` is not set and the file exists.
 pub const PVE_ROOT_CA: &str = crate::pve::DEFAULT_CA_FILE;
+/// A config file is a few hundred bytes; anything over this is the wrong file.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Where PVE's node name comes from when `node` is not set.
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
@@ -193,9 +195,11 @@ impl Fixed {
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let bytes = crate::fsutil::read_regular(path, MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let text = decode(bytes).map_err(|p| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -222,9 +226,9 @@ impl Fixed {
             path: path.clone(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
         // Checked on the open handle, so the file checked is the file read.
-        let mode = file.metadata().map_err(read_err)?.permissions().mode();
+        let (file, meta) = crate::fsutil::open_regular(path).map_err(read_err)?;
+        let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(ConfigError::SecretPermissions {
                 path: path.clone(),

@@ -7,15 +7,18 @@
 //! One run loop on the main thread takes a closed set of [`Event`]s from one `select!`:
 //! a signal (from the `signals` thread, which does nothing else), a lane result, an
 //! observation (from the `observer` thread), a tick, a watchdog ping, a fatal journal
-//! error, or the death of an internal thread. Threads: `signals`, `observer`, `journal`
-//! (the journal's writer), `recovery` during start-up, up to `max_parallel`
-//! `lane worker N`, and `shutdown` while stopping. All are joined before `run` returns.
+//! error, a reload read by the `loader` thread, or the death of an internal thread.
+//! Threads: `signals`, `observer`, `loader`, `journal` (the journal's writer), `recovery`
+//! during start-up, up to `max_parallel` `lane worker N`, up to two `config reader N`
+//! while the node is read, and `shutdown` while stopping. All are joined before `run`
+//! returns.
 //!
 //! Stopping is bounded: on SIGTERM no new action starts and the observer stops at its
 //! next request; running actions get `drain_timeout`; then every wait is cancelled and
 //! the threads are joined, which takes at most one request's timeout. A second signal
 //! at any point exits at once.
 
+mod loader;
 mod observer;
 mod signals;
 mod startup;
@@ -30,6 +33,7 @@ use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
 use crossbeam_channel::{after, never, select, Receiver};
+use loader::Loader;
 use observer::{Observer, Reply};
 use signals::{event_of_signal, SignalThread};
 use startup::{recover_watching_signals, Recovery};
@@ -44,6 +48,8 @@ pub enum Event {
     Tick,
     /// SIGHUP: re-read config and desired state.
     Reload,
+    /// The `loader` thread has read config and desired state for a reload.
+    Loaded(Box<Result<Loaded, AppError>>),
     /// SIGUSR1: pass now.
     PassNow,
     /// SIGTERM or SIGINT (the signal number).
@@ -68,6 +74,10 @@ impl fmt::Display for Event {
         match self {
             Event::Tick => f.write_str("tick"),
             Event::Reload => f.write_str("reload (SIGHUP)"),
+            Event::Loaded(r) => match &**r {
+                Ok(_) => f.write_str("reload read"),
+                Err(_) => f.write_str("reload read, with errors"),
+            },
             Event::PassNow => f.write_str("pass now (SIGUSR1)"),
             Event::Shutdown(sig) => write!(f, "shutdown (signal {sig})"),
             Event::Result(r) => write!(f, "result for {}", r.vmid),
@@ -96,6 +106,11 @@ struct Daemon {
     journal: crate::journal::Journal,
     telemetry: crate::telemetry::Telemetry,
     observer: Observer,
+    loader: Loader,
+    /// A reload is being read.
+    loading: bool,
+    /// A reload was asked for while one was being read.
+    reload_due: bool,
     /// Bumped by every reload that swaps the desired state in: an observation made for
     /// an older one is discarded.
     generation: u64,
@@ -143,6 +158,8 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     );
     let observer = Observer::spawn(engine.reader())
         .map_err(|e| AppError::Io("starting the observer thread".into(), e))?;
+    let loader = Loader::spawn(config_path.to_path_buf())
+        .map_err(|e| AppError::Io("starting the loader thread".into(), e))?;
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
         fixed: agent.fixed,
@@ -156,12 +173,15 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         journal: agent.journal,
         telemetry: Default::default(),
         observer,
+        loader,
+        loading: false,
+        reload_due: false,
         generation: 0,
         observing: false,
         pass_due: false,
     };
     if reload {
-        d.reload();
+        d.start_reload();
     }
     let code = d.run_loop(&signals.events);
     // Whatever ended the loop, nothing may keep a lane waiting: cancel, then join every
@@ -171,9 +191,10 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         engine,
         journal,
         observer,
+        loader,
         ..
     } = d;
-    join_all(engine, observer, &signals.events);
+    join_all(engine, observer, loader, &signals.events);
     if let Err(e) = journal.close() {
         log::error("closing the journal", &[("error", &log::Chain(&e))]);
     }
@@ -186,15 +207,16 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
 /// the wire ends within the client's timeout.
 const JOIN_BOUND: Duration = Duration::from_secs(35);
 
-/// Joins the lane workers and the observer on a `shutdown` thread while this thread
+/// Joins the lane workers, the observer and the loader on a `shutdown` thread while this thread
 /// keeps answering signals: a second SIGTERM or SIGINT exits at once. Should a thread
 /// outlive [`JOIN_BOUND`] (it cannot, short of a bug), the agent exits without it.
-fn join_all(mut engine: Engine, observer: Observer, signals: &Receiver<i32>) {
+fn join_all(mut engine: Engine, observer: Observer, loader: Loader, signals: &Receiver<i32>) {
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
     let joiner = std::thread::Builder::new()
         .name("shutdown".into())
         .spawn(move || {
             drop(observer);
+            drop(loader);
             engine.close_lanes(|_| {});
             drop(engine);
             let _ = done_tx.send(());
@@ -254,6 +276,10 @@ impl Daemon {
                     Ok(o) => Event::Observation(o),
                     Err(_) => Event::ThreadDied("observer"),
                 },
+                recv(self.loader.results) -> l => match l {
+                    Ok(l) => Event::Loaded(Box::new(l)),
+                    Err(_) => Event::ThreadDied("loader"),
+                },
                 recv(tick) -> _ => Event::Tick,
                 recv(dog) -> _ => Event::Watchdog,
             };
@@ -264,11 +290,15 @@ impl Daemon {
                     next_pass = Instant::now() + jittered(self.live.interval);
                 }
                 Event::Observation(o) => self.plan_observed(o),
-                Event::Reload => {
-                    let _ = self.notifier.reloading();
-                    self.reload();
+                Event::Reload => self.start_reload(),
+                Event::Loaded(loaded) => {
+                    self.loading = false;
+                    self.apply_reload(*loaded);
                     let _ = self.notifier.ready();
                     next_pass = Instant::now();
+                    if std::mem::take(&mut self.reload_due) {
+                        self.start_reload();
+                    }
                 }
                 Event::Result(r) => {
                     if let Some(report) = self.engine.on_result(r) {
@@ -374,10 +404,22 @@ impl Daemon {
         }
     }
 
-    /// Re-reads config and desired state; swaps them in only if both are valid and the
-    /// new settings can run under the fixed ones in force.
-    fn reload(&mut self) {
-        let loaded = agent::load(&self.config_path).and_then(|new| {
+    /// Asks the loader to re-read config and desired state (or remembers to, when it is
+    /// busy); passes go on with the state in force meanwhile.
+    fn start_reload(&mut self) {
+        if self.loading {
+            self.reload_due = true;
+            return;
+        }
+        let _ = self.notifier.reloading();
+        self.loading = true;
+        self.loader.request();
+    }
+
+    /// Swaps a reload in only if config and desired state are both valid and the new
+    /// settings can run under the fixed ones in force.
+    fn apply_reload(&mut self, loaded: Result<Loaded, AppError>) {
+        let loaded = loaded.and_then(|new| {
             self.fixed
                 .check_live(&new.config.live)
                 .map_err(|e| {

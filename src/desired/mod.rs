@@ -42,6 +42,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The largest desired-state file read: about 100,000 guests. (Inside `/etc/pve` the
+/// cluster file system caps a file at 1 MiB anyway.)
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 /// The run state a guest should be in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunState {
@@ -291,9 +295,11 @@ impl DesiredState {
 
     /// Reads and validates a desired-state file.
     pub fn load(path: &Path) -> Result<DesiredState, DesiredError> {
-        let bytes = std::fs::read(path).map_err(|source| DesiredError::Read {
-            path: path.to_path_buf(),
-            source,
+        let bytes = crate::fsutil::read_regular(path, MAX_FILE_BYTES).map_err(|source| {
+            DesiredError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let text = decode(bytes).map_err(|p| DesiredError::Invalid {
             path: path.to_path_buf(),

@@ -254,3 +254,37 @@ fn a_slow_api_does_not_stall_the_watchdog_or_a_stop() {
         "no pass completed, so nothing was done"
     );
 }
+
+#[test]
+fn a_fifo_named_as_the_desired_file_is_refused_at_once_and_the_watchdog_goes_on() {
+    let rig = Rig::one_stopped_guest("daemon-fifo");
+    let mut agent = Agent::run(
+        &rig.config_path,
+        rig.dir.path(),
+        &[("WATCHDOG_USEC", "400000")],
+    );
+    agent.wait_notify("READY=1", T);
+    agent.wait_notify("STATUS=pass 1:", T);
+    // The desired file is replaced by a FIFO nobody writes to.
+    let desired = rig.dir.path().join("desired.json");
+    std::fs::remove_file(&desired).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&desired)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    agent.signal(SIGHUP);
+    let line = agent.wait_line("reload failed", T);
+    assert!(line.contains("a FIFO, not a regular file"), "{line}");
+    agent.wait_notify("WATCHDOG=1", T);
+    // `check` says the same at once.
+    let out = rig.bin(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("desired.json") && err.contains("a FIFO"),
+        "{err}"
+    );
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+}
