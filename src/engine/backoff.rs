@@ -1,5 +1,6 @@
-//! Per-guest backoff: failures wait about 10 s, doubling to 5 min, with jitter; a
-//! parameter error holds the guest until its desired state changes.
+//! Per-guest backoff: failures (of an action, or of reading the guest's config) wait
+//! about 10 s, doubling to 5 min, with jitter, and say why and until when; a success
+//! resets them. A parameter error holds the guest until its desired state changes.
 //!
 //! Time is passed in, so this is tested without a clock.
 
@@ -14,8 +15,15 @@ const MAX: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
-    Failing { failures: u32, until: Instant },
-    Terminal { fingerprint: u64, error: String },
+    Failing {
+        failures: u32,
+        until: Instant,
+        error: String,
+    },
+    Terminal {
+        fingerprint: u64,
+        error: String,
+    },
 }
 
 /// The backoff table, owned by the engine.
@@ -36,9 +44,14 @@ impl Backoff {
     /// Whether the guest is held at `now`, given its current desired fingerprint.
     pub fn hold(&self, vmid: Vmid, fingerprint: u64, now: Instant) -> Option<Hold> {
         match self.guests.get(&vmid)? {
-            State::Failing { until, .. } if *until > now => Some(Hold::Backoff {
-                until: format!("{}s", until.duration_since(now).as_secs().max(1)),
-            }),
+            State::Failing { until, error, .. } if *until > now => {
+                // For people: the wall-clock time the hold ends.
+                let left = until.duration_since(now).as_secs().max(1) as i64;
+                Some(Hold::Backoff {
+                    until: crate::time::rfc3339(crate::time::unix_now() + left),
+                    error: error.clone(),
+                })
+            }
             State::Failing { .. } => None,
             State::Terminal {
                 fingerprint: f,
@@ -69,21 +82,39 @@ impl Backoff {
                     },
                 );
             }
-            Outcome::Failed(_) => {
-                let failures = match self.guests.get(&vmid) {
-                    Some(State::Failing { failures, .. }) => failures + 1,
-                    _ => 1,
-                };
-                let delay = self.jitter(delay_for(failures));
-                self.guests.insert(
-                    vmid,
-                    State::Failing {
-                        failures,
-                        until: now + delay,
-                    },
-                );
+            Outcome::Failed(error) => self.fail(vmid, error, now),
+        }
+    }
+
+    /// Records how reading a guest's config went: a failure backs the guest off like a
+    /// failed action; a success ends a backoff that a failed read began.
+    pub fn record_read(&mut self, vmid: Vmid, read: Result<(), &str>, now: Instant) {
+        match read {
+            Err(e) => self.fail(vmid, &format!("cannot read its config: {e}"), now),
+            Ok(()) => {
+                if let Some(State::Failing { error, .. }) = self.guests.get(&vmid) {
+                    if error.starts_with("cannot read its config") {
+                        self.guests.remove(&vmid);
+                    }
+                }
             }
         }
+    }
+
+    fn fail(&mut self, vmid: Vmid, error: &str, now: Instant) {
+        let failures = match self.guests.get(&vmid) {
+            Some(State::Failing { failures, .. }) => failures + 1,
+            _ => 1,
+        };
+        let delay = self.jitter(delay_for(failures));
+        self.guests.insert(
+            vmid,
+            State::Failing {
+                failures,
+                until: now + delay,
+                error: error.to_string(),
+            },
+        );
     }
 
     /// Guests currently failing or terminal, for status and metrics.
@@ -143,6 +174,27 @@ mod tests {
         );
         assert!(b.hold(vmid(), 1, t0).is_none());
         assert_eq!(b.failing(), 0);
+    }
+
+    #[test]
+    fn a_failed_read_backs_off_says_why_and_a_good_read_ends_it() {
+        let mut b = Backoff::new(7);
+        let t0 = Instant::now();
+        b.record_read(vmid(), Err("http 500: boom"), t0);
+        b.record_read(vmid(), Err("http 500: boom"), t0);
+        match b.hold(vmid(), 1, t0 + Duration::from_secs(15)) {
+            Some(Hold::Backoff { until, error }) => {
+                assert!(until.ends_with('Z'), "{until}");
+                assert_eq!(error, "cannot read its config: http 500: boom");
+            }
+            other => panic!("{other:?}"),
+        }
+        b.record_read(vmid(), Ok(()), t0);
+        assert!(b.hold(vmid(), 1, t0).is_none());
+        // A good read does not end a backoff that a failed action began.
+        b.record(vmid(), 1, &Outcome::Failed("x".into()), t0);
+        b.record_read(vmid(), Ok(()), t0);
+        assert!(b.hold(vmid(), 1, t0).is_some());
     }
 
     #[test]

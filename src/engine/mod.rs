@@ -10,7 +10,7 @@
 
 mod backoff;
 pub mod exec;
-mod observe;
+pub mod observe;
 
 pub use backoff::Backoff;
 pub use exec::{ApiExecutor, Progress};
@@ -355,6 +355,18 @@ impl Engine {
             }
         };
         self.set_wanted(desired);
+        // A guest whose config could not be read backs off (it costs that guest, not
+        // the pass); one read well again is free.
+        let now = Instant::now();
+        for (vmid, guest) in &obs.actual.local {
+            match &guest.spec {
+                Ok(_) => self.backoff.record_read(*vmid, Ok(()), now),
+                Err(e) if !e.starts_with(crate::engine::observe::NOT_READ) => {
+                    self.backoff.record_read(*vmid, Err(e), now)
+                }
+                Err(_) => {}
+            }
+        }
         let holds = self.holds(desired, &obs);
         let plan = plan::plan(desired, &obs.actual, &holds, &self.settings.plan);
         self.fingerprints = desired

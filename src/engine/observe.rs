@@ -36,6 +36,9 @@ pub const READERS: usize = 3;
 
 const MIB: u64 = 1024 * 1024;
 
+/// How the spec of a guest whose config was deliberately not read begins.
+pub const NOT_READ: &str = "not read";
+
 /// The observed state plus guest names for display.
 pub struct Observation {
     pub actual: Actual,
@@ -110,7 +113,7 @@ pub fn observe(
                 (Depth::Needed, Some(spec)) => Ok(spec),
                 _ => {
                     to_read.push(entry.vmid);
-                    Err("not read".to_string())
+                    Err(NOT_READ.to_string())
                 }
             }
         };
@@ -149,13 +152,13 @@ fn no_read_needed(
     held: &BTreeMap<Vmid, Hold>,
 ) -> Option<String> {
     if held.contains_key(&entry.vmid) {
-        Some("not read: held".into())
+        Some(format!("{NOT_READ}: held"))
     } else if actual.ha_managed.contains_key(&entry.vmid) {
-        Some("not read: ha-managed".into())
+        Some(format!("{NOT_READ}: ha-managed"))
     } else if entry.lock.is_some() {
-        Some("not read: locked".into())
+        Some(format!("{NOT_READ}: locked"))
     } else if entry.template && want.state == Some(crate::desired::RunState::Running) {
-        Some("not read: a template cannot run".into())
+        Some(format!("{NOT_READ}: a template cannot run"))
     } else {
         None
     }

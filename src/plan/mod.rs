@@ -63,8 +63,8 @@ pub struct ActualSpec {
 pub enum Hold {
     /// An earlier action for this guest is still queued or running.
     Busy,
-    /// Failures back off; `until` is for people (e.g. "12s").
-    Backoff { until: String },
+    /// Failures back off; `until` is when (RFC 3339, for people), `error` why.
+    Backoff { until: String, error: String },
     /// A parameter error that will recur until the desired state changes.
     Terminal { error: String },
     /// An earlier op's outcome is not known yet (its task still runs, or its request
@@ -132,7 +132,9 @@ impl fmt::Display for SkipReason {
             SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
             SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),
             SkipReason::Held(Hold::Busy) => f.write_str("busy: an earlier action is running"),
-            SkipReason::Held(Hold::Backoff { until }) => write!(f, "in backoff for {until}"),
+            SkipReason::Held(Hold::Backoff { until, error }) => {
+                write!(f, "in backoff until {until}: {error}")
+            }
             SkipReason::Held(Hold::Terminal { error }) => write!(
                 f,
                 "failed permanently ({error}): change its desired state to retry"

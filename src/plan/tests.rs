@@ -293,7 +293,8 @@ fn every_skip_class() {
             (
                 107,
                 Hold::Backoff {
-                    until: "20s".into(),
+                    until: "2026-11-29T20:15:03Z".into(),
+                    error: "http 500: boom".into(),
                 },
             ),
             (
@@ -310,7 +311,7 @@ fn every_skip_class() {
          104 skip ha-managed (ha state started): ha-manager owns it\n\
          105 skip spec unknown (500 boom): config not managed\n\
          106 skip busy: an earlier action is running\n\
-         107 skip in backoff for 20s\n\
+         107 skip in backoff until 2026-11-29T20:15:03Z: http 500: boom\n\
          108 skip failed permanently (400 memory: bad): change its desired state to retry\n\
          109 skip elsewhere: pve2\n\
          110 skip missing: on no node of the cluster\n",
