@@ -138,7 +138,17 @@ build_static() {
   # plain RELA entries; packed as RELR (`-z pack-relative-relocs`, GNU ld >= 2.38,
   # applied by the self-relocation of the musl that Rust bundles) they take 1.4 KiB.
   # check_static runs the result, which proves the relocations are applied.
-  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-arg=-Wl,-z,pack-relative-relocs"
+  local flags="-C link-arg=-Wl,-z,pack-relative-relocs"
+  # Identical code folding merges functions whose machine code is the same (generic
+  # instances mostly): 22 KiB less. GNU ld cannot do it; the lld that every rustup
+  # toolchain ships (rust-lld, behind its gcc-ld/ld.lld wrapper) can, so use it when
+  # it is there. Both link the same objects; the result is checked the same way.
+  local gcc_ld
+  gcc_ld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/gcc-ld"
+  if [[ -x $gcc_ld/ld.lld ]]; then
+    flags+=" -C link-arg=-B$gcc_ld -C link-arg=-fuse-ld=lld -C link-arg=-Wl,--icf=all"
+  fi
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$flags"
   cargo build --release --locked --no-default-features --target "$target"
   local bin=target/$target/release/felhom-agent bytes
   bytes=$(stat -c %s "$bin")
