@@ -63,6 +63,8 @@ pub fn plan_settings(live: &Live) -> PlanSettings {
     PlanSettings {
         hard_stop: live.stop_mode == StopMode::Stop,
         shutdown_timeout_secs: live.shutdown_timeout.as_secs(),
+        hold_tag: Some(live.hold_tag.clone()),
+        identity_guard: live.identity_guard,
     }
 }
 

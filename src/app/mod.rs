@@ -54,20 +54,17 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     .into_iter()
     .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
     .collect::<std::collections::BTreeMap<_, _>>();
+    let settings = agent::plan_settings(&loaded.config.live);
     let obs = crate::engine::observe(
         &client,
         &fixed.node,
         &loaded.desired,
         &holds,
+        &settings,
         crate::engine::Depth::Full,
         &Cancel::never(),
     )?;
-    let plan = crate::plan::plan(
-        &loaded.desired,
-        &obs.actual,
-        &holds,
-        &agent::plan_settings(&loaded.config.live),
-    );
+    let plan = crate::plan::plan(&loaded.desired, &obs.actual, &holds, &settings);
     if json {
         println!("{}", plan_json(&plan));
     } else {

@@ -25,6 +25,8 @@
 //! | `drain_timeout_secs` | 20 | 1..=600 |
 //! | `unanswered_grace_secs` | 120 | 5..=3600 |
 //! | `stop_mode` | `"shutdown"` | `"shutdown"` or `"stop"` |
+//! | `hold_tag` | `"felhom-hold"` | a PVE tag |
+//! | `identity_guard` | `true` | a boolean |
 //! | `metrics_file` | none | a path |
 //! | `journal_compact_bytes` | 4194304 | at least 4096 |
 //!
@@ -44,7 +46,7 @@ mod values;
 
 pub use error::ConfigError;
 
-use crate::json::diag::{choice, decode, integer, known_members, string, Problems};
+use crate::json::diag::{boolean, choice, decode, integer, known_members, string, Problems};
 use crate::json::{self, Value};
 use crate::secret::Secret;
 use std::fmt;
@@ -77,6 +79,8 @@ const KEYS: &[&str] = &[
     "drain_timeout_secs",
     "unanswered_grace_secs",
     "stop_mode",
+    "hold_tag",
+    "identity_guard",
     "metrics_file",
     "journal_compact_bytes",
 ];
@@ -154,6 +158,10 @@ pub struct Live {
     pub drain_timeout: Duration,
     pub stop_mode: StopMode,
     pub metrics_file: Option<PathBuf>,
+    /// A guest carrying this PVE tag is left alone until the tag goes.
+    pub hold_tag: String,
+    /// A desired `name` must match the live guest's, or the guest is left alone.
+    pub identity_guard: bool,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -318,6 +326,8 @@ fn parse_with(
             drain_timeout: Duration::from_secs(20),
             stop_mode: StopMode::Shutdown,
             metrics_file: None,
+            hold_tag: crate::plan::DEFAULT_HOLD_TAG.to_string(),
+            identity_guard: true,
         },
     };
     let (mut has_node, mut has_token_id, mut has_secret_file) = (false, false, false);
@@ -375,6 +385,18 @@ fn parse_with(
                     _ => StopMode::Shutdown,
                 }
             }),
+            "hold_tag" => string(v).and_then(|s| {
+                if crate::desired::is_tag(s) {
+                    cfg.live.hold_tag = s.to_ascii_lowercase();
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} is not a PVE tag: use letters, digits and - _ + . only",
+                        json::quote(s)
+                    ))
+                }
+            }),
+            "identity_guard" => boolean(v).map(|b| cfg.live.identity_guard = b),
             other => unreachable!("{other} is not in KEYS"),
         };
         if let Err(msg) = set {

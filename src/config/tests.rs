@@ -39,6 +39,8 @@ pub(super) fn defaults() -> Config {
             drain_timeout: Duration::from_secs(20),
             stop_mode: StopMode::Shutdown,
             metrics_file: None,
+            hold_tag: "felhom-hold".into(),
+            identity_guard: true,
         },
     }
 }

@@ -337,11 +337,12 @@ impl Daemon {
             return;
         }
         self.observing = true;
-        self.observer.request(
-            self.generation,
-            Arc::new(self.desired.clone()),
-            self.engine.read_holds(&self.desired),
-        );
+        self.observer.request(observer::Request {
+            generation: self.generation,
+            desired: Arc::new(self.desired.clone()),
+            held: self.engine.read_holds(&self.desired),
+            settings: self.engine.plan_settings().clone(),
+        });
     }
 
     /// Plans and dispatches a pass from the observer's answer.

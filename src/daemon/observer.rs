@@ -9,7 +9,7 @@
 use crate::cancel::{Cancel, CancelSource};
 use crate::desired::DesiredState;
 use crate::engine::{NodeReader, Observation};
-use crate::plan::Hold;
+use crate::plan::{Hold, PlanSettings};
 use crate::pve::{ApiError, Vmid};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
@@ -25,8 +25,16 @@ pub struct Reply {
     pub started: (Instant, i64),
 }
 
-/// A desired-state generation, its snapshot, and the holds in force as the read begins.
-type Request = (u64, Arc<DesiredState>, BTreeMap<Vmid, Hold>);
+/// What one read is for.
+pub(super) struct Request {
+    /// The desired-state generation, and its snapshot.
+    pub generation: u64,
+    pub desired: Arc<DesiredState>,
+    /// The holds in force as the read begins.
+    pub held: BTreeMap<Vmid, Hold>,
+    /// How the plan made from it will be made.
+    pub settings: PlanSettings,
+}
 
 /// Drop order is significant: the request channel closes before the join.
 pub(super) struct Observer {
@@ -54,14 +62,9 @@ impl Observer {
     }
 
     /// Asks for an observation. The caller asks again only after the answer came.
-    pub(super) fn request(
-        &self,
-        generation: u64,
-        desired: Arc<DesiredState>,
-        held: BTreeMap<Vmid, Hold>,
-    ) {
+    pub(super) fn request(&self, request: Request) {
         if let Some(tx) = &self.requests {
-            let _ = tx.try_send((generation, desired, held));
+            let _ = tx.try_send(request);
         }
     }
 
@@ -78,12 +81,18 @@ fn observe_loop(
     reply: &Sender<Reply>,
     cancel: &Cancel,
 ) {
-    for (generation, desired, held) in inbox {
+    for Request {
+        generation,
+        desired,
+        held,
+        settings,
+    } in inbox
+    {
         if crate::failpoint::hit("observer-panic") {
             panic!("failpoint observer-panic");
         }
         let started = (Instant::now(), crate::time::unix_now());
-        let result = reader.read(&desired, &held, cancel);
+        let result = reader.read(&desired, &held, &settings, cancel);
         let observed = Reply {
             generation,
             result,

@@ -31,6 +31,7 @@ mod tests_syntax;
 
 pub use crate::json::diag::{Problem, MAX_PROBLEMS};
 pub use crate::json::Pos;
+pub use guest::is_tag;
 pub use provider::{EmptyProvider, FileProvider, Provider};
 
 use crate::json;
@@ -73,7 +74,8 @@ impl fmt::Display for RunState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestSpec {
     pub vmid: Vmid,
-    /// A label for people; never compared or sent.
+    /// The guest's name (a container's hostname, a VM's name). When given, it guards
+    /// against a reused vmid: a live guest with another name is left alone. Never sent.
     pub name: Option<String>,
     pub state: Option<RunState>,
     pub cores: Option<u32>,
@@ -103,14 +105,16 @@ impl GuestSpec {
         }
     }
 
-    /// A stable 64-bit FNV-1a hash of the managed fields, used to notice that a
-    /// guest's desired state changed. `name` is left out because it is not managed.
-    /// The value is the same across runs and builds: it may be stored.
+    /// A stable 64-bit FNV-1a hash of the managed fields and the name guard, used to
+    /// notice that a guest's desired state changed. The value is the same across runs
+    /// and builds: it may be stored.
     pub fn fingerprint(&self) -> u64 {
         // Canonical rendering: `vmid=101;`, then one `key=+value;` per managed field
         // in a fixed order (state, cores, memory, swap, description, onboot, tags),
-        // `key=-;` when absent. Strings are written as `<byte length>:<text>` and tags
-        // joined with `,`, so no content can imitate a field boundary.
+        // `key=-;` when absent, and last `name=<byte length>:<text>;` only when a name
+        // is given (so specs without one keep the values they always had). Strings are
+        // written as `<byte length>:<text>` and tags joined with `,`, so no content can
+        // imitate a field boundary.
         let mut h = Fnv::new();
         h.field("vmid", &self.vmid.to_string());
         h.opt("state", self.state.map(|s| s.as_str().to_string()));
@@ -133,6 +137,9 @@ impl GuestSpec {
                     .join(",")
             }),
         );
+        if let Some(name) = &self.name {
+            h.field("name", &format!("{}:{name}", name.len()));
+        }
         h.0
     }
 }

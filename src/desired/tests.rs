@@ -233,20 +233,23 @@ fn fingerprint_is_stable_and_tracks_managed_fields() {
     // Pinned: the value may be stored, so it must not change between builds. The
     // expected values were computed independently (a few lines of Python over the
     // canonical rendering documented in `fingerprint`).
-    assert_eq!(base.fingerprint(), 0xc02c_a27c_42c9_06de);
+    assert_eq!(base.fingerprint(), 0x7372_ba7b_eeed_5a52);
     assert_eq!(
         GuestSpec::new(Vmid::new(101).unwrap()).fingerprint(),
         0x58c5_4a3a_5562_dedb
     );
-    let renamed = GuestSpec {
+    // Without a name, the value it always had.
+    let unnamed = GuestSpec {
         name: None,
         ..base.clone()
     };
-    assert_eq!(
-        renamed.fingerprint(),
-        base.fingerprint(),
-        "name is not managed"
-    );
+    assert_eq!(unnamed.fingerprint(), 0xc02c_a27c_42c9_06de);
+    // The name guards against a reused vmid, so changing it changes the spec.
+    let renamed = GuestSpec {
+        name: Some("web2".into()),
+        ..base.clone()
+    };
+    assert_ne!(renamed.fingerprint(), base.fingerprint());
     let variants = [
         GuestSpec {
             vmid: Vmid::new(102).unwrap(),

@@ -168,6 +168,7 @@ impl NodeReader {
         &self,
         desired: &DesiredState,
         held: &BTreeMap<Vmid, Hold>,
+        settings: &PlanSettings,
         cancel: &Cancel,
     ) -> Result<Observation, ApiError> {
         let node = ClientNode {
@@ -205,7 +206,15 @@ impl NodeReader {
         } else {
             Depth::Needed
         };
-        observe(&self.client, &self.node, desired, &held, depth, cancel)
+        observe(
+            &self.client,
+            &self.node,
+            desired,
+            &held,
+            settings,
+            depth,
+            cancel,
+        )
     }
 }
 
@@ -303,9 +312,12 @@ impl Engine {
 
     /// Reads the node and plans, without acting.
     pub fn plan(&self, desired: &DesiredState) -> Result<(Plan, Observation), ApiError> {
-        let obs = self
-            .reader
-            .read(desired, &self.read_holds(desired), &Cancel::never())?;
+        let obs = self.reader.read(
+            desired,
+            &self.read_holds(desired),
+            &self.settings.plan,
+            &Cancel::never(),
+        )?;
         let holds = self.holds(desired, &obs);
         Ok((
             plan::plan(desired, &obs.actual, &holds, &self.settings.plan),
@@ -318,9 +330,12 @@ impl Engine {
     /// A pass that dispatches nothing completes at once and is returned as the second value.
     pub fn start_pass(&mut self, desired: &DesiredState) -> (Option<Plan>, Option<PassReport>) {
         let started = (Instant::now(), crate::time::unix_now());
-        let obs = self
-            .reader
-            .read(desired, &self.read_holds(desired), &Cancel::never());
+        let obs = self.reader.read(
+            desired,
+            &self.read_holds(desired),
+            &self.settings.plan,
+            &Cancel::never(),
+        );
         self.start_observed_pass(desired, obs, started)
     }
 
@@ -484,6 +499,11 @@ impl Engine {
     /// before their next action.
     pub fn stop_new(&mut self) {
         self.lanes.stop_new();
+    }
+
+    /// How passes plan now.
+    pub fn plan_settings(&self) -> &PlanSettings {
+        &self.settings.plan
     }
 
     /// Changes how later passes plan (a reload).

@@ -19,7 +19,7 @@
 
 use crate::cancel::Cancel;
 use crate::desired::{DesiredState, GuestSpec};
-use crate::plan::{Actual, ActualGuest, ActualSpec, Field, Hold};
+use crate::plan::{gate, Actual, ActualGuest, ActualSpec, Field, Hold, PlanSettings};
 use crate::pve::client::Client;
 use crate::pve::error::{ApiError, TransportError};
 use crate::pve::types::{GuestEntry, LxcConfig, PendingEntry, RunState};
@@ -70,6 +70,7 @@ pub fn observe(
     node: &str,
     desired: &DesiredState,
     held: &BTreeMap<Vmid, Hold>,
+    settings: &PlanSettings,
     depth: Depth,
     cancel: &Cancel,
 ) -> Result<Observation, ApiError> {
@@ -106,10 +107,11 @@ pub fn observe(
         let Some(want) = desired.guests.get(&entry.vmid) else {
             continue;
         };
-        let spec = if let Some(why) = no_read_needed(entry, want, &out.actual, held) {
+        let spec = if let Some(why) = no_read_needed(entry, want, &out.actual, held, settings) {
             Err(why)
         } else {
-            match (depth, spec_from_list(entry, want)) {
+            let want = crate::plan::effective_spec(want, settings);
+            match (depth, spec_from_list(entry, &want)) {
                 (Depth::Needed, Some(spec)) => Ok(spec),
                 _ => {
                     to_read.push(entry.vmid);
@@ -122,6 +124,7 @@ pub fn observe(
             ActualGuest {
                 vmid: entry.vmid,
                 name: entry.name.clone(),
+                tags: entry.tags.clone(),
                 running: entry.status == RunState::Running,
                 lock: entry.lock.clone(),
                 template: entry.template,
@@ -130,7 +133,7 @@ pub fn observe(
         );
     }
     out.config_reads = to_read.len();
-    for (vmid, spec) in read_specs(client, node, desired, &to_read, cancel)? {
+    for (vmid, spec) in read_specs(client, node, desired, settings, &to_read, cancel)? {
         if let Some(g) = out.actual.local.get_mut(&vmid) {
             g.spec = spec;
         }
@@ -150,8 +153,11 @@ fn no_read_needed(
     want: &GuestSpec,
     actual: &Actual,
     held: &BTreeMap<Vmid, Hold>,
+    settings: &PlanSettings,
 ) -> Option<String> {
-    if held.contains_key(&entry.vmid) {
+    if let Some(skip) = gate(want, entry.name.as_deref(), entry.tags.as_deref(), settings) {
+        Some(format!("{NOT_READ}: {skip}"))
+    } else if held.contains_key(&entry.vmid) {
         Some(format!("{NOT_READ}: held"))
     } else if actual.ha_managed.contains_key(&entry.vmid) {
         Some(format!("{NOT_READ}: ha-managed"))
@@ -198,6 +204,7 @@ fn read_specs(
     client: &Client,
     node: &str,
     desired: &DesiredState,
+    settings: &PlanSettings,
     vmids: &[Vmid],
     cancel: &Cancel,
 ) -> Result<Vec<SpecRead>, ApiError> {
@@ -208,7 +215,8 @@ fn read_specs(
             if cancel.is_cancelled() {
                 return;
             }
-            let spec = read_spec(client, node, &desired.guests[vmid]).map_err(|e| e.to_string());
+            let want = crate::plan::effective_spec(&desired.guests[vmid], settings);
+            let spec = read_spec(client, node, &want).map_err(|e| e.to_string());
             results
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -15,6 +15,7 @@ pub use normalize::{description_eq, normalize_tags, render_description, Field};
 use crate::action::{Action, ActionKind, Params};
 use crate::desired::{DesiredState, GuestSpec, RunState};
 use crate::pve::Vmid;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -35,6 +36,8 @@ pub struct Actual {
 pub struct ActualGuest {
     pub vmid: Vmid,
     pub name: Option<String>,
+    /// The tags as the node's list shows them (`;`-separated), read on every pass.
+    pub tags: Option<String>,
     pub running: bool,
     pub lock: Option<String>,
     pub template: bool,
@@ -73,12 +76,17 @@ pub enum Hold {
 }
 
 /// Settings that shape the plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanSettings {
     /// Use a hard `stop` instead of a graceful `shutdown`.
     pub hard_stop: bool,
     /// `timeout` for a graceful shutdown, after which `forceStop=1` kills the guest.
     pub shutdown_timeout_secs: u64,
+    /// A guest carrying this PVE tag is left alone entirely; the agent never adds or
+    /// removes the tag itself.
+    pub hold_tag: Option<String>,
+    /// A desired `name` must match the live guest's name, or the guest is left alone.
+    pub identity_guard: bool,
 }
 
 impl Default for PlanSettings {
@@ -86,7 +94,58 @@ impl Default for PlanSettings {
         PlanSettings {
             hard_stop: false,
             shutdown_timeout_secs: 60,
+            hold_tag: Some(DEFAULT_HOLD_TAG.to_string()),
+            identity_guard: true,
         }
+    }
+}
+
+/// The PVE tag that holds a guest unless the config names another.
+pub const DEFAULT_HOLD_TAG: &str = "felhom-hold";
+
+/// Whether a guest is closed to the agent before anything else is looked at: held by
+/// an operator's tag, or not the guest the desired state means (another name). The
+/// plan skips it, and the node is not asked about it beyond its list. One decision,
+/// used by [`plan`] and by the engine when it decides what to read.
+pub fn gate(
+    spec: &GuestSpec,
+    live_name: Option<&str>,
+    live_tags: Option<&str>,
+    settings: &PlanSettings,
+) -> Option<SkipReason> {
+    if let Some(tag) = &settings.hold_tag {
+        if normalize::split_tags(live_tags.unwrap_or("")).any(|t| t.eq_ignore_ascii_case(tag)) {
+            return Some(SkipReason::HeldByTag(tag.clone()));
+        }
+    }
+    if settings.identity_guard {
+        if let Some(want) = &spec.name {
+            if !live_name.is_some_and(|n| n.eq_ignore_ascii_case(want)) {
+                return Some(SkipReason::IdentityMismatch {
+                    desired: want.clone(),
+                    found: live_name.map(str::to_string),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The spec the plan compares: the hold tag, which only an operator sets, taken out
+/// of the desired tags.
+pub fn effective_spec<'a>(spec: &'a GuestSpec, settings: &PlanSettings) -> Cow<'a, GuestSpec> {
+    match (&settings.hold_tag, &spec.tags) {
+        (Some(tag), Some(tags)) if tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) => {
+            let mut s = spec.clone();
+            s.tags = Some(
+                tags.iter()
+                    .filter(|t| !t.eq_ignore_ascii_case(tag))
+                    .cloned()
+                    .collect(),
+            );
+            Cow::Owned(s)
+        }
+        _ => Cow::Borrowed(spec),
     }
 }
 
@@ -100,6 +159,13 @@ pub enum SkipReason {
     Missing,
     SpecUnknown(String),
     Held(Hold),
+    /// An operator put the hold tag on the guest.
+    HeldByTag(String),
+    /// The live guest is not the one the desired state names.
+    IdentityMismatch {
+        desired: String,
+        found: Option<String>,
+    },
 }
 
 impl SkipReason {
@@ -112,6 +178,8 @@ impl SkipReason {
             SkipReason::Elsewhere(_) => "elsewhere",
             SkipReason::Missing => "missing",
             SkipReason::SpecUnknown(_) => "spec_unknown",
+            SkipReason::HeldByTag(_) => "hold_tag",
+            SkipReason::IdentityMismatch { .. } => "identity",
             SkipReason::Held(Hold::Busy) => "busy",
             SkipReason::Held(Hold::Backoff { .. }) => "backoff",
             SkipReason::Held(Hold::Terminal { .. }) => "terminal",
@@ -131,6 +199,13 @@ impl fmt::Display for SkipReason {
             SkipReason::Elsewhere(node) => write!(f, "elsewhere: {node}"),
             SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
             SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),
+            SkipReason::HeldByTag(tag) => {
+                write!(f, "held by tag {tag:?}: remove the tag to hand it back")
+            }
+            SkipReason::IdentityMismatch { desired, found } => match found {
+                Some(found) => write!(f, "identity mismatch: desired {desired:?}, found {found:?}"),
+                None => write!(f, "identity mismatch: desired {desired:?}, found no name"),
+            },
             SkipReason::Held(Hold::Busy) => f.write_str("busy: an earlier action is running"),
             SkipReason::Held(Hold::Backoff { until, error }) => {
                 write!(f, "in backoff until {until}: {error}")
@@ -205,9 +280,13 @@ fn plan_guest(
         };
         return skip(out, reason);
     };
+    if let Some(reason) = gate(spec, guest.name.as_deref(), guest.tags.as_deref(), settings) {
+        return skip(out, reason);
+    }
     if let Some(hold) = holds.get(&vmid) {
         return skip(out, SkipReason::Held(hold.clone()));
     }
+    let spec = &*effective_spec(spec, settings);
     if let Some(state) = actual.ha_managed.get(&vmid) {
         return skip(out, SkipReason::HaManaged(state.clone()));
     }

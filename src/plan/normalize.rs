@@ -135,7 +135,7 @@ pub fn description_eq(desired: &str, observed: &str) -> bool {
 }
 
 /// Splits a PVE tag string on `;`, `,` or whitespace.
-fn split_tags(s: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn split_tags(s: &str) -> impl Iterator<Item = &str> {
     s.split([';', ',', ' ', '\t', '\n'])
         .filter(|t| !t.trim().is_empty())
 }

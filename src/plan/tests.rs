@@ -14,6 +14,7 @@ fn guest(n: u32, running: bool) -> ActualGuest {
     ActualGuest {
         vmid: vmid(n),
         name: Some(format!("ct{n}")),
+        tags: None,
         running,
         lock: None,
         template: false,
@@ -132,6 +133,7 @@ fn shutdown_then_config_when_stopping() {
         PlanSettings {
             hard_stop: true,
             shutdown_timeout_secs: 5,
+            ..PlanSettings::default()
         },
         "101 stop [] state running -> stopped\n\
          101 set_config [cores=4 digest=d1] cores 1 -> 4\n",
@@ -383,4 +385,66 @@ fn render_for_people() {
         &PlanSettings::default(),
     );
     assert_eq!(render(&empty, &names), "nothing to do\n");
+}
+
+#[test]
+fn the_hold_tag_holds_a_guest_and_is_never_written() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    s.tags = Some(vec!["prod".into(), "Felhom-Hold".into()]);
+    let mut held = guest(101, false);
+    held.tags = Some("felhom-hold;prod".into());
+    check(
+        vec![s.clone()],
+        local(vec![held]),
+        &[(101, Hold::Busy)],
+        PlanSettings::default(),
+        "101 skip held by tag \"felhom-hold\": remove the tag to hand it back\n",
+    );
+    // Once the tag is gone the guest is managed again, and the desired list's hold
+    // tag is not added back.
+    check(
+        vec![s],
+        local(vec![guest(101, false)]),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [digest=d1 tags=prod] tags (none) -> prod\n\
+         101 start [] state stopped -> running\n",
+    );
+}
+
+#[test]
+fn a_name_that_does_not_match_leaves_the_guest_alone_unless_the_guard_is_off() {
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    s.name = Some("web1".into());
+    let mut scratch = guest(101, false);
+    scratch.name = Some("scratch".into());
+    check(
+        vec![s.clone()],
+        local(vec![scratch.clone()]),
+        &[],
+        PlanSettings::default(),
+        "101 skip identity mismatch: desired \"web1\", found \"scratch\"\n",
+    );
+    check(
+        vec![s.clone()],
+        local(vec![scratch]),
+        &[],
+        PlanSettings {
+            identity_guard: false,
+            ..PlanSettings::default()
+        },
+        "101 start [] state stopped -> running\n",
+    );
+    // Names compare as host names do: without regard to case.
+    let mut web = guest(101, false);
+    web.name = Some("WEB1".into());
+    check(
+        vec![s],
+        local(vec![web]),
+        &[],
+        PlanSettings::default(),
+        "101 start [] state stopped -> running\n",
+    );
 }

@@ -243,6 +243,7 @@ fn planner(s: &Sizes) {
         observed.local.insert(
             v,
             ActualGuest {
+                tags: None,
                 vmid: v,
                 name: None,
                 running: i % 3 == 0,

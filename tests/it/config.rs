@@ -102,6 +102,8 @@ fn a_full_config_loads_with_paths_beside_it() {
                 drain_timeout: Duration::from_secs(30),
                 stop_mode: StopMode::Stop,
                 metrics_file: Some(PathBuf::from("/run/felhom-agent/metrics.prom")),
+                hold_tag: "felhom-hold".into(),
+                identity_guard: true,
             },
         }
     );

@@ -4,6 +4,7 @@ mod agent;
 mod client;
 mod commands;
 mod config;
+mod controls;
 mod cost;
 mod crash;
 mod daemon;

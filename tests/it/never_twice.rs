@@ -45,7 +45,10 @@ fn a_lane_that_ends_in_flight_during_an_observation_still_holds_its_guest() {
     // The daemon's observer reads the node while the lane still waits for its answer...
     let started = (Instant::now(), felhom_agent::time::unix_now());
     let held = engine.read_holds(&desired);
-    let obs = engine.reader().read(&desired, &held, &Cancel::never());
+    let settings = engine.plan_settings().clone();
+    let obs = engine
+        .reader()
+        .read(&desired, &held, &settings, &Cancel::never());
     // ...then the lane ends with its outcome unknown, before the run loop plans.
     let result = engine.results().recv_timeout(T).expect("the lane reports");
     let report = engine.on_result(result).expect("pass 1 completes");

@@ -1,0 +1,87 @@
+//! The operator's controls: a PVE tag that takes a guest away from the agent, and the
+//! name that guards against a reused vmid. Asserted on what the node saw.
+
+use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
+use felhom_agent::sim::PowerState;
+
+fn requests_for(rig: &Rig, vmid: u32) -> Vec<String> {
+    rig.sim
+        .requests()
+        .iter()
+        .filter(|r| r.vmid == Some(vmid))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[test]
+fn a_guest_held_by_tag_gets_nothing_beyond_the_list_until_the_tag_goes() {
+    let mut g = guest(101, false);
+    g.tags = Some("felhom-hold;prod".into());
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running", "memory": 1024,
+                                   "description": "web", "tags": ["prod"]}]}"#;
+    let rig = Rig::new(
+        "controls-hold",
+        fast_sim(),
+        vec![g],
+        desired,
+        serde_json::json!({}),
+    );
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let desired = rig.desired();
+    for _ in 0..3 {
+        let report = pass(&mut engine, &desired);
+        assert_eq!(report.skipped[0].class, "hold_tag", "{report:?}");
+    }
+    assert_eq!(requests_for(&rig, 101), Vec::<String>::new());
+    // The operator takes the tag off in the GUI: the next pass converges the guest,
+    // and the tag is not put back.
+    rig.sim.update_guest(101, |g| g.tags = Some("prod".into()));
+    let report = pass(&mut engine, &desired);
+    assert_eq!(report.applied, 2, "{report:?}");
+    assert_eq!(mutations_of(&rig.sim, 101), ["PUT config", "POST start"]);
+    let g = rig.sim.guest(101).unwrap();
+    assert_eq!(g.status, PowerState::Running);
+    assert_eq!(g.tags.as_deref(), Some("prod"));
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}
+
+#[test]
+fn a_reused_vmid_is_left_alone_unless_the_guard_is_off() {
+    let mut g = guest(101, false);
+    g.hostname = Some("scratch".into());
+    let desired = r#"{"guests": [{"vmid": 101, "name": "web1", "state": "running"}]}"#;
+    let rig = Rig::new(
+        "controls-identity",
+        fast_sim(),
+        vec![g],
+        desired,
+        serde_json::json!({}),
+    );
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let report = pass(&mut engine, &rig.desired());
+    let skip = &report.skipped[0];
+    assert_eq!(skip.class, "identity");
+    assert_eq!(
+        skip.reason,
+        "identity mismatch: desired \"web1\", found \"scratch\""
+    );
+    assert_eq!(requests_for(&rig, 101), Vec::<String>::new());
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+    // `plan` says the same.
+    let out = rig.bin(&["plan"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("identity mismatch"));
+
+    // An operator who renames guests on purpose turns the guard off.
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rig.config_path).unwrap()).unwrap();
+    cfg["identity_guard"] = false.into();
+    std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let report = pass(&mut engine, &rig.desired());
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}
