@@ -44,6 +44,10 @@ pub enum Outcome {
     Failed(String),
     /// The agent is shutting down; a task may still be running and stays in the journal.
     Cancelled(String),
+    /// The guest's config is no longer on this node: it migrated between the read and
+    /// the action. Nothing is in flight and nothing failed; its new node's agent takes
+    /// it from here.
+    Moved(String),
     /// The request may have reached Proxmox but its outcome is unknown (no answer, an
     /// answer that cannot be read, or a task that outlived the wait). The op stays in
     /// flight in the journal and the guest is held until the node says how it ended.
@@ -64,6 +68,7 @@ impl Outcome {
             Outcome::Terminal(_) => "terminal",
             Outcome::Failed(_) => "failed",
             Outcome::Cancelled(_) => "cancelled",
+            Outcome::Moved(_) => "moved",
             Outcome::InFlight(_) => "in_flight",
         }
     }
@@ -79,6 +84,7 @@ impl fmt::Display for Outcome {
             Outcome::Terminal(m) => write!(f, "failed permanently: {m}"),
             Outcome::Failed(m) => write!(f, "failed: {m}"),
             Outcome::Cancelled(m) => write!(f, "cancelled: {m}"),
+            Outcome::Moved(m) => write!(f, "moved to another node: {m}"),
             Outcome::InFlight(m) => write!(f, "still in flight: {m}"),
         }
     }

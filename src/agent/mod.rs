@@ -65,6 +65,7 @@ pub fn plan_settings(live: &Live) -> PlanSettings {
         shutdown_timeout_secs: live.shutdown_timeout.as_secs(),
         hold_tag: Some(live.hold_tag.clone()),
         identity_guard: live.identity_guard,
+        ha_request: live.ha_mode == crate::config::HaMode::Request,
     }
 }
 

@@ -27,6 +27,7 @@
 //! | `stop_mode` | `"shutdown"` | `"shutdown"` or `"stop"` |
 //! | `hold_tag` | `"felhom-hold"` | a PVE tag |
 //! | `identity_guard` | `true` | a boolean |
+//! | `ha_mode` | `"skip"` | `"skip"` or `"request"` |
 //! | `metrics_file` | none | a path |
 //! | `journal_compact_bytes` | 4194304 | at least 4096 |
 //!
@@ -81,6 +82,7 @@ const KEYS: &[&str] = &[
     "stop_mode",
     "hold_tag",
     "identity_guard",
+    "ha_mode",
     "metrics_file",
     "journal_compact_bytes",
 ];
@@ -162,6 +164,18 @@ pub struct Live {
     pub hold_tag: String,
     /// A desired `name` must match the live guest's, or the guest is left alone.
     pub identity_guard: bool,
+    /// Whether HA-managed guests are left to ha-manager or driven through requests.
+    pub ha_mode: HaMode,
+}
+
+/// What the agent does with a guest that HA manages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HaMode {
+    /// Leave it to ha-manager entirely.
+    Skip,
+    /// Drive its power state through the ordinary calls, which PVE turns into HA
+    /// requests, and verify the outcome from the guest's state; apply its config.
+    Request,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -328,6 +342,7 @@ fn parse_with(
             metrics_file: None,
             hold_tag: crate::plan::DEFAULT_HOLD_TAG.to_string(),
             identity_guard: true,
+            ha_mode: HaMode::Skip,
         },
     };
     let (mut has_node, mut has_token_id, mut has_secret_file) = (false, false, false);
@@ -397,6 +412,12 @@ fn parse_with(
                 }
             }),
             "identity_guard" => boolean(v).map(|b| cfg.live.identity_guard = b),
+            "ha_mode" => choice(v, &["skip", "request"]).map(|s| {
+                cfg.live.ha_mode = match s {
+                    "request" => HaMode::Request,
+                    _ => HaMode::Skip,
+                }
+            }),
             other => unreachable!("{other} is not in KEYS"),
         };
         if let Err(msg) = set {

@@ -41,6 +41,7 @@ pub(super) fn defaults() -> Config {
             metrics_file: None,
             hold_tag: "felhom-hold".into(),
             identity_guard: true,
+            ha_mode: HaMode::Skip,
         },
     }
 }

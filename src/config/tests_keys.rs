@@ -413,7 +413,7 @@ fn unknown_and_duplicate_keys() {
         ),
         (
             r#""verbose": true"#,
-            r#"2: unknown key "verbose": the keys allowed here are api_url, node, token_id, token_secret_file, ca_file, desired_file, state_dir, interval_secs, max_parallel, task_timeout_secs, shutdown_timeout_secs, drain_timeout_secs, unanswered_grace_secs, stop_mode, hold_tag, identity_guard, metrics_file, journal_compact_bytes"#,
+            r#"2: unknown key "verbose": the keys allowed here are api_url, node, token_id, token_secret_file, ca_file, desired_file, state_dir, interval_secs, max_parallel, task_timeout_secs, shutdown_timeout_secs, drain_timeout_secs, unanswered_grace_secs, stop_mode, hold_tag, identity_guard, ha_mode, metrics_file, journal_compact_bytes"#,
         ),
         (
             r#""node": "a", "node": "b""#,

@@ -72,7 +72,10 @@ impl Backoff {
             // Blocked guests are retried on the next pass; a cancelled one is resolved by
             // recovery at the next start; one in flight is held by the journal until its
             // outcome is known.
-            Outcome::Blocked(_) | Outcome::Cancelled(_) | Outcome::InFlight(_) => {}
+            Outcome::Blocked(_)
+            | Outcome::Cancelled(_)
+            | Outcome::InFlight(_)
+            | Outcome::Moved(_) => {}
             Outcome::Terminal(error) => {
                 self.guests.insert(
                     vmid,

@@ -280,6 +280,10 @@ fn log_outcome(action: &Action, op: OpId, outcome: &Outcome) {
             fields.push(("detail", m));
             log::info("action converged", &fields);
         }
+        Outcome::Moved(m) => {
+            fields.push(("detail", m));
+            log::info("guest moved to another node; left to its agent", &fields);
+        }
         Outcome::Blocked(m) | Outcome::Cancelled(m) | Outcome::InFlight(m) => {
             fields.push(("result", &class));
             fields.push(("error", m));
@@ -303,7 +307,11 @@ pub fn classify_api_error(action: &Action, e: &ApiError) -> Outcome {
         }
         _ => {}
     }
-    if e.lock_name().is_some() || e.is_lock_timeout() || e.is_digest_mismatch() {
+    if e.is_config_missing() {
+        // Migrated between the read and the action: PVE checks the config's node
+        // before anything else (docs/proxmox-api.md §5.5).
+        Outcome::Moved(msg)
+    } else if e.lock_name().is_some() || e.is_lock_timeout() || e.is_digest_mismatch() {
         Outcome::Blocked(msg)
     } else if e.is_param_error() {
         Outcome::Terminal(msg)
@@ -321,6 +329,7 @@ pub fn classify_task_error(action: &Action, status: &str) -> Outcome {
         ActionKind::Stop | ActionKind::Shutdown if messages::is_not_running(status) => {
             Outcome::Converged(msg)
         }
+        _ if messages::is_config_missing(status) => Outcome::Moved(msg),
         _ if messages::lock_name(status).is_some() || messages::is_lock_timeout(status) => {
             Outcome::Blocked(msg)
         }

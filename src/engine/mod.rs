@@ -81,6 +81,9 @@ pub struct PassReport {
     pub failed: usize,
     pub blocked: usize,
     pub cancelled: usize,
+    /// Actions not taken because the guest migrated to another node meanwhile.
+    #[serde(default)]
+    pub moved: usize,
     /// Actions whose outcome is not known yet: the guest is held until it is.
     pub in_flight: usize,
     pub not_run: usize,
@@ -462,6 +465,7 @@ impl Engine {
                 Outcome::Converged(_) => rep.converged += 1,
                 Outcome::Blocked(_) => rep.blocked += 1,
                 Outcome::Cancelled(_) => rep.cancelled += 1,
+                Outcome::Moved(_) => rep.moved += 1,
                 Outcome::InFlight(_) => rep.in_flight += 1,
                 Outcome::Terminal(_) | Outcome::Failed(_) => rep.failed += 1,
             }

@@ -159,7 +159,7 @@ fn no_read_needed(
         Some(format!("{NOT_READ}: {skip}"))
     } else if held.contains_key(&entry.vmid) {
         Some(format!("{NOT_READ}: held"))
-    } else if actual.ha_managed.contains_key(&entry.vmid) {
+    } else if actual.ha_managed.contains_key(&entry.vmid) && !settings.ha_request {
         Some(format!("{NOT_READ}: ha-managed"))
     } else if entry.lock.is_some() {
         Some(format!("{NOT_READ}: locked"))

@@ -87,6 +87,8 @@ pub struct PlanSettings {
     pub hold_tag: Option<String>,
     /// A desired `name` must match the live guest's name, or the guest is left alone.
     pub identity_guard: bool,
+    /// HA-managed guests are driven through HA requests instead of being skipped.
+    pub ha_request: bool,
 }
 
 impl Default for PlanSettings {
@@ -96,6 +98,7 @@ impl Default for PlanSettings {
             shutdown_timeout_secs: 60,
             hold_tag: Some(DEFAULT_HOLD_TAG.to_string()),
             identity_guard: true,
+            ha_request: false,
         }
     }
 }
@@ -287,7 +290,11 @@ fn plan_guest(
         return skip(out, SkipReason::Held(hold.clone()));
     }
     let spec = &*effective_spec(spec, settings);
-    if let Some(state) = actual.ha_managed.get(&vmid) {
+    if let Some(state) = actual
+        .ha_managed
+        .get(&vmid)
+        .filter(|_| !settings.ha_request)
+    {
         return skip(out, SkipReason::HaManaged(state.clone()));
     }
     if let Some(lock) = &guest.lock {

@@ -104,6 +104,7 @@ fn a_full_config_loads_with_paths_beside_it() {
                 metrics_file: Some(PathBuf::from("/run/felhom-agent/metrics.prom")),
                 hold_tag: "felhom-hold".into(),
                 identity_guard: true,
+                ha_mode: felhom_agent::config::HaMode::Skip,
             },
         }
     );

@@ -85,3 +85,80 @@ fn a_reused_vmid_is_left_alone_unless_the_guard_is_off() {
     engine.shutdown(std::time::Instant::now(), || cancel.cancel());
     journal.close().unwrap();
 }
+
+#[test]
+fn ha_guests_are_driven_through_requests_and_verified_with_ha_mode_request() {
+    let mut g = guest(101, false);
+    g.ha = Some("stopped".into());
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running", "memory": 1024}]}"#;
+    let rig = Rig::new(
+        "controls-ha",
+        fast_sim(),
+        vec![g],
+        desired,
+        serde_json::json!({"ha_mode": "request"}),
+    );
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let report = pass(&mut engine, &rig.desired());
+    assert_eq!(report.applied, 2, "{report:?}");
+    assert_eq!(mutations_of(&rig.sim, 101), ["PUT config", "POST start"]);
+    // The task was HA's request; the guest was seen running before the start counted.
+    let tasks = rig.sim.tasks_started(101);
+    assert_eq!(tasks.len(), 1);
+    assert!(tasks[0].contains(":hastart:"), "{tasks:?}");
+    let g = rig.sim.guest(101).unwrap();
+    assert_eq!((g.status, g.memory), (PowerState::Running, Some(1024)));
+    // Converged: the next pass sends nothing.
+    let report = pass(&mut engine, &rig.desired());
+    assert_eq!(report.planned, 0, "{report:?}");
+    assert_eq!(rig.sim.mutations().len(), 2);
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}
+
+#[test]
+fn a_guest_that_migrates_between_the_read_and_the_action_is_left_to_its_new_node() {
+    use felhom_agent::sim::{Effect, FaultRule, Faults, Match, SimOptions};
+    let opts = SimOptions {
+        nodes: vec!["pve1".into(), "pve2".into()],
+        ..fast_sim()
+    };
+    let desired = r#"{"guests": [{"vmid": 101, "state": "running"}]}"#;
+    let rig = Rig::new(
+        "controls-moved",
+        opts,
+        vec![guest(101, false)],
+        desired,
+        serde_json::json!({}),
+    );
+    // The start waits at the node while the guest migrates to pve2.
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::post("status/start"),
+        Effect::Delay(std::time::Duration::from_millis(400)),
+    )));
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let (_plan, done) = engine.start_pass(&rig.desired());
+    assert!(done.is_none());
+    assert!(rig.sim.wait_until(std::time::Duration::from_secs(10), |s| s
+        .max_concurrent_mutations()
+        == 1));
+    rig.sim.update_guest(101, |g| g.node = "pve2".into());
+    let result = engine
+        .results()
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let report = engine.on_result(result).unwrap();
+    assert_eq!(
+        (report.moved, report.failed, report.in_flight),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    assert!(journal.in_flight().is_empty());
+    // No backoff, no alarm: the next pass sees it elsewhere and leaves it.
+    rig.sim.set_faults(Faults::default());
+    let report = pass(&mut engine, &rig.desired());
+    assert_eq!(report.skipped[0].class, "elsewhere", "{report:?}");
+    assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Stopped);
+    engine.shutdown(std::time::Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+}
