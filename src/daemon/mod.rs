@@ -62,6 +62,8 @@ pub enum Event {
     JournalFatal(String),
     /// The drain bound passed during shutdown.
     DrainDeadline,
+    /// A staged job falls due (a guest's `up` delay has passed).
+    Stage,
     /// The `observer` thread has read the node for a pass.
     Observation(Reply),
     /// An internal thread ended (its channel closed): a bug. The agent exits non-zero so
@@ -84,6 +86,7 @@ impl fmt::Display for Event {
             Event::Watchdog => f.write_str("watchdog"),
             Event::JournalFatal(e) => write!(f, "journal fatal: {e}"),
             Event::DrainDeadline => f.write_str("drain deadline"),
+            Event::Stage => f.write_str("next startup order due"),
             Event::Observation(o) => write!(f, "observation for generation {}", o.generation),
             Event::ThreadDied(t) => write!(f, "the {t} thread ended"),
         }
@@ -259,6 +262,9 @@ impl Daemon {
             let dog = next_watchdog.map_or(never(), |t| {
                 after(t.saturating_duration_since(Instant::now()))
             });
+            let stage = self.engine.next_wake().map_or(never(), |t| {
+                after(t.saturating_duration_since(Instant::now()))
+            });
             let event = select! {
                 recv(signals) -> s => match s {
                     Ok(s) => event_of_signal(s),
@@ -282,6 +288,7 @@ impl Daemon {
                 },
                 recv(tick) -> _ => Event::Tick,
                 recv(dog) -> _ => Event::Watchdog,
+                recv(stage) -> _ => Event::Stage,
             };
             log::debug("event", &[("event", &event)]);
             match event {
@@ -324,6 +331,11 @@ impl Daemon {
                         &[("thread", &which)],
                     );
                     return ExitCode::Internal;
+                }
+                Event::Stage => {
+                    for report in self.engine.on_wake() {
+                        self.pass_done(report);
+                    }
                 }
                 Event::DrainDeadline => {}
             }

@@ -11,6 +11,7 @@
 mod backoff;
 pub mod exec;
 pub mod observe;
+mod stages;
 
 pub use backoff::Backoff;
 pub use exec::{ApiExecutor, Progress};
@@ -127,7 +128,10 @@ impl PassReport {
 struct OpenPass {
     report: PassReport,
     started_at: Instant,
+    /// Guests whose job has not reported yet, dispatched or still staged.
     outstanding: BTreeSet<Vmid>,
+    /// The jobs not dispatched yet, in PVE's start and stop order.
+    stages: stages::Stages,
 }
 
 /// The engine. Owned by one thread; lanes run the actions.
@@ -144,6 +148,8 @@ pub struct Engine {
     /// guests an earlier one is still working on, so each guest is outstanding in at
     /// most one pass.
     open: Vec<OpenPass>,
+    /// Passes completed and not yet handed to the caller.
+    finished: Vec<PassReport>,
     fatal: Receiver<String>,
 }
 
@@ -259,6 +265,7 @@ impl Engine {
             fingerprints: BTreeMap::new(),
             passes: 0,
             open: Vec::new(),
+            finished: Vec::new(),
             fatal,
         }
     }
@@ -290,7 +297,9 @@ impl Engine {
                 .unwrap_or_else(|| format!("op {} {} is still in flight", op.op, op.kind));
             holds.insert(op.vmid, Hold::InFlight { what });
         }
-        for vmid in self.lanes.busy() {
+        // Queued, running, or staged behind an earlier startup order.
+        let staged = self.open.iter().flat_map(|p| &p.outstanding);
+        for vmid in self.lanes.busy().iter().chain(staged) {
             holds.insert(*vmid, Hold::Busy);
         }
         for (vmid, spec) in &desired.guests {
@@ -412,34 +421,78 @@ impl Engine {
                 reason: s.reason.to_string(),
             })
             .collect();
-        let mut outstanding = BTreeSet::new();
-        for vmid in plan.guests() {
-            let job = Job {
-                vmid,
-                actions: plan.for_guest(vmid).cloned().collect(),
-                fingerprint: self.fingerprints.get(&vmid).copied().unwrap_or(0),
-            };
-            match self.lanes.dispatch(job) {
-                Ok(true) => {
-                    outstanding.insert(vmid);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    crate::log::error("cannot start lane", &[("vmid", &vmid), ("error", &e)]);
-                    report.failed += plan.for_guest(vmid).count();
-                }
-            }
-        }
+        let jobs = plan
+            .guests()
+            .into_iter()
+            .map(|vmid| {
+                let job = Job {
+                    vmid,
+                    actions: plan.for_guest(vmid).cloned().collect(),
+                    fingerprint: self.fingerprints.get(&vmid).copied().unwrap_or(0),
+                };
+                let startup = obs
+                    .actual
+                    .local
+                    .get(&vmid)
+                    .and_then(|g| g.spec.as_ref().ok())
+                    .and_then(|s| s.startup);
+                (job, startup, std::time::Duration::ZERO)
+            })
+            .collect::<Vec<_>>();
         let open = OpenPass {
             report,
             started_at,
-            outstanding,
+            outstanding: jobs.iter().map(|(j, _, _)| j.vmid).collect(),
+            stages: stages::Stages::new(jobs, Instant::now()),
         };
-        if open.outstanding.is_empty() {
-            return (Some(plan), Some(finish(open)));
-        }
         self.open.push(open);
-        (Some(plan), None)
+        self.dispatch_due();
+        (Some(plan), self.finished.pop())
+    }
+
+    /// Dispatches every staged job that is due now, and moves every pass with nothing
+    /// outstanding to `finished`.
+    fn dispatch_due(&mut self) {
+        let now = Instant::now();
+        let mut unstarted = Vec::new();
+        for open in &mut self.open {
+            for job in open.stages.due(now) {
+                let (vmid, n) = (job.vmid, job.actions.len());
+                match self.lanes.dispatch(job) {
+                    Ok(true) => {}
+                    // Busy already: not this pass's to run (it cannot be, since a pass
+                    // holds its busy guests); it ends here.
+                    Ok(false) => unstarted.push((vmid, 0)),
+                    Err(e) => {
+                        crate::log::error("cannot start lane", &[("vmid", &vmid), ("error", &e)]);
+                        open.report.failed += n;
+                        unstarted.push((vmid, 0));
+                    }
+                }
+            }
+        }
+        for (vmid, _) in unstarted {
+            if let Some(open) = self.open.iter_mut().find(|p| p.outstanding.contains(&vmid)) {
+                open.outstanding.remove(&vmid);
+                open.stages.ended(vmid, now);
+            }
+        }
+        let (finished, open): (Vec<OpenPass>, Vec<OpenPass>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|p| p.outstanding.is_empty());
+        self.open = open;
+        self.finished.extend(finished.into_iter().map(finish));
+    }
+
+    /// When a staged job next falls due (an `up` delay), for the caller's timer.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.open.iter().filter_map(|p| p.stages.next_wake()).min()
+    }
+
+    /// The caller's timer fired: dispatch what is due. Returns completed passes.
+    pub fn on_wake(&mut self) -> Vec<PassReport> {
+        self.dispatch_due();
+        std::mem::take(&mut self.finished)
     }
 
     /// Takes one job result: updates backoff and the open pass. Returns the pass report
@@ -456,6 +509,7 @@ impl Engine {
             .position(|p| p.outstanding.contains(&r.vmid))?;
         let open = &mut self.open[idx];
         open.outstanding.remove(&r.vmid);
+        open.stages.ended(r.vmid, Instant::now());
         let rep = &mut open.report;
         rep.not_run += r.not_run;
         for (action, outcome) in &r.outcomes {
@@ -480,10 +534,9 @@ impl Engine {
             }
             rep.actions.push(entry);
         }
-        if open.outstanding.is_empty() {
-            return Some(finish(self.open.remove(idx)));
-        }
-        None
+        // The next stage may be due at once; passes with nothing left complete.
+        self.dispatch_due();
+        self.finished.pop()
     }
 
     /// Tells the lanes the desired state in force now (each pass, and at once on a
@@ -503,6 +556,13 @@ impl Engine {
     /// before their next action.
     pub fn stop_new(&mut self) {
         self.lanes.stop_new();
+        for open in &mut self.open {
+            for job in open.stages.take_waiting() {
+                open.outstanding.remove(&job.vmid);
+                open.report.not_run += job.actions.len();
+            }
+        }
+        self.dispatch_due();
     }
 
     /// How passes plan now.
@@ -538,9 +598,15 @@ impl Engine {
             return (plan, report);
         }
         loop {
-            match self.lanes.results().recv_deadline(deadline) {
+            let wake = self.next_wake().map_or(deadline, |w| w.min(deadline));
+            match self.lanes.results().recv_deadline(wake) {
                 Ok(r) => {
                     if let Some(report) = self.on_result(r) {
+                        return (plan, report);
+                    }
+                }
+                Err(_) if Instant::now() < deadline => {
+                    if let Some(report) = self.on_wake().pop() {
                         return (plan, report);
                     }
                 }
@@ -562,10 +628,10 @@ impl Engine {
         drain_deadline: Instant,
         cancel: impl FnOnce(),
     ) -> Option<PassReport> {
-        self.lanes.stop_new();
+        self.stop_new();
+        let mut done = self.finished.pop();
         let mut results = Vec::new();
         self.lanes.drain_until(drain_deadline, |r| results.push(r));
-        let mut done = None;
         for r in results {
             done = self.on_result(r).or(done);
         }

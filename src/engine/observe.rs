@@ -19,10 +19,11 @@
 
 use crate::cancel::Cancel;
 use crate::desired::{DesiredState, GuestSpec};
+use crate::plan::Startup;
 use crate::plan::{gate, Actual, ActualGuest, ActualSpec, Field, Hold, PlanSettings};
 use crate::pve::client::Client;
 use crate::pve::error::{ApiError, TransportError};
-use crate::pve::types::{GuestEntry, LxcConfig, PendingEntry, RunState};
+use crate::pve::types::{GuestEntry, LxcConfig, PendingEntry, RunState, TaskQuery};
 use crate::pve::Vmid;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,6 +101,7 @@ pub fn observe(
         }
     }
     let mut to_read = Vec::new();
+    let mut power_drift = false;
     for entry in &list {
         if let Some(name) = &entry.name {
             out.names.insert(entry.vmid, name.clone());
@@ -110,6 +112,10 @@ pub fn observe(
         let spec = if let Some(why) = no_read_needed(entry, want, &out.actual, held, settings) {
             Err(why)
         } else {
+            let running = entry.status == RunState::Running;
+            power_drift |= want
+                .state
+                .is_some_and(|s| (s == crate::desired::RunState::Running) != running);
             let want = crate::plan::effective_spec(want, settings);
             match (depth, spec_from_list(entry, &want)) {
                 (Depth::Needed, Some(spec)) => Ok(spec),
@@ -132,6 +138,12 @@ pub fn observe(
             },
         );
     }
+    if power_drift {
+        // Only when a power action may follow: a pass with nothing to start or stop
+        // costs no request for this.
+        stop_if_cancelled(cancel, "GET the active tasks")?;
+        out.actual.bulk_task = bulk_task(client, node);
+    }
     out.config_reads = to_read.len();
     for (vmid, spec) in read_specs(client, node, desired, settings, &to_read, cancel)? {
         if let Some(g) = out.actual.local.get_mut(&vmid) {
@@ -145,6 +157,24 @@ pub fn observe(
         }
     }
     Ok(out)
+}
+
+/// The node's own start-all or stop-all task running now. A list that cannot be read is
+/// taken as one running: power actions wait a pass rather than race it.
+fn bulk_task(client: &Client, node: &str) -> Option<String> {
+    let q = TaskQuery {
+        source: Some("active".into()),
+        ..TaskQuery::default()
+    };
+    match client.tasks(node, &q) {
+        Ok(tasks) => tasks
+            .into_iter()
+            .find(|t| matches!(t.kind.as_str(), "startall" | "stopall"))
+            .map(|t| format!("{} ({})", t.kind, t.upid)),
+        Err(e) => Some(format!(
+            "an unknown task: the active task list cannot be read ({e})"
+        )),
+    }
 }
 
 /// Why a guest's config is not worth reading: the plan will not act on it this pass.
@@ -176,6 +206,12 @@ fn spec_from_list(entry: &GuestEntry, want: &GuestSpec) -> Option<ActualSpec> {
     if want.description.is_some() || want.onboot.is_some() {
         return None;
     }
+    // A guest to start or stop: its `startup` property orders the action.
+    let running = entry.status == RunState::Running;
+    let to_run = want.state.map(|s| s == crate::desired::RunState::Running);
+    if to_run.is_some_and(|r| r != running) {
+        return None;
+    }
     let cpus = entry.cpus?;
     let spec = ActualSpec {
         // Only whole CPU counts can be `cores`; a match may still be a `cpulimit` or
@@ -188,6 +224,7 @@ fn spec_from_list(entry: &GuestEntry, want: &GuestSpec) -> Option<ActualSpec> {
         tags: entry.tags.clone(),
         digest: String::new(),
         pending: Vec::new(),
+        startup: None,
     };
     let matches = Field::ALL
         .into_iter()
@@ -293,6 +330,11 @@ fn spec_of(c: &LxcConfig) -> ActualSpec {
         tags: c.tags.clone(),
         digest: c.digest.clone(),
         pending: Vec::new(),
+        startup: c
+            .other
+            .get("startup")
+            .and_then(|v| v.as_str())
+            .and_then(Startup::parse),
     }
 }
 

@@ -9,8 +9,10 @@
 //! or reboots a guest, and it only looks at guests the desired state names.
 
 mod normalize;
+mod startup;
 
 pub use normalize::{description_eq, normalize_tags, render_description, Field};
+pub use startup::Startup;
 
 use crate::action::{Action, ActionKind, Params};
 use crate::desired::{DesiredState, GuestSpec, RunState};
@@ -29,6 +31,9 @@ pub struct Actual {
     pub elsewhere: BTreeMap<Vmid, String>,
     /// Guests under HA management (state other than `ignored`).
     pub ha_managed: BTreeMap<Vmid, String>,
+    /// The node's own start-all or stop-all task running now, if any: power actions
+    /// wait until it has ended.
+    pub bulk_task: Option<String>,
 }
 
 /// One local guest.
@@ -59,6 +64,8 @@ pub struct ActualSpec {
     /// Fields that differ from the desired value but already hold it in PVE's pending
     /// section: reported, never re-sent.
     pub pending: Vec<Field>,
+    /// The guest's `startup` property, when set and valid.
+    pub startup: Option<Startup>,
 }
 
 /// Why a guest is held back this pass; decided by the engine, which owns the clock.
@@ -164,6 +171,8 @@ pub enum SkipReason {
     Held(Hold),
     /// An operator put the hold tag on the guest.
     HeldByTag(String),
+    /// The node runs its own start-all or stop-all: the power action waits for it.
+    PowerWaits(String),
     /// The live guest is not the one the desired state names.
     IdentityMismatch {
         desired: String,
@@ -182,6 +191,7 @@ impl SkipReason {
             SkipReason::Missing => "missing",
             SkipReason::SpecUnknown(_) => "spec_unknown",
             SkipReason::HeldByTag(_) => "hold_tag",
+            SkipReason::PowerWaits(_) => "bulk_task",
             SkipReason::IdentityMismatch { .. } => "identity",
             SkipReason::Held(Hold::Busy) => "busy",
             SkipReason::Held(Hold::Backoff { .. }) => "backoff",
@@ -202,6 +212,9 @@ impl fmt::Display for SkipReason {
             SkipReason::Elsewhere(node) => write!(f, "elsewhere: {node}"),
             SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
             SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),
+            SkipReason::PowerWaits(task) => {
+                write!(f, "power action waits: the node runs {task}")
+            }
             SkipReason::HeldByTag(tag) => {
                 write!(f, "held by tag {tag:?}: remove the tag to hand it back")
             }
@@ -336,16 +349,38 @@ fn plan_guest(
             params: Params::new(),
             reason: "state running -> stopped".into(),
         }),
-        (Some(RunState::Stopped), true) => Some(Action {
-            vmid,
-            kind: ActionKind::Shutdown,
-            params: Params::from([
-                ("forceStop".into(), "1".into()),
-                ("timeout".into(), settings.shutdown_timeout_secs.to_string()),
-            ]),
-            reason: "state running -> stopped".into(),
-        }),
+        (Some(RunState::Stopped), true) => {
+            // The guest's own `down` is its shutdown timeout, as for the node's
+            // stop-all; 0 means unset (docs/proxmox-api.md §5.6).
+            let down = guest
+                .spec
+                .as_ref()
+                .ok()
+                .and_then(|s| s.startup)
+                .and_then(|s| s.down)
+                .filter(|d| *d > 0);
+            Some(Action {
+                vmid,
+                kind: ActionKind::Shutdown,
+                params: Params::from([
+                    ("forceStop".into(), "1".into()),
+                    (
+                        "timeout".into(),
+                        down.unwrap_or(settings.shutdown_timeout_secs).to_string(),
+                    ),
+                ]),
+                reason: "state running -> stopped".into(),
+            })
+        }
         _ => None,
+    };
+    // While the node starts or stops all its guests itself, power actions wait.
+    let power = match (power, &actual.bulk_task) {
+        (Some(_), Some(task)) => {
+            skip(out, SkipReason::PowerWaits(task.clone()));
+            None
+        }
+        (power, _) => power,
     };
 
     // Going to stopped: stop first, so the config change lands on a stopped guest.

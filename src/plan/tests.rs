@@ -27,6 +27,7 @@ fn guest(n: u32, running: bool) -> ActualGuest {
             tags: None,
             digest: "d1".into(),
             pending: vec![],
+            startup: None,
         }),
     }
 }
