@@ -155,6 +155,37 @@ impl ApiError {
         self.message_matches(messages::is_no_quorum)
     }
 
+    /// `VM is paused - cannot shutdown`: a VM that is paused, in prelaunch or suspended
+    /// by its guest refuses a graceful shutdown.
+    pub fn is_paused(&self) -> bool {
+        self.message_matches(messages::is_paused)
+    }
+
+    /// `balloon value too large (...)`: a VM's `memory` would go below its `balloon`.
+    pub fn is_balloon_too_large(&self) -> bool {
+        self.message_matches(messages::is_balloon_too_large)
+    }
+
+    /// `VM 100 qmp command '...' failed - ...` (or `qga`): a monitor or guest agent
+    /// command failed.
+    pub fn is_qmp_failure(&self) -> bool {
+        self.message_matches(messages::is_qmp_failure)
+    }
+
+    /// The keys a running VM could not take live, with their `hotplug problem - ...`
+    /// texts, from a 400's per-key errors (a synchronous VM config update). Empty for
+    /// any other error.
+    pub fn hotplug_problems(&self) -> Vec<(&str, &str)> {
+        match self {
+            ApiError::Http { errors, .. } => errors
+                .iter()
+                .filter(|(_, e)| messages::is_hotplug_problem(e))
+                .map(|(k, e)| (k.as_str(), e.as_str()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// 401: missing, wrong or expired token.
     pub fn is_unauthorized(&self) -> bool {
         self.status() == Some(401)
@@ -207,9 +238,21 @@ impl ApiError {
         }
     }
 
-    /// The message classified, for [`ApiError::Http`].
+    /// The message classified, for [`ApiError::Http`]. A 400 whose message says only
+    /// `Parameter verification failed.` is classified by its per-key errors when one of
+    /// them is recognised (a VM's `hotplug problem - ...`).
     pub fn failure(&self) -> Option<messages::TaskFailure> {
-        self.message().map(messages::TaskFailure::classify)
+        let own = messages::TaskFailure::classify(self.message()?);
+        if own != messages::TaskFailure::Other {
+            return Some(own);
+        }
+        let by_key = self.param_errors().and_then(|errors| {
+            errors
+                .values()
+                .map(|e| messages::TaskFailure::classify(e))
+                .find(|f| *f != messages::TaskFailure::Other)
+        });
+        Some(by_key.unwrap_or(own))
     }
 }
 
@@ -365,6 +408,37 @@ mod tests {
             e.to_string(),
             "http 400: Parameter verification failed. (onboot: type check ('boolean') failed - got 'true')"
         );
+        assert!(http(500, "VM is paused - cannot shutdown").is_paused());
+        assert!(http(
+            500,
+            "balloon value too large (must be smaller than assigned memory)"
+        )
+        .is_balloon_too_large());
+        assert!(http(500, "VM 100 qga command 'guest-ping' failed - got timeout").is_qmp_failure());
+        assert_eq!(
+            http(500, "VM 100 not running").failure(),
+            Some(crate::pve::TaskFailure::NotRunning)
+        );
+        let mut errors = BTreeMap::new();
+        errors.insert(
+            "memory".to_string(),
+            "hotplug problem - memory can't be lower than 1024 MB".to_string(),
+        );
+        errors.insert("onboot".to_string(), "type check failed".to_string());
+        let hot = ApiError::Http {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors,
+        };
+        assert_eq!(
+            hot.hotplug_problems(),
+            [(
+                "memory",
+                "hotplug problem - memory can't be lower than 1024 MB"
+            )]
+        );
+        assert_eq!(hot.failure(), Some(crate::pve::TaskFailure::HotplugProblem));
+        assert!(http(500, "x").hotplug_problems().is_empty());
         // Recognisers never fire on transport errors.
         let t = ApiError::NoAnswer {
             request: "POST /x".into(),
