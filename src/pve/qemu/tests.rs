@@ -35,11 +35,14 @@ fn list_entries_with_and_without_full() {
     assert_eq!(list[2].power(), None);
 }
 
+/// One row: status, qmpstatus, lock, and what they mean.
+type Row<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<VmPower>);
+
 /// The reference's table (docs/proxmox-api.md §9.2): status × qmpstatus × lock.
 #[test]
 fn power_table() {
     use VmPower::*;
-    let table: &[(&str, Option<&str>, Option<&str>, Option<VmPower>)] = &[
+    let table: &[Row] = &[
         ("stopped", Some("stopped"), None, Some(Stopped)),
         ("stopped", None, None, Some(Stopped)),
         ("stopped", None, Some("suspended"), Some(Hibernated)),
