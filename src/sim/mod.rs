@@ -44,6 +44,7 @@ mod fleet;
 mod handle;
 mod http;
 mod inject;
+mod keys;
 mod model;
 mod persist;
 mod power;
@@ -52,14 +53,23 @@ mod reply;
 mod router;
 mod routes;
 mod schema;
+mod seed;
 mod server;
 mod state;
 mod tasks;
 mod tls;
 mod upid;
+mod usage;
+mod vmconfig;
+mod vmpower;
+mod vmread;
+mod vmrun;
+mod vmupdate;
 
 pub use audit::{Audit, InFlight, Violation};
 pub use faults::{Effect, FaultRule, Faults, Garble, Match};
 pub use fleet::fleet;
 pub use handle::Sim;
-pub use model::{ErrorStyle, PowerState, RequestRecord, SimGuest, SimOptions, TlsFiles};
+pub use model::{
+    ErrorStyle, PowerState, QmpState, RequestRecord, SimGuest, SimKind, SimOptions, TlsFiles,
+};

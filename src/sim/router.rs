@@ -118,7 +118,7 @@ pub(crate) fn process(shared: &Shared, req: &Request) -> Outcome {
                 st.tasks
                     .iter()
                     .filter(|t| t.running() && t.vmid == vmid)
-                    .map(|t| t.kind.type_name().to_string())
+                    .map(|t| t.type_name().to_string())
                     .collect(),
             ),
             None => (None, Vec::new()),
