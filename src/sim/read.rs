@@ -76,7 +76,7 @@ pub(crate) fn lxc_list(shared: &Shared, node: &str) -> Data {
     let list: Vec<Value> = st
         .guests
         .values()
-        .filter(|r| r.g.node == node)
+        .filter(|r| r.g.node == node && r.g.kind == SimKind::Lxc)
         .map(|r| Value::Object(lxc_entry(shared, r)))
         .collect();
     Data::new(Value::Array(list))

@@ -7,7 +7,8 @@
 //!   that task ends; a request delayed and executed after its client left included. Two
 //!   such spans of one guest must not overlap (touching is fine).
 //! - Sent twice: a start arriving while the guest runs (for a VM: while its QEMU process
-//!   runs, whatever its QMP state) or a start task of it runs; a shutdown or stop
+//!   runs, whatever its QMP state, which PVE answers `already running`; except under a
+//!   backup's lock, where PVE resumes the VM) or a start task of it runs; a shutdown or stop
 //!   arriving while the guest is stopped and no task of it runs; a config update (a PUT,
 //!   or a VM's POST) whose every parameter (`digest` aside) already holds in the config
 //!   as it will be, by the node's own comparison: a value equal to the pending one, or
@@ -228,8 +229,10 @@ fn redundant(r: &RequestRecord) -> Option<String> {
     let g = r.guest.as_ref()?;
     let ran = |kinds: &[&str]| r.guest_tasks.iter().any(|t| kinds.contains(&t.as_str()));
     let power = r.path.rsplit_once("/status/").map(|(_, op)| op);
+    // A VM's start under a backup's lock resumes the QEMU the backup runs: not met.
+    let resumes = g.is_vm() && g.lock.as_deref() == Some("backup");
     match (r.method.as_str(), power) {
-        ("POST", Some("start")) if g.status == PowerState::Running => {
+        ("POST", Some("start")) if g.status == PowerState::Running && !resumes => {
             Some(if g.is_vm() && g.qmp != QmpState::Running {
                 format!("the guest was running (qmpstatus {})", g.qmp.as_str())
             } else {
