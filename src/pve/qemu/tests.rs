@@ -2,7 +2,7 @@
 //! Perl-typed variants) and the status × qmpstatus × lock table.
 
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn vmid(n: u64) -> Vmid {
     Vmid::new(n).unwrap()
