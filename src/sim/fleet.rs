@@ -98,11 +98,7 @@ pub fn vm_fleet(n: usize, node: &str, first: u32) -> Vec<SimGuest> {
                     g.ignores_acpi = true;
                     g
                 }
-                7 => {
-                    let mut g = g.with_config("template", "1");
-                    g.template = true;
-                    g
-                }
+                7 => g.with_config("template", "1"),
                 8 => g.running().ha("started"),
                 _ => g.with_qmp(QmpState::IoError),
             }

@@ -83,7 +83,6 @@ fn status_current_tells_the_states_apart() {
         vm(105).running().ha("started"),
         vm(106).with_config("template", "1"),
     ]);
-    sim.update_guest(106, |g| g.template = true);
     let status = |id: u32| get(&sim, &format!("/nodes/pve1/qemu/{id}/status/current")).data();
     let s = status(100);
     assert_eq!(
