@@ -1,5 +1,6 @@
 //! A blocking client for the PVE HTTP API over minreq: one call per endpoint the agent
-//! uses (docs/proxmox-api.md §3-§7), authenticated with an API token.
+//! uses (docs/proxmox-api.md §3-§7, and §9 for VMs in [`qemu`]), authenticated with an
+//! API token.
 //!
 //! Every request gets a fresh connection (minreq does not pool), which sidesteps
 //! pveproxy's 5 s idle keep-alive race (docs/proxmox-api.md §1.3), and a timeout. Redirects are
@@ -376,6 +377,7 @@ fn check_token_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+mod qemu;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -3,8 +3,10 @@
 pub mod client;
 pub mod error;
 pub mod form;
+pub mod kind;
 pub mod messages;
 pub mod perl;
+pub mod qemu;
 mod request;
 mod retry;
 mod times;
@@ -18,7 +20,9 @@ mod wait;
 
 pub use client::{Client, ClientOptions, Retry, WaitOptions, MAX_BODY_BYTES};
 pub use error::{ApiError, TransportError, WaitError};
+pub use kind::GuestKind;
 pub use messages::TaskFailure;
+pub use qemu::{Hotplug, QmpStatus, VmConfig, VmEntry, VmPower, VmStatus};
 pub use times::{Expected, TaskTimes};
 pub use tls::{default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
 pub use types::{

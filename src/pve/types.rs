@@ -13,8 +13,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// A guest's run state. LXC reports only `running` and `stopped`; anything else
-/// (QEMU's `paused`, cluster resources' `unknown`) is kept as text.
+/// A guest's run state. The node's guest lists report only `running` and `stopped`
+/// (for a VM: whether a QEMU process exists; its QMP state is
+/// [`super::qemu::QmpStatus`]); anything else (cluster resources' `unknown`, or a VM's
+/// `paused` there) is kept as text.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RunState {
     Running,
@@ -160,12 +162,13 @@ pub(crate) struct RawGuestStatus {
     ha: Option<RawHa>,
 }
 
+/// The `ha` object of a status answer: `{"managed":0}` or `{"managed":1,"state":...}`.
 #[derive(Deserialize)]
-struct RawHa {
+pub(crate) struct RawHa {
     #[serde(default, deserialize_with = "perl::de_flag")]
-    managed: bool,
+    pub(crate) managed: bool,
     #[serde(default, deserialize_with = "perl::de_opt_string")]
-    state: Option<String>,
+    pub(crate) state: Option<String>,
 }
 
 impl RawGuestStatus {
@@ -210,7 +213,8 @@ impl PendingEntry {
 }
 
 /// One guest from `GET /cluster/resources?type=vm` (docs/proxmox-api.md §3.3). `status` and
-/// metrics can be ~10 s stale or `unknown`; `lock` and `tags` are current.
+/// metrics can be ~10 s stale or `unknown`; `lock` and `tags` are current. For a VM,
+/// `status` is its QMP run state (`paused`, `prelaunch`, ...; docs/proxmox-api.md §9.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterResource {
     /// `lxc/101` or `qemu/100`.
@@ -236,6 +240,13 @@ pub struct ClusterResource {
     /// The CRM state, only for HA resources.
     #[serde(default, deserialize_with = "perl::de_opt_string")]
     pub hastate: Option<String>,
+}
+
+impl ClusterResource {
+    /// The guest's kind from `type`.
+    pub fn guest_kind(&self) -> Option<super::GuestKind> {
+        super::GuestKind::parse(&self.kind)
+    }
 }
 
 fn unknown_status() -> String {

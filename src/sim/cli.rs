@@ -3,9 +3,10 @@
 //! Prints the URL, the token and a ready-to-paste curl line on stdout, and at exit the
 //! node's audit of what it was asked (it never panics on a violation here). Defaults are
 //! closer to a real node than the test defaults: tasks take 1 s, a clean shutdown 2 s,
-//! 401s are delayed 3 s and a config lock is waited for 10 s.
+//! a VM's asynchronous config update 250 ms, 401s are delayed 3 s and a config lock is
+//! waited for 10 s.
 
-use super::fleet::fleet;
+use super::fleet::{fleet, vm_fleet};
 use super::handle::Sim;
 use super::model::{ErrorStyle, SimOptions, TlsFiles};
 use crate::exit::ExitCode;
@@ -15,7 +16,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const USAGE: &str = "usage: felhom-agent sim [--listen ADDR] [--node NAME]... [--guests N] \
+const USAGE: &str =
+    "usage: felhom-agent sim [--listen ADDR] [--node NAME]... [--guests N] [--vms N] \
 [--state FILE] [--token ID=SECRET] [--tls-cert FILE --tls-key FILE] [--task-ms N] \
 [--legacy-errors] [--verbose]";
 
@@ -24,8 +26,10 @@ Runs a simulated Proxmox VE node until SIGINT or SIGTERM.
 
   --listen ADDR        address to listen on (default 127.0.0.1:8006; port 0 picks one)
   --node NAME          a node of the simulated cluster; repeat for more (default pve1)
-  --guests N           start with N varied guests spread over the nodes (default 10;
+  --guests N           start with N varied containers spread over the nodes (default 10;
                        ignored when the state file exists)
+  --vms N              ... and N VMs in varied states (running, paused, backed up while
+                       stopped, hibernated, pending changes, HA, ...; default 10)
   --state FILE         load guests from FILE if it exists, write them back after every change
   --token ID=SECRET    the accepted API token (default agent@pve!reconciler and a random secret)
   --tls-cert FILE      serve HTTPS with this certificate chain (needs --tls-key)
@@ -41,6 +45,7 @@ struct Args {
     listen: Option<SocketAddr>,
     nodes: Vec<String>,
     guests: Option<usize>,
+    vms: Option<usize>,
     state: Option<PathBuf>,
     token: Option<(String, String)>,
     tls_cert: Option<PathBuf>,
@@ -85,6 +90,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--guests: expected a number, got {v:?}"))?;
                 a.guests = Some(n);
+            }
+            "--vms" => {
+                let v = value("a number")?;
+                let n = v
+                    .parse()
+                    .map_err(|_| format!("--vms: expected a number, got {v:?}"))?;
+                a.vms = Some(n);
             }
             "--state" => a.state = Some(PathBuf::from(value("a file")?)),
             "--token" => {
@@ -159,6 +171,7 @@ fn options(a: &Args) -> std::io::Result<SimOptions> {
         token_secret,
         task_duration: task,
         shutdown_duration: task * 2,
+        config_task_duration: task / 4,
         ha_task_duration: Duration::from_millis(100),
         ha_apply_delay: Duration::from_secs(3),
         lock_wait: Duration::from_secs(10),
@@ -227,15 +240,19 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     if !state_exists {
-        for (i, mut g) in fleet(a.guests.unwrap_or(10), &nodes[0])
+        let containers = a.guests.unwrap_or(10);
+        let first_vm = 100 + containers as u32;
+        let vms = vm_fleet(a.vms.unwrap_or(10), &nodes[0], first_vm);
+        for (i, mut g) in fleet(containers, &nodes[0])
             .into_iter()
+            .chain(vms)
             .enumerate()
         {
             g.node = nodes[i % nodes.len()].clone();
             sim.add_guest(g);
         }
-    } else if a.guests.is_some() {
-        eprintln!("felhom-agent sim: the state file exists, --guests is ignored");
+    } else if a.guests.is_some() || a.vms.is_some() {
+        eprintln!("felhom-agent sim: the state file exists, --guests and --vms are ignored");
     }
     let url = sim.url();
     let cacert = if url.starts_with("https") {
@@ -279,13 +296,13 @@ mod tests {
     #[test]
     fn parses_flags() {
         let a = parse(&args(
-            "--listen 127.0.0.1:0 --node pve1 --node=pve2 --guests 20 --token a@pve!t=s=x \
-             --task-ms 50 --legacy-errors",
+            "--listen 127.0.0.1:0 --node pve1 --node=pve2 --guests 20 --vms 3 \
+             --token a@pve!t=s=x --task-ms 50 --legacy-errors",
         ))
         .unwrap();
         assert_eq!(a.listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(a.nodes, ["pve1", "pve2"]);
-        assert_eq!(a.guests, Some(20));
+        assert_eq!((a.guests, a.vms), (Some(20), Some(3)));
         assert_eq!(a.token, Some(("a@pve!t=s".to_string(), "x".to_string())));
         assert_eq!(a.task_ms, Some(50));
         assert!(a.legacy);
@@ -301,6 +318,7 @@ mod tests {
         assert!(err("--listen nope").starts_with("--listen"));
         assert!(err("--guests").starts_with("--guests"));
         assert!(err("--guests x").starts_with("--guests"));
+        assert!(err("--vms many").starts_with("--vms"));
         assert!(err("--token secret").starts_with("--token"));
         assert!(err("--token a@pve!x:y=s").starts_with("--token"));
         assert!(err("--tls-cert a").contains("--tls-key"));

@@ -1,10 +1,12 @@
 //! A guest's config as key/value text, the way PVE's config file holds it: reading and
 //! writing single keys of a [`SimGuest`], the pending section, the rendered file and its
-//! digest.
+//! digest, for containers (pve-container `src/PVE/LXC/Config.pm`) and VMs (qemu-server
+//! `src/PVE/QemuServer.pm` `parse_vm_config`, `write_vm_config`).
 
 use super::digest::sha1_hex;
-use super::model::SimGuest;
-use super::schema::{self, lxc_key};
+use super::keys;
+use super::model::{SimGuest, SimKind};
+use super::schema;
 use std::collections::BTreeMap;
 
 /// The keys that live in typed fields of [`SimGuest`]; everything else is in `other`.
@@ -27,7 +29,10 @@ pub(crate) fn get(g: &SimGuest, key: &str) -> Option<String> {
         "description" => g.description.clone(),
         "hostname" => g.hostname.clone(),
         "lock" => g.lock.clone(),
-        "memory" => g.memory.map(|v| v.to_string()),
+        "memory" => g
+            .memory_raw
+            .clone()
+            .or_else(|| g.memory.map(|v| v.to_string())),
         "onboot" => g.onboot.map(|v| if v { "1" } else { "0" }.to_string()),
         "swap" => g.swap.map(|v| v.to_string()),
         "tags" => g.tags.clone(),
@@ -44,7 +49,15 @@ pub(crate) fn set(g: &mut SimGuest, key: &str, value: Option<String>) {
         "description" => g.description = value,
         "hostname" => g.hostname = value,
         "lock" => g.lock = value,
-        "memory" => g.memory = v.and_then(|s| s.parse().ok()),
+        "memory" => {
+            // A VM's memory is a property string; its `current=` form is kept as written.
+            g.memory = v
+                .and_then(schema::memory_current)
+                .and_then(|s| s.parse().ok());
+            g.memory_raw = v
+                .filter(|s| !s.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string);
+        }
         "onboot" => g.onboot = v.map(|s| s == "1"),
         "swap" => g.swap = v.and_then(|s| s.parse().ok()),
         "tags" => g.tags = value,
@@ -76,8 +89,8 @@ pub(crate) fn active(g: &SimGuest) -> BTreeMap<String, String> {
     map
 }
 
-/// The file text a new value is stored as.
-pub(crate) fn stored_value(opt: &str, v: &str) -> String {
+/// The file text a new value of a guest of `kind` is stored as (as it reads back).
+pub(crate) fn stored_value(kind: SimKind, opt: &str, v: &str) -> String {
     match opt {
         // `tags=` writes `tags: `, which reads back as a single space (pve-container
         // `src/PVE/LXC/Config.pm` `write_pct_config`, then `parse_pct_config`).
@@ -86,12 +99,38 @@ pub(crate) fn stored_value(opt: &str, v: &str) -> String {
             t => t,
         },
         // An empty description is written as no comment lines at all: it is gone.
-        "description" => schema::stored_description(v).unwrap_or_default(),
-        _ => match lxc_key(opt) {
+        "description" => match kind {
+            SimKind::Lxc => schema::stored_description(v).unwrap_or_default(),
+            SimKind::Qemu => stored_vm_description(v).unwrap_or_default(),
+        },
+        _ => match keys::key(kind, opt) {
             Some(d) => schema::canonical(&d.kind, v),
             None => v.to_string(),
         },
     }
+}
+
+/// A VM's description as qemu-server reads it back: trailing whitespace stripped
+/// (`parse_vm_config`). `None` when nothing is written: an empty value, or `0`, which
+/// `write_vm_config`'s `if ($descr)` skips.
+pub(crate) fn stored_vm_description(v: &str) -> Option<String> {
+    let t = v.trim_end();
+    (!t.is_empty() && t != "0").then(|| t.to_string())
+}
+
+/// Whether the config enables the guest agent (`agent: 1`, `enabled=1,...`).
+pub(crate) fn agent_enabled(g: &SimGuest) -> bool {
+    let Some(agent) = g.other.get("agent") else {
+        return false;
+    };
+    agent
+        .split(',')
+        .find_map(|part| match part.split_once('=') {
+            Some(("enabled", v)) => Some(v),
+            Some(_) => None,
+            None => Some(part),
+        })
+        .is_some_and(|v| matches!(v, "1" | "yes" | "on" | "true"))
 }
 
 /// The keys waiting for deletion in the pending section.
@@ -135,8 +174,8 @@ pub(crate) fn apply_all_pending(g: &mut SimGuest) -> bool {
 }
 
 /// The config file text: description comment lines, sorted `key: value` lines, then the
-/// pending section (`write_pct_config`). Percent-encoding of the description is left out:
-/// the text only feeds the digest.
+/// pending section (`write_pct_config`, `write_vm_config`). Percent-encoding of the
+/// description is left out: the text only feeds the digest.
 pub(crate) fn render(g: &SimGuest) -> String {
     let mut out = String::new();
     let section = |out: &mut String, descr: Option<&String>, map: &BTreeMap<String, String>| {
@@ -153,7 +192,10 @@ pub(crate) fn render(g: &SimGuest) -> String {
     };
     section(&mut out, g.description.as_ref(), &active(g));
     if !g.pending.is_empty() {
-        out.push_str("\n[pve:pending]\n");
+        out.push_str(match g.kind {
+            SimKind::Lxc => "\n[pve:pending]\n",
+            SimKind::Qemu => "\n[PENDING]\n",
+        });
         section(&mut out, None, &g.pending);
     }
     out
@@ -208,5 +250,36 @@ mod tests {
         assert_eq!(g.other["nameserver"], "9.9.9.9");
         assert!(g.pending.is_empty());
         assert!(!apply_all_pending(&mut g));
+    }
+
+    #[test]
+    fn vm_memory_and_description() {
+        let mut g = SimGuest::vm(100, "pve1");
+        assert_eq!(get(&g, "memory").as_deref(), Some("2048"));
+        set(&mut g, "memory", Some("current=4096".into()));
+        assert_eq!(
+            (g.memory, get(&g, "memory").as_deref()),
+            (Some(4096), Some("current=4096"))
+        );
+        set(&mut g, "memory", Some("1024".into()));
+        assert_eq!((g.memory, g.memory_raw.as_deref()), (Some(1024), None));
+        assert_eq!(
+            stored_value(SimKind::Qemu, "description", "a\n\nb \n\n"),
+            "a\n\nb"
+        );
+        assert_eq!(
+            stored_value(SimKind::Lxc, "description", "a\n\nb\n\n"),
+            "a\n\nb\n"
+        );
+        assert_eq!(stored_vm_description("0"), None);
+        assert_eq!(stored_vm_description(" \n"), None);
+        assert_eq!(stored_value(SimKind::Qemu, "cores", "+04"), "4");
+        assert_eq!(
+            stored_value(SimKind::Qemu, "memory", "current=2048"),
+            "current=2048"
+        );
+        g.pending.insert("cores".into(), "2".into());
+        assert!(render(&g).contains("\n[PENDING]\ncores: 2\n"));
+        assert!(!render(&g).contains("swap"));
     }
 }

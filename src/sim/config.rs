@@ -8,7 +8,7 @@
 //! which fails without quorum because `/etc/pve` is read-only (500).
 
 use super::conf::{self, stored_value};
-use super::model::SimGuest;
+use super::model::{SimGuest, SimKind};
 use super::reply::{Data, Fail};
 use super::schema::{self, lxc_key, Plug};
 use super::state::Shared;
@@ -65,10 +65,10 @@ pub(crate) fn put(
     }
 
     let st = shared.lock();
-    let mut st = shared.wait_flock(st, vmid)?;
+    let mut st = shared.wait_flock(st, vmid, SimKind::Lxc)?;
     let quorate = st.quorate;
     let pid = 20_000 + st.next_seq;
-    let rec = st.guest_on(node, vmid)?;
+    let rec = st.guest_on(node, vmid, SimKind::Lxc)?;
     if let Some(lock) = &rec.g.lock {
         return Err(Fail::server(format!("CT is locked ({lock})")));
     }
@@ -138,7 +138,7 @@ fn apply(
                 "unable to modify read-only option: '{opt}'"
             )));
         }
-        pending.insert(opt.clone(), stored_value(opt, v));
+        pending.insert(opt.clone(), stored_value(SimKind::Lxc, opt, v));
         deletes.retain(|d| d != opt);
     }
     // cleanup_pending: nothing to do for values equal to the current ones, or for
@@ -152,7 +152,11 @@ fn apply(
             _ if !running => true,
             Plug::Fast | Plug::Hot => true,
             Plug::HotIfNew => conf::get(g, &k).is_none(),
-            Plug::Pending | Plug::ReadOnly => false,
+            Plug::Pending
+            | Plug::ReadOnly
+            | Plug::Feature(_)
+            | Plug::Balloon
+            | Plug::HotplugOpt => false,
         };
         if modified.contains(&k) && now {
             let value = (!(k == "description" && v.is_empty())).then_some(v);

@@ -46,7 +46,7 @@ pub struct Match {
     pub method: Option<String>,
     /// A substring of the path: percent-decoded, without `/api2/json` and the query.
     pub path: Option<String>,
-    /// The guest in the path (`/nodes/{node}/lxc/{vmid}/...`).
+    /// The guest in the path (`/nodes/{node}/lxc/{vmid}/...`, `/nodes/{node}/qemu/{vmid}/...`).
     pub vmid: Option<u32>,
 }
 

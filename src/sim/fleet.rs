@@ -1,6 +1,7 @@
-//! A varied fleet of guests for `felhom-agent sim --guests N` and for tests.
+//! Varied fleets of guests for `felhom-agent sim --guests N --vms M` and for tests:
+//! containers, and VMs in every state the agent must tell apart.
 
-use super::model::{PowerState, SimGuest};
+use super::model::{PowerState, QmpState, SimGuest};
 
 const NAMES: &[&str] = &[
     "web", "db", "cache", "mail", "dns", "proxy", "build", "git", "mon", "backup",
@@ -64,9 +65,74 @@ pub fn fleet(n: usize, node: &str) -> Vec<SimGuest> {
         .collect()
 }
 
+/// `n` VMs on `node` with vmids from `first`, cycling through ten states: running with
+/// the guest agent, stopped with `onboot`, running with `cores` pending (a restart
+/// needed), paused, a backup of a stopped VM (`prelaunch`, `lock: backup`), hibernated,
+/// running but deaf to ACPI, a template, HA-managed and running, and running in
+/// `io-error`.
+pub fn vm_fleet(n: usize, node: &str, first: u32) -> Vec<SimGuest> {
+    (0..n)
+        .map(|i| {
+            let vmid = first + i as u32;
+            let name = format!("vm-{}{}", NAMES[i % NAMES.len()], i / NAMES.len() + 1);
+            let g = SimGuest::vm(vmid, node)
+                .with_config("name", &name)
+                .with_config("cores", &(1 + i % 4).to_string())
+                .with_config("memory", ["2048", "4096", "1024", "8192"][i % 4]);
+            match i % 10 {
+                0 => {
+                    let mut g = g
+                        .running()
+                        .with_config("agent", "1")
+                        .with_config("tags", "prod");
+                    g.guest_agent = true;
+                    g
+                }
+                1 => g.with_config("onboot", "1"),
+                2 => g.running().with_pending("cores", "4"),
+                3 => g.paused(),
+                4 => g.backup_of_stopped(),
+                5 => g.hibernated(),
+                6 => {
+                    let mut g = g.running().with_config("description", "no acpid inside");
+                    g.ignores_acpi = true;
+                    g
+                }
+                7 => g.with_config("template", "1"),
+                8 => g.running().ha("started"),
+                _ => g.with_qmp(QmpState::IoError),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_fleet_covers_the_states() {
+        let f = vm_fleet(10, "pve1", 200);
+        assert_eq!((f[0].vmid, f[9].vmid), (200, 209));
+        assert!(f.iter().all(SimGuest::is_vm));
+        let qmp: Vec<QmpState> = f
+            .iter()
+            .filter(|g| g.status == PowerState::Running)
+            .map(|g| g.qmp)
+            .collect();
+        for s in [
+            QmpState::Running,
+            QmpState::Paused,
+            QmpState::Prelaunch,
+            QmpState::IoError,
+        ] {
+            assert!(qmp.contains(&s), "{s:?}");
+        }
+        assert!(f[2].pending.contains_key("cores"));
+        assert_eq!(f[5].lock.as_deref(), Some("suspended"));
+        assert!(f[7].template && f[8].ha.is_some());
+        assert_eq!(vm_fleet(12, "pve1", 100)[11].vmid, 111);
+    }
 
     #[test]
     fn fleet_is_varied() {

@@ -1,5 +1,5 @@
 //! The simulated node's plain data types: how it starts ([`SimOptions`]), its guests
-//! ([`SimGuest`]) and its record of each request ([`RequestRecord`]).
+//! ([`SimGuest`], containers and VMs) and its record of each request ([`RequestRecord`]).
 //!
 //! A leaf: it imports no other module of the simulator.
 
@@ -22,10 +22,12 @@ pub struct SimOptions {
     pub token_id: String,
     /// Its secret.
     pub token_secret: String,
-    /// How long a `vzstart`/`vzstop` task runs.
+    /// How long a `vzstart`/`vzstop` (and `qmstart`/`qmstop`) task runs.
     pub task_duration: Duration,
-    /// How long a guest takes to shut down cleanly (`vzshutdown`).
+    /// How long a guest takes to shut down cleanly (`vzshutdown`, `qmshutdown`).
     pub shutdown_duration: Duration,
+    /// How long a VM's asynchronous config update (`qmconfig`) runs.
+    pub config_task_duration: Duration,
     /// How long an HA `hastart`/`hastop` task runs.
     pub ha_task_duration: Duration,
     /// How long after an HA task ends the guest actually changes state.
@@ -64,6 +66,7 @@ impl Default for SimOptions {
             token_secret: "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b".to_string(),
             task_duration: Duration::from_millis(200),
             shutdown_duration: Duration::from_millis(200),
+            config_task_duration: Duration::from_millis(50),
             ha_task_duration: Duration::from_millis(20),
             ha_apply_delay: Duration::from_millis(200),
             lock_wait: Duration::from_millis(500),
@@ -90,6 +93,7 @@ impl fmt::Debug for SimOptions {
             .field("token_secret", &"<redacted>")
             .field("task_duration", &self.task_duration)
             .field("shutdown_duration", &self.shutdown_duration)
+            .field("config_task_duration", &self.config_task_duration)
             .field("ha_task_duration", &self.ha_task_duration)
             .field("ha_apply_delay", &self.ha_apply_delay)
             .field("lock_wait", &self.lock_wait)
@@ -144,23 +148,114 @@ impl PowerState {
     }
 }
 
-/// One simulated container, with its config as PVE stores it.
+/// A container (pve-container) or a QEMU virtual machine (qemu-server).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimKind {
+    #[default]
+    Lxc,
+    Qemu,
+}
+
+impl SimKind {
+    /// The path segment and cluster resource type: `lxc` or `qemu`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimKind::Lxc => "lxc",
+            SimKind::Qemu => "qemu",
+        }
+    }
+}
+
+/// A VM's QEMU run state as QMP `query-status` reports it (QEMU `qapi/run-state.json`),
+/// meaningful while its QEMU process runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum QmpState {
+    #[default]
+    #[serde(rename = "running")]
+    Running,
+    /// vCPUs stopped (`status/suspend`, a suspend-mode backup).
+    #[serde(rename = "paused")]
+    Paused,
+    /// Started with `-S` and not resumed: a backup of a stopped VM, or `freeze: 1`.
+    #[serde(rename = "prelaunch")]
+    Prelaunch,
+    /// vCPUs stopped on a disk error.
+    #[serde(rename = "io-error")]
+    IoError,
+    /// The guest entered ACPI S3.
+    #[serde(rename = "suspended")]
+    Suspended,
+    /// The guest powered off and QEMU was kept alive (during a backup).
+    #[serde(rename = "shutdown")]
+    Shutdown,
+    #[serde(rename = "inmigrate")]
+    InMigrate,
+    #[serde(rename = "postmigrate")]
+    PostMigrate,
+    #[serde(rename = "finish-migrate")]
+    FinishMigrate,
+    #[serde(rename = "guest-panicked")]
+    GuestPanicked,
+    #[serde(rename = "internal-error")]
+    InternalError,
+}
+
+impl QmpState {
+    /// As QEMU spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QmpState::Running => "running",
+            QmpState::Paused => "paused",
+            QmpState::Prelaunch => "prelaunch",
+            QmpState::IoError => "io-error",
+            QmpState::Suspended => "suspended",
+            QmpState::Shutdown => "shutdown",
+            QmpState::InMigrate => "inmigrate",
+            QmpState::PostMigrate => "postmigrate",
+            QmpState::FinishMigrate => "finish-migrate",
+            QmpState::GuestPanicked => "guest-panicked",
+            QmpState::InternalError => "internal-error",
+        }
+    }
+}
+
+/// One simulated guest, a container or a VM, with its config as PVE stores it.
 ///
 /// `None` means the key is not set in the config. `description` is kept the way PVE
-/// returns it (each line ends in `\n`). `pending` is the `[pve:pending]` section: pending
-/// values by key, plus a `delete` entry listing pending deletions (`,`-separated).
-/// `other` holds every other config key (`ostype`, `rootfs`, `net0`, `nameserver`, ...)
-/// as its config-file text.
+/// returns it: a container's lines each end in `\n`, a VM's trailing whitespace is
+/// stripped. `pending` is the pending section (`[pve:pending]`, a VM's `[PENDING]`):
+/// pending values by key, plus a `delete` entry listing pending deletions
+/// (`,`-separated). `other` holds every other config key (`ostype`, `rootfs`, `net0`, a
+/// VM's `sockets`, `balloon`, `agent`, `hotplug`, ...) as its config-file text.
+/// `hostname` and `swap` are container keys; a VM has them `None`.
+///
+/// Seeding helpers (`SimGuest::vm`, `running`, `paused`, `with_pending`, ...) are in
+/// the simulator's `seed` module.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SimGuest {
     pub vmid: u32,
     pub node: String,
+    /// Container or VM.
+    pub kind: SimKind,
+    /// Whether the guest runs: for a VM, whether its QEMU process exists.
     pub status: PowerState,
+    /// VM only: the QMP run state while `status` is running (ignored when stopped).
+    pub qmp: QmpState,
+    /// VM only: a guest agent answers inside the guest. A shutdown goes through it when
+    /// the config enables `agent` too; otherwise through ACPI.
+    pub guest_agent: bool,
+    /// VM only: the guest OS does not react to the ACPI power button, so a shutdown
+    /// without the guest agent runs into its timeout.
+    pub ignores_acpi: bool,
     pub hostname: Option<String>,
     pub cores: Option<u32>,
     /// MiB.
     pub memory: Option<u64>,
+    /// VM only: the `memory` config text when it is not the bare number (a
+    /// `current=2048` written that way); `None` for the bare form.
+    pub memory_raw: Option<String>,
     /// MiB.
     pub swap: Option<u64>,
     pub onboot: Option<bool>,
@@ -183,15 +278,20 @@ impl Default for SimGuest {
 }
 
 impl SimGuest {
-    /// A stopped guest with `memory: 512` and `swap: 512`, as `pct create` leaves it.
+    /// A stopped container with `memory: 512` and `swap: 512`, as `pct create` leaves it.
     pub fn new(vmid: u32, node: &str) -> SimGuest {
         SimGuest {
             vmid,
             node: node.to_string(),
+            kind: SimKind::Lxc,
             status: PowerState::Stopped,
+            qmp: QmpState::Running,
+            guest_agent: false,
+            ignores_acpi: false,
             hostname: None,
             cores: None,
             memory: Some(512),
+            memory_raw: None,
             swap: Some(512),
             onboot: None,
             description: None,
@@ -202,6 +302,44 @@ impl SimGuest {
             pending: BTreeMap::new(),
             other: BTreeMap::new(),
         }
+    }
+
+    /// A stopped VM as the web interface creates one: `cores: 1`, `sockets: 1`,
+    /// `memory: 2048`, `numa: 0`, a 32 GiB `scsi0`, `net0`, `ostype: l26`; no `balloon`
+    /// (the balloon device is on), no `agent`, default `hotplug`.
+    pub fn vm(vmid: u32, node: &str) -> SimGuest {
+        let mut g = SimGuest::new(vmid, node);
+        g.kind = SimKind::Qemu;
+        g.cores = Some(1);
+        g.memory = Some(2048);
+        g.swap = None;
+        for (k, v) in [
+            ("boot", "order=scsi0;net0".to_string()),
+            ("numa", "0".to_string()),
+            ("ostype", "l26".to_string()),
+            ("scsihw", "virtio-scsi-single".to_string()),
+            (
+                "scsi0",
+                format!("local-lvm:vm-{vmid}-disk-0,iothread=1,size=32G"),
+            ),
+            (
+                "net0",
+                format!(
+                    "virtio=BC:24:11:01:{:02X}:{:02X},bridge=vmbr0",
+                    vmid >> 8 & 0xff,
+                    vmid & 0xff
+                ),
+            ),
+            ("sockets", "1".to_string()),
+        ] {
+            g.other.insert(k.to_string(), v);
+        }
+        g
+    }
+
+    /// Whether this is a VM.
+    pub fn is_vm(&self) -> bool {
+        self.kind == SimKind::Qemu
     }
 }
 

@@ -12,10 +12,11 @@
 //! answers a stop with `CT <vmid> not running`; either way the call fails, and one
 //! answer keeps the agent's handling simple to test.)
 
+use super::model::SimKind;
 use super::reply::{Data, Fail};
 use super::schema::Kind;
 use super::state::{Shared, TaskKind};
-use super::tasks;
+use super::tasks::{self, NewTask};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ impl Op {
         }
     }
 
-    /// The parameters the call accepts.
+    /// The parameters the call accepts on a container.
     pub(crate) fn params(self) -> &'static [(&'static str, Kind)] {
         match self {
             Op::Start => &[("skiplock", Kind::Bool), ("debug", Kind::Bool)],
@@ -67,7 +68,7 @@ pub(crate) fn run(
     }
     let mut st = shared.lock();
     let quorate = st.quorate;
-    let rec = st.guest_on(node, vmid)?;
+    let rec = st.guest_on(node, vmid, SimKind::Lxc)?;
     let running = rec.running();
     let ha_managed = rec.g.ha.as_deref().is_some_and(|s| s != "ignored");
     match op {
@@ -93,11 +94,15 @@ pub(crate) fn run(
         let upid = tasks::spawn(
             shared,
             &mut st,
-            seq,
-            node,
-            vmid,
-            kind,
-            opts.ha_task_duration,
+            NewTask {
+                request: seq,
+                node,
+                vmid,
+                guest: SimKind::Lxc,
+                kind,
+                duration: opts.ha_task_duration,
+                update: None,
+            },
         );
         shared.changed(&mut st);
         return Ok(Data::new(upid.to_string().into()));
@@ -105,7 +110,7 @@ pub(crate) fn run(
     if op == Op::Stop && flag("overrule-shutdown") && tasks::abort_shutdowns(&mut st, vmid) > 0 {
         shared.changed(&mut st);
     }
-    let mut st = shared.wait_flock(st, vmid)?;
+    let mut st = shared.wait_flock(st, vmid, SimKind::Lxc)?;
     let (kind, duration) = match op {
         Op::Start => (TaskKind::Start, opts.task_duration),
         Op::Stop => (TaskKind::Stop, opts.task_duration),
@@ -118,17 +123,31 @@ pub(crate) fn run(
             if timeout < opts.shutdown_duration {
                 // The guest does not make it in time: killed with forceStop, else the
                 // task gives up and the guest keeps running.
-                let gives_up = !flag("forceStop");
-                (TaskKind::Shutdown { gives_up }, timeout)
+                let stops = flag("forceStop");
+                let fails = (!stops).then_some("container did not stop");
+                (TaskKind::Shutdown { stops, fails }, timeout)
             } else {
-                (
-                    TaskKind::Shutdown { gives_up: false },
-                    opts.shutdown_duration,
-                )
+                let clean = TaskKind::Shutdown {
+                    stops: true,
+                    fails: None,
+                };
+                (clean, opts.shutdown_duration)
             }
         }
     };
-    let upid = tasks::spawn(shared, &mut st, seq, node, vmid, kind, duration);
+    let upid = tasks::spawn(
+        shared,
+        &mut st,
+        NewTask {
+            request: seq,
+            node,
+            vmid,
+            guest: SimKind::Lxc,
+            kind,
+            duration,
+            update: None,
+        },
+    );
     shared.changed(&mut st);
     Ok(Data::new(upid.to_string().into()))
 }

@@ -1,77 +1,23 @@
-//! The read-only endpoints: version, guest lists, config, status and pending changes
-//! (pve-container `src/PVE/API2/LXC.pm` `vmlist` and `vm_pending`,
-//! `src/PVE/API2/LXC/Config.pm` `vm_config`, `src/PVE/API2/LXC/Status.pm` `vm_status`,
-//! `src/PVE/LXC.pm` `vmstatus`; pve-manager `PVE/API2/Cluster.pm` `resources`).
+//! The read-only endpoints: version, the container list and status, config and pending
+//! changes of either kind of guest, and the cluster's resources (pve-container
+//! `src/PVE/API2/LXC.pm` `vmlist` and `vm_pending`, `src/PVE/API2/LXC/Config.pm`
+//! `vm_config`, `src/PVE/API2/LXC/Status.pm` `vm_status`, `src/PVE/LXC.pm` `vmstatus`;
+//! qemu-server `src/PVE/API2/Qemu.pm` `vm_config`, `vm_pending`; pve-manager
+//! `PVE/API2/Cluster.pm` `resources`). The VM list and status are in `vmread`.
 
 use super::conf;
+use super::keys::json_value;
+use super::model::SimKind;
 use super::reply::{Data, Fail};
-use super::schema::json_value;
 use super::state::{GuestRec, Shared};
+use super::usage::{counters, name, usage};
+use super::vmread;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-
-const MIB: u64 = 1024 * 1024;
 
 /// `GET /version`.
 pub(crate) fn version() -> Data {
     Data::new(json!({"version": "8.4.1", "release": "8.4", "repoid": "2a5fa54a8503f96d"}))
-}
-
-/// Parses a PVE disk size (`8G`, `512M`, `1.5T`, plain bytes).
-fn parse_size(s: &str) -> Option<u64> {
-    let (num, mult) = match s.chars().last()? {
-        'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' => (&s[..s.len() - 1], 1 << 20),
-        'G' => (&s[..s.len() - 1], 1 << 30),
-        'T' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
-}
-
-/// Usage figures of a guest: made up, but zero when stopped, as PVE reports them.
-struct Usage {
-    maxmem: u64,
-    maxswap: u64,
-    maxdisk: u64,
-    uptime: u64,
-    running: bool,
-}
-
-fn usage(rec: &GuestRec) -> Usage {
-    let g = &rec.g;
-    let maxdisk = g
-        .other
-        .get("rootfs")
-        .and_then(|r| r.split(',').find_map(|p| p.strip_prefix("size=")))
-        .and_then(parse_size)
-        .unwrap_or(4 << 30);
-    Usage {
-        maxmem: g.memory.unwrap_or(512) * MIB,
-        maxswap: g.swap.unwrap_or(0) * MIB,
-        maxdisk,
-        uptime: rec.running_since.map_or(0, |t| t.elapsed().as_secs()),
-        running: rec.running(),
-    }
-}
-
-fn name(rec: &GuestRec) -> String {
-    match &rec.g.hostname {
-        Some(h) => h.chars().filter(|c| !c.is_whitespace()).collect(),
-        None => format!("CT{}", rec.g.vmid),
-    }
-}
-
-fn counters(m: &mut Map<String, Value>, u: &Usage) {
-    let on = |v: u64| if u.running { v } else { 0 };
-    m.insert("mem".into(), on(u.maxmem / 8).into());
-    m.insert("disk".into(), on(u.maxdisk / 10).into());
-    m.insert("uptime".into(), u.uptime.into());
-    m.insert("cpu".into(), if u.running { 0.012 } else { 0.0 }.into());
-    m.insert("netin".into(), on(u.uptime * 1500 + 1).into());
-    m.insert("netout".into(), on(u.uptime * 700 + 1).into());
-    m.insert("diskread".into(), on(u.uptime * 4096).into());
-    m.insert("diskwrite".into(), on(u.uptime * 2048).into());
 }
 
 /// One entry of the LXC list (and the base of `status/current`): pve-container
@@ -130,7 +76,7 @@ pub(crate) fn lxc_list(shared: &Shared, node: &str) -> Data {
     let list: Vec<Value> = st
         .guests
         .values()
-        .filter(|r| r.g.node == node)
+        .filter(|r| r.g.node == node && r.g.kind == SimKind::Lxc)
         .map(|r| Value::Object(lxc_entry(shared, r)))
         .collect();
     Data::new(Value::Array(list))
@@ -139,7 +85,7 @@ pub(crate) fn lxc_list(shared: &Shared, node: &str) -> Data {
 /// `GET /nodes/{node}/lxc/{vmid}/status/current`: a list entry plus `ha`.
 pub(crate) fn status(shared: &Shared, node: &str, vmid: u32) -> Result<Data, Fail> {
     let mut st = shared.lock();
-    let rec = st.guest_on(node, vmid)?;
+    let rec = st.guest_on(node, vmid, SimKind::Lxc)?;
     let mut m = lxc_entry(shared, rec);
     let ha = match &rec.g.ha {
         Some(state) => json!({"managed": 1, "state": state}),
@@ -149,10 +95,11 @@ pub(crate) fn status(shared: &Shared, node: &str, vmid: u32) -> Result<Data, Fai
     Ok(Data::new(Value::Object(m)))
 }
 
-/// `GET /nodes/{node}/lxc/{vmid}/config`: set keys only, pending merged in unless
-/// `current=1`, plus `digest`.
+/// `GET /nodes/{node}/{lxc|qemu}/{vmid}/config`: set keys only, pending merged in
+/// unless `current=1`, plus `digest`.
 pub(crate) fn config(
     shared: &Shared,
+    kind: SimKind,
     node: &str,
     vmid: u32,
     params: &BTreeMap<String, String>,
@@ -166,11 +113,11 @@ pub(crate) fn config(
                 ("current".to_string(), msg.to_string()),
             ])));
         }
-        shared.lock().guest_on(node, vmid)?;
+        shared.lock().guest_on(node, vmid, kind)?;
         return Err(Fail::server(format!("snapshot '{snap}' does not exist")));
     }
     let mut st = shared.lock();
-    let rec = st.guest_on(node, vmid)?;
+    let rec = st.guest_on(node, vmid, kind)?;
     let g = &rec.g;
     let mut values = conf::active(g);
     if let Some(d) = &g.description {
@@ -184,16 +131,17 @@ pub(crate) fn config(
     }
     let mut m: Map<String, Value> = values
         .iter()
-        .map(|(k, v)| (k.clone(), json_value(k, v)))
+        .map(|(k, v)| (k.clone(), json_value(kind, k, v)))
         .collect();
     m.insert("digest".into(), rec.digest().into());
     Ok(Data::new(Value::Object(m)))
 }
 
-/// `GET /nodes/{node}/lxc/{vmid}/pending`: `{key, value?, pending?, delete?}` per key.
-pub(crate) fn pending(shared: &Shared, node: &str, vmid: u32) -> Result<Data, Fail> {
+/// `GET /nodes/{node}/{lxc|qemu}/{vmid}/pending`: `{key, value?, pending?, delete?}` per
+/// key, the config key `digest` included.
+pub(crate) fn pending(shared: &Shared, kind: SimKind, node: &str, vmid: u32) -> Result<Data, Fail> {
     let mut st = shared.lock();
-    let rec = st.guest_on(node, vmid)?;
+    let rec = st.guest_on(node, vmid, kind)?;
     let g = &rec.g;
     let mut current = conf::active(g);
     if let Some(d) = &g.description {
@@ -212,10 +160,10 @@ pub(crate) fn pending(shared: &Shared, node: &str, vmid: u32) -> Result<Data, Fa
             let mut item = Map::new();
             item.insert("key".into(), k.clone().into());
             if let Some(v) = current.get(k) {
-                item.insert("value".into(), json_value(k, v));
+                item.insert("value".into(), json_value(kind, k, v));
             }
             if let Some(v) = pending.get(k) {
-                item.insert("pending".into(), json_value(k, v));
+                item.insert("pending".into(), json_value(kind, k, v));
             }
             if deletes.contains(k) {
                 item.insert("delete".into(), 1.into());
@@ -226,7 +174,9 @@ pub(crate) fn pending(shared: &Shared, node: &str, vmid: u32) -> Result<Data, Fa
     Ok(Data::new(Value::Array(items)))
 }
 
-/// `GET /cluster/resources`: guests on every node (and the nodes unless `type=vm`).
+/// `GET /cluster/resources`: guests on every node (and the nodes unless `type=vm`). A
+/// VM's `status` is its QMP state (pve-manager `PVE/Service/pvestatd.pm`
+/// `update_qemu_status`), served live rather than ~10 s stale.
 pub(crate) fn cluster_resources(shared: &Shared, params: &BTreeMap<String, String>) -> Data {
     let kind = params.get("type").map(String::as_str);
     let st = shared.lock();
@@ -236,19 +186,28 @@ pub(crate) fn cluster_resources(shared: &Shared, params: &BTreeMap<String, Strin
             let g = &rec.g;
             let u = usage(rec);
             let mut m = Map::new();
-            m.insert("id".into(), format!("lxc/{}", g.vmid).into());
+            let t = g.kind.as_str();
+            m.insert("id".into(), format!("{t}/{}", g.vmid).into());
             m.insert("vmid".into(), g.vmid.into());
-            m.insert("type".into(), "lxc".into());
+            m.insert("type".into(), t.into());
             m.insert("node".into(), g.node.clone().into());
-            m.insert("status".into(), g.status.as_str().into());
             m.insert("name".into(), name(rec).into());
             m.insert("template".into(), u8::from(g.template).into());
-            let maxcpu = match (g.cores, g.other.get("cpulimit")) {
-                (Some(c), _) => json!(c),
-                (None, Some(l)) if l.parse::<f64>().unwrap_or(0.0) > 0.0 => {
-                    json!(l.parse::<f64>().unwrap_or(0.0))
+            let maxcpu = match g.kind {
+                SimKind::Qemu => {
+                    m.insert("status".into(), vmread::qmpstatus(rec).into());
+                    json!(super::usage::vm_cpus(g, shared.opts.host_cpus))
                 }
-                _ => json!(shared.opts.host_cpus),
+                SimKind::Lxc => {
+                    m.insert("status".into(), g.status.as_str().into());
+                    match (g.cores, g.other.get("cpulimit")) {
+                        (Some(c), _) => json!(c),
+                        (None, Some(l)) if l.parse::<f64>().unwrap_or(0.0) > 0.0 => {
+                            json!(l.parse::<f64>().unwrap_or(0.0))
+                        }
+                        _ => json!(shared.opts.host_cpus),
+                    }
+                }
             };
             m.insert("maxcpu".into(), maxcpu);
             m.insert("maxmem".into(), u.maxmem.into());
@@ -275,18 +234,4 @@ pub(crate) fn cluster_resources(shared: &Shared, params: &BTreeMap<String, Strin
         }
     }
     Data::new(Value::Array(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("8G"), Some(8 << 30));
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("1.5T"), Some(3 << 39));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("x"), None);
-    }
 }

@@ -61,7 +61,8 @@ fn parse(req: &Request) -> Parsed {
     let node = (segs.first().map(String::as_str) == Some("nodes"))
         .then(|| segs.get(1).cloned())
         .flatten();
-    let vmid = (segs.get(2).map(String::as_str) == Some("lxc"))
+    let guest_path = matches!(segs.get(2).map(String::as_str), Some("lxc" | "qemu"));
+    let vmid = guest_path
         .then(|| segs.get(3).and_then(|v| v.parse().ok()))
         .flatten();
     // Parameters are read first so that every record has them, even for requests that
@@ -118,7 +119,7 @@ pub(crate) fn process(shared: &Shared, req: &Request) -> Outcome {
                 st.tasks
                     .iter()
                     .filter(|t| t.running() && t.vmid == vmid)
-                    .map(|t| t.kind.type_name().to_string())
+                    .map(|t| t.type_name().to_string())
                     .collect(),
             ),
             None => (None, Vec::new()),
@@ -237,5 +238,13 @@ mod tests {
         assert_eq!(p.params["cores"], "2");
         assert_eq!(p.params["digest"], "abc", "the query wins");
         assert!(p.body_error.is_none());
+        let vm = Request {
+            method: "POST".into(),
+            target: "/api2/json/nodes/pve1/qemu/100/status/start".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            keep_alive: true,
+        };
+        assert_eq!(parse(&vm).vmid, Some(100));
     }
 }

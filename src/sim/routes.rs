@@ -2,46 +2,60 @@
 //! parameter schema (checked the way pve-common `JSONSchema::validate` does, every error
 //! collected), and running the matching handler.
 //!
-//! Above the handlers (`read`, `config`, `power`, `tasks`), below the router.
+//! Above the handlers (`read`, `vmread`, `config`, `vmconfig`, `power`, `vmpower`,
+//! `tasks`), below the router.
 
 use super::http;
+use super::keys;
+use super::model::SimKind;
 use super::power;
 use super::reply::{Data, Fail};
 use super::schema::{self, Kind};
 use super::state::Shared;
-use super::{config, read, tasks};
+use super::{config, read, tasks, vmconfig, vmpower, vmread};
 use std::collections::BTreeMap;
 
-/// The API calls the simulated node implements.
+/// The API calls the simulated node implements. Guest calls name the kind of guest
+/// their path is under (`/lxc/` or `/qemu/`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Route<'a> {
     Version,
     ClusterResources,
-    LxcList(&'a str),
-    GetConfig(&'a str, &'a str),
-    PutConfig(&'a str, &'a str),
-    Status(&'a str, &'a str),
-    Pending(&'a str, &'a str),
-    Power(&'a str, &'a str, power::Op),
+    List(SimKind, &'a str),
+    GetConfig(SimKind, &'a str, &'a str),
+    PutConfig(SimKind, &'a str, &'a str),
+    /// A VM's asynchronous config update.
+    PostConfig(&'a str, &'a str),
+    Status(SimKind, &'a str, &'a str),
+    Pending(SimKind, &'a str, &'a str),
+    Power(SimKind, &'a str, &'a str, power::Op),
     Tasks(&'a str),
     TaskStatus(&'a str, &'a str),
 }
 
 pub(crate) fn route<'a>(method: &str, segs: &'a [String]) -> Option<Route<'a>> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let kind = |k: &str| match k {
+        "lxc" => Some(SimKind::Lxc),
+        "qemu" => Some(SimKind::Qemu),
+        _ => None,
+    };
     Some(match (method, s.as_slice()) {
         ("GET", ["version"]) => Route::Version,
         ("GET", ["cluster", "resources"]) => Route::ClusterResources,
-        ("GET", ["nodes", _, "lxc"]) => Route::LxcList(&segs[1]),
-        ("GET", ["nodes", _, "lxc", _, "config"]) => Route::GetConfig(&segs[1], &segs[3]),
-        ("PUT", ["nodes", _, "lxc", _, "config"]) => Route::PutConfig(&segs[1], &segs[3]),
-        ("GET", ["nodes", _, "lxc", _, "status", "current"]) => Route::Status(&segs[1], &segs[3]),
-        ("GET", ["nodes", _, "lxc", _, "pending"]) => Route::Pending(&segs[1], &segs[3]),
-        ("POST", ["nodes", _, "lxc", _, "status", op]) => {
-            Route::Power(&segs[1], &segs[3], power::Op::parse(op)?)
-        }
         ("GET", ["nodes", _, "tasks"]) => Route::Tasks(&segs[1]),
         ("GET", ["nodes", _, "tasks", _, "status"]) => Route::TaskStatus(&segs[1], &segs[3]),
+        ("GET", ["nodes", _, k]) => Route::List(kind(k)?, &segs[1]),
+        ("GET", ["nodes", _, k, _, "config"]) => Route::GetConfig(kind(k)?, &segs[1], &segs[3]),
+        ("PUT", ["nodes", _, k, _, "config"]) => Route::PutConfig(kind(k)?, &segs[1], &segs[3]),
+        ("POST", ["nodes", _, "qemu", _, "config"]) => Route::PostConfig(&segs[1], &segs[3]),
+        ("GET", ["nodes", _, k, _, "status", "current"]) => {
+            Route::Status(kind(k)?, &segs[1], &segs[3])
+        }
+        ("GET", ["nodes", _, k, _, "pending"]) => Route::Pending(kind(k)?, &segs[1], &segs[3]),
+        ("POST", ["nodes", _, k, _, "status", op]) => {
+            Route::Power(kind(k)?, &segs[1], &segs[3], power::Op::parse(op)?)
+        }
         _ => return None,
     })
 }
@@ -54,6 +68,7 @@ const NAT: Kind = Kind::Int { min: 0, max: None };
 /// The parameters each call accepts (besides those in the path).
 fn param_kind(r: &Route, key: &str) -> Option<Kind> {
     let table: &[(&str, Kind)] = match r {
+        Route::List(SimKind::Qemu, _) => &[("full", BOOL)],
         Route::GetConfig(..) => &[("current", BOOL), ("snapshot", STR)],
         Route::ClusterResources => &[("type", Kind::Enum(&["vm", "storage", "node", "sdn"]))],
         Route::Tasks(_) => &[
@@ -74,12 +89,25 @@ fn param_kind(r: &Route, key: &str) -> Option<Kind> {
             ("start", NAT),
             ("errors", BOOL),
         ],
-        Route::Power(_, _, op) => op.params(),
-        Route::PutConfig(..) => {
+        Route::Power(SimKind::Lxc, _, _, op) => op.params(),
+        Route::Power(SimKind::Qemu, _, _, op) => vmpower::params(*op),
+        Route::PutConfig(SimKind::Lxc, ..) => {
             return match key {
                 "delete" | "revert" => Some(Kind::ConfigIdList),
                 "digest" => Some(Kind::Str { max_len: Some(40) }),
-                _ => schema::lxc_key(key).map(|d| d.kind),
+                _ => keys::key(SimKind::Lxc, key).map(|d| d.kind),
+            }
+        }
+        Route::PutConfig(SimKind::Qemu, ..) | Route::PostConfig(..) => {
+            return match key {
+                "delete" | "revert" => Some(Kind::ConfigIdList),
+                "digest" => Some(Kind::Str { max_len: Some(40) }),
+                "skiplock" | "force" => Some(BOOL),
+                "background_delay" if matches!(r, Route::PostConfig(..)) => Some(Kind::Int {
+                    min: 1,
+                    max: Some(30),
+                }),
+                _ => keys::key(SimKind::Qemu, key).map(|d| d.kind),
             }
         }
         _ => NONE,
@@ -92,10 +120,11 @@ fn param_kind(r: &Route, key: &str) -> Option<Kind> {
 fn validate(r: &Route, segs: &[String], params: &mut BTreeMap<String, String>) -> Result<(), Fail> {
     let mut errors = BTreeMap::new();
     let path_params: &[(&str, usize)] = match r {
-        Route::LxcList(_) | Route::Tasks(_) => &[("node", 1)],
+        Route::List(..) | Route::Tasks(_) => &[("node", 1)],
         Route::TaskStatus(..) => &[("node", 1), ("upid", 3)],
         Route::GetConfig(..)
         | Route::PutConfig(..)
+        | Route::PostConfig(..)
         | Route::Status(..)
         | Route::Pending(..)
         | Route::Power(..) => &[("node", 1), ("vmid", 3)],
@@ -156,12 +185,21 @@ fn dispatch(
     match r {
         Route::Version => Ok(read::version()),
         Route::ClusterResources => Ok(read::cluster_resources(shared, params)),
-        Route::LxcList(node) => Ok(read::lxc_list(shared, node)),
-        Route::GetConfig(node, id) => read::config(shared, node, vmid(id), params),
-        Route::Status(node, id) => read::status(shared, node, vmid(id)),
-        Route::Pending(node, id) => read::pending(shared, node, vmid(id)),
-        Route::PutConfig(node, id) => config::put(shared, node, vmid(id), params),
-        Route::Power(node, id, op) => power::run(shared, seq, node, vmid(id), op, params),
+        Route::List(SimKind::Lxc, node) => Ok(read::lxc_list(shared, node)),
+        Route::List(SimKind::Qemu, node) => Ok(vmread::list(shared, node, params)),
+        Route::GetConfig(kind, node, id) => read::config(shared, kind, node, vmid(id), params),
+        Route::Status(SimKind::Lxc, node, id) => read::status(shared, node, vmid(id)),
+        Route::Status(SimKind::Qemu, node, id) => vmread::status(shared, node, vmid(id)),
+        Route::Pending(kind, node, id) => read::pending(shared, kind, node, vmid(id)),
+        Route::PutConfig(SimKind::Lxc, node, id) => config::put(shared, node, vmid(id), params),
+        Route::PutConfig(SimKind::Qemu, node, id) => vmconfig::put(shared, node, vmid(id), params),
+        Route::PostConfig(node, id) => vmconfig::post(shared, seq, node, vmid(id), params),
+        Route::Power(SimKind::Lxc, node, id, op) => {
+            power::run(shared, seq, node, vmid(id), op, params)
+        }
+        Route::Power(SimKind::Qemu, node, id, op) => {
+            vmpower::run(shared, seq, node, vmid(id), op, params)
+        }
         Route::Tasks(node) => tasks::list(&shared.lock(), node, params),
         Route::TaskStatus(node, upid) => tasks::status(&shared.lock(), node, upid),
     }
@@ -169,12 +207,13 @@ fn dispatch(
 
 fn route_node<'a>(r: &Route<'a>) -> Option<&'a str> {
     match *r {
-        Route::LxcList(n) | Route::Tasks(n) => Some(n),
-        Route::GetConfig(n, _)
-        | Route::PutConfig(n, _)
-        | Route::Status(n, _)
-        | Route::Pending(n, _)
-        | Route::Power(n, _, _)
+        Route::List(_, n) | Route::Tasks(n) => Some(n),
+        Route::GetConfig(_, n, _)
+        | Route::PutConfig(_, n, _)
+        | Route::PostConfig(n, _)
+        | Route::Status(_, n, _)
+        | Route::Pending(_, n, _)
+        | Route::Power(_, n, _, _)
         | Route::TaskStatus(n, _) => Some(n),
         _ => None,
     }
@@ -242,8 +281,30 @@ mod tests {
         let (_, segs) = split_path("/api2/json/nodes/pve1/lxc/101/status/reboot");
         assert!(route("POST", &segs).is_none());
         let (_, segs) = split_path("/api2/json/nodes/pve1/lxc/101/config");
-        assert_eq!(route("PUT", &segs), Some(Route::PutConfig("pve1", "101")));
+        assert_eq!(
+            route("PUT", &segs),
+            Some(Route::PutConfig(SimKind::Lxc, "pve1", "101"))
+        );
+        assert!(
+            route("POST", &segs).is_none(),
+            "containers have no async update"
+        );
+        let (_, segs) = split_path("/api2/json/nodes/pve1/qemu/100/config");
+        assert_eq!(route("POST", &segs), Some(Route::PostConfig("pve1", "100")));
+        let (_, segs) = split_path("/api2/json/nodes/pve1/qemu/100/status/shutdown");
+        assert_eq!(
+            route("POST", &segs),
+            Some(Route::Power(
+                SimKind::Qemu,
+                "pve1",
+                "100",
+                power::Op::Shutdown
+            ))
+        );
+        let (_, segs) = split_path("/api2/json/nodes/pve1/qemu/100/status/suspend");
         assert!(route("POST", &segs).is_none());
+        let (_, segs) = split_path("/api2/json/nodes/pve1/openvz");
+        assert!(route("GET", &segs).is_none());
         let (_, segs) = split_path("/api2/json/cluster/ha/resources");
         assert!(
             route("GET", &segs).is_none(),

@@ -1,7 +1,7 @@
 //! The LXC config keys the simulated node knows, their types, how a running container
 //! takes a change to each (pve-container `src/PVE/LXC/Config.pm`: `$confdesc`,
 //! `$LXC_FASTPLUG_OPTIONS`, `vmconfig_hotplug_pending`), and PVE's parameter checks and
-//! normalisers.
+//! normalisers, for containers and VMs (whose key table is in `vmschema`).
 //!
 //! Error texts are pve-common `JSONSchema.pm` `check_prop`/`check_type` verbatim.
 
@@ -30,6 +30,10 @@ pub(crate) enum Kind {
     DnsName,
     /// `pve-configid-list` (`delete`, `revert`).
     ConfigIdList,
+    /// A VM's `memory`: the property string `[current=]<integer>`, at least 16.
+    Memory,
+    /// A VM's `hotplug`: `0`, `1`, or a list of `network disk cpu memory usb cloudinit`.
+    Hotplug,
 }
 
 /// What happens to a change of this key while the container runs.
@@ -45,6 +49,14 @@ pub(crate) enum Plug {
     Pending,
     /// Cannot be changed or deleted (`unprivileged`).
     ReadOnly,
+    /// VM: applied live only when the VM's active `hotplug` lists this feature
+    /// (`cpu` for `vcpus`, `memory`, `network`, `disk`, `usb`), else pending.
+    Feature(&'static str),
+    /// VM `balloon`: applied live unless it switches the balloon device on or off.
+    Balloon,
+    /// VM `hotplug`: applied live unless the old or new value involves `cpu` or
+    /// `memory`.
+    HotplugOpt,
 }
 
 /// What the simulated node knows about one config key.
@@ -267,7 +279,43 @@ pub(crate) fn check_value(kind: &Kind, v: &str) -> Result<(), String> {
             )),
             None => Ok(()),
         },
+        // A property string: its error names the sub-key (pve-common `check_format`).
+        Kind::Memory => {
+            let current = memory_current(v);
+            let sub = match current {
+                Some(c) if is_integer(c) => {
+                    check_range(c.parse::<f64>().unwrap_or(f64::MAX), 16.0, None)
+                }
+                Some(c) => Err(format!("type check ('integer') failed - got '{c}'")),
+                None => Err("property is missing and it is not optional".to_string()),
+            };
+            sub.map_err(|e| format!("invalid format - format error\ncurrent: {e}\n"))
+        }
+        Kind::Hotplug => {
+            const FEATURES: &[&str] = &["network", "disk", "cpu", "memory", "usb", "cloudinit"];
+            if v == "0" || v == "1" {
+                return Ok(());
+            }
+            match split_list(v)
+                .into_iter()
+                .find(|f| !FEATURES.contains(&f.as_str()))
+            {
+                Some(f) => Err(format!("invalid format - invalid hotplug feature '{f}'\n")),
+                None => Ok(()),
+            }
+        }
     }
+}
+
+/// The `current` of a VM's memory property string (`2048`, `current=2048`), as text.
+pub(crate) fn memory_current(v: &str) -> Option<&str> {
+    v.split(',')
+        .filter_map(|part| match part.split_once('=') {
+            Some(("current", c)) => Some(c),
+            Some(_) => None,
+            None => Some(part),
+        })
+        .next_back()
 }
 
 fn check_range(n: f64, min: f64, max: Option<f64>) -> Result<(), String> {
@@ -287,23 +335,6 @@ pub(crate) fn canonical(kind: &Kind, v: &str) -> String {
     match kind {
         Kind::Int { .. } => v.parse::<i64>().map(|n| n.to_string()).unwrap_or_default(),
         _ => v.to_string(),
-    }
-}
-
-/// A config value as PVE's `check_type` types it in JSON: integers and booleans become
-/// numbers, everything else (including `number`s like `cpulimit`) stays a string.
-pub(crate) fn json_value(key: &str, text: &str) -> serde_json::Value {
-    match lxc_key(key).map(|d| d.kind) {
-        Some(Kind::Int { .. }) => match text.parse::<i64>() {
-            Ok(n) => n.into(),
-            Err(_) => text.into(),
-        },
-        Some(Kind::Bool) => match text.to_ascii_lowercase().as_str() {
-            "1" | "on" | "yes" | "true" => 1.into(),
-            "0" | "off" | "no" | "false" => 0.into(),
-            _ => text.into(),
-        },
-        _ => text.into(),
     }
 }
 
@@ -397,6 +428,23 @@ mod tests {
         assert!(check_value(&lxc_key("lock").unwrap().kind, "backup").is_ok());
         assert!(check_value(&lxc_key("lock").unwrap().kind, "nope").is_err());
         assert_eq!(canonical(&cores, "+04"), "4");
+        assert!(check_value(&Kind::Memory, "2048").is_ok());
+        assert!(check_value(&Kind::Memory, "current=2048").is_ok());
+        assert_eq!(
+            check_value(&Kind::Memory, "15").unwrap_err(),
+            "invalid format - format error\ncurrent: value must have a minimum value of 16\n"
+        );
+        assert_eq!(
+            check_value(&Kind::Memory, "lots").unwrap_err(),
+            "invalid format - format error\ncurrent: type check ('integer') failed - got 'lots'\n"
+        );
+        assert_eq!(memory_current("current=3072"), Some("3072"));
+        assert!(check_value(&Kind::Hotplug, "1").is_ok());
+        assert!(check_value(&Kind::Hotplug, "network,disk,cpu,memory").is_ok());
+        assert_eq!(
+            check_value(&Kind::Hotplug, "disk,ram").unwrap_err(),
+            "invalid format - invalid hotplug feature 'ram'\n"
+        );
     }
 
     #[test]
@@ -409,9 +457,5 @@ mod tests {
         assert!(lxc_key("net32").is_none());
         assert!(lxc_key("net01").is_none());
         assert!(lxc_key("bogus").is_none());
-        assert_eq!(json_value("cores", "2"), serde_json::json!(2));
-        assert_eq!(json_value("onboot", "1"), serde_json::json!(1));
-        assert_eq!(json_value("cpulimit", "0.5"), serde_json::json!("0.5"));
-        assert_eq!(json_value("ostype", "debian"), serde_json::json!("debian"));
     }
 }

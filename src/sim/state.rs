@@ -7,7 +7,7 @@
 
 use super::conf;
 use super::faults::{Faults, RuleCount};
-use super::model::{ErrorStyle, PowerState, RequestRecord, SimGuest, SimOptions};
+use super::model::{ErrorStyle, PowerState, RequestRecord, SimGuest, SimKind, SimOptions};
 use super::persist;
 use super::reply::Fail;
 use super::upid::SimUpid;
@@ -15,7 +15,7 @@ use crate::cancel::Cancel;
 use crate::rng::XorShift;
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Oldest request records are dropped beyond this, so a long `felhom-agent sim` run
 /// does not grow without bound.
@@ -38,24 +38,46 @@ pub(crate) struct Shared {
 pub(crate) enum TaskKind {
     Start,
     Stop,
-    /// `gives_up`: the timeout is shorter than the shutdown takes and `forceStop` is off,
-    /// so the task fails with `container did not stop`.
+    /// A graceful shutdown whose end was decided when it started: `stops` says whether
+    /// the guest is off when the task ends (it went down, or was killed with
+    /// `forceStop`), `fails` is the task's error text when it fails (`container did not
+    /// stop`, `VM quit/powerdown failed - got timeout`).
     Shutdown {
-        gives_up: bool,
+        stops: bool,
+        fails: Option<&'static str>,
     },
+    /// A VM's asynchronous config update; its parameters are in [`Task::update`].
+    Config,
     HaStart,
     HaStop,
 }
 
 impl TaskKind {
-    /// The worker type in the UPID.
-    pub(crate) fn type_name(self) -> &'static str {
-        match self {
-            TaskKind::Start => "vzstart",
-            TaskKind::Stop => "vzstop",
-            TaskKind::Shutdown { .. } => "vzshutdown",
-            TaskKind::HaStart => "hastart",
-            TaskKind::HaStop => "hastop",
+    /// The worker type in the UPID, for a task on a guest of `guest`'s kind.
+    pub(crate) fn type_name(self, guest: SimKind) -> &'static str {
+        match (guest, self) {
+            (_, TaskKind::HaStart) => "hastart",
+            (_, TaskKind::HaStop) => "hastop",
+            (SimKind::Lxc, TaskKind::Start) => "vzstart",
+            (SimKind::Lxc, TaskKind::Stop) => "vzstop",
+            (SimKind::Lxc, TaskKind::Shutdown { .. }) => "vzshutdown",
+            // Containers have no asynchronous config update.
+            (SimKind::Lxc, TaskKind::Config) => "vzconfig",
+            (SimKind::Qemu, TaskKind::Start) => "qmstart",
+            (SimKind::Qemu, TaskKind::Stop) => "qmstop",
+            (SimKind::Qemu, TaskKind::Shutdown { .. }) => "qmshutdown",
+            (SimKind::Qemu, TaskKind::Config) => "qmconfig",
+        }
+    }
+
+    /// Whether the task holds the guest's config lock while it runs: a container's
+    /// shutdown (pve-container `vm_shutdown`), and every VM task but the HA ones
+    /// (qemu-server `vm_start`, `vm_stop`, `$update_vm_api` take `lock_config`).
+    pub(crate) fn holds_lock(self, guest: SimKind) -> bool {
+        match (guest, self) {
+            (_, TaskKind::HaStart | TaskKind::HaStop) => false,
+            (SimKind::Lxc, k) => matches!(k, TaskKind::Shutdown { .. }),
+            (SimKind::Qemu, _) => true,
         }
     }
 }
@@ -65,22 +87,37 @@ impl TaskKind {
 pub(crate) struct Task {
     pub upid: SimUpid,
     pub vmid: u32,
+    /// The kind of guest it is about.
+    pub guest: SimKind,
     pub kind: TaskKind,
-    /// When the task finishes (unless its guest is in `hang_tasks`).
+    /// When the task finishes (unless its guest is in `hang_tasks`); while it waits for
+    /// the config lock, when it gives up waiting.
     pub due: Instant,
+    /// How long it runs once it has the config lock.
+    pub run_for: Duration,
     /// The exit status once finished: `OK` or the error text.
     pub exit: Option<String>,
     /// Unix seconds, once finished.
     pub endtime: Option<i64>,
     /// When it finished.
     pub ended: Option<Instant>,
-    /// A shutdown holds the guest's config lock while it runs.
+    /// It holds the guest's config lock while it runs ([`TaskKind::holds_lock`]).
     pub holds_lock: bool,
+    /// It waits for the config lock, held by another task (a VM task takes the lock in
+    /// the worker, waiting up to `lock_wait`, and fails if it cannot).
+    pub waits_for_lock: bool,
+    /// The parameters of a config update task.
+    pub update: Option<BTreeMap<String, String>>,
 }
 
 impl Task {
     pub(crate) fn running(&self) -> bool {
         self.exit.is_none()
+    }
+
+    /// The worker type in the UPID (`vzstart`, `qmshutdown`, ...).
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.kind.type_name(self.guest)
     }
 
     /// Ends the task with this exit status.
@@ -195,13 +232,24 @@ impl State {
         }
     }
 
-    /// The guest `vmid` if its config is on `node`, else PVE's 500.
-    pub(crate) fn guest_on(&mut self, node: &str, vmid: u32) -> Result<&mut GuestRec, Fail> {
+    /// The guest `vmid` if it is of `kind` and its config is on `node`, else PVE's 500
+    /// (a VM asked for under `/lxc/` has no container config, and the reverse).
+    pub(crate) fn guest_on(
+        &mut self,
+        node: &str,
+        vmid: u32,
+        kind: SimKind,
+    ) -> Result<&mut GuestRec, Fail> {
         match self.guests.get_mut(&vmid) {
-            Some(rec) if rec.g.node == node => Ok(rec),
-            _ => Err(Fail::server(format!(
-                "Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist"
-            ))),
+            Some(rec) if rec.g.node == node && rec.g.kind == kind => Ok(rec),
+            _ => Err(Fail::server(match kind {
+                SimKind::Lxc => {
+                    format!("Configuration file 'nodes/{node}/lxc/{vmid}.conf' does not exist")
+                }
+                SimKind::Qemu => format!(
+                    "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
+                ),
+            })),
         }
     }
 
@@ -221,7 +269,7 @@ impl State {
     pub(crate) fn flock_held(&self, vmid: u32) -> bool {
         self.tasks
             .iter()
-            .any(|t| t.running() && t.holds_lock && t.vmid == vmid)
+            .any(|t| t.running() && t.holds_lock && !t.waits_for_lock && t.vmid == vmid)
     }
 
     /// Logs a request as it arrives (requests arrive in seq order, under the lock).
@@ -285,6 +333,7 @@ impl Shared {
         &'a self,
         mut st: MutexGuard<'a, State>,
         vmid: u32,
+        kind: SimKind,
     ) -> Result<MutexGuard<'a, State>, Fail> {
         let deadline = Instant::now() + self.opts.lock_wait;
         while st.flock_held(vmid) && !st.shutting_down {
@@ -299,10 +348,22 @@ impl Shared {
                 .0;
         }
         if st.flock_held(vmid) || st.shutting_down {
-            return Err(Fail::server(format!(
-                "can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout"
-            )));
+            return Err(Fail::server(lock_timeout(kind, vmid)));
         }
         Ok(st)
+    }
+}
+
+/// The error of a config lock that could not be had in time (pve-common `Tools.pm`
+/// `lock_file_full`; the lock files of pve-container `LXC/Config.pm` and qemu-server
+/// `QemuConfig.pm` `config_file_lock`).
+pub(crate) fn lock_timeout(kind: SimKind, vmid: u32) -> String {
+    match kind {
+        SimKind::Lxc => {
+            format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")
+        }
+        SimKind::Qemu => {
+            format!("can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout")
+        }
     }
 }

@@ -4,26 +4,34 @@
 //! `PVE/API2/Tasks.pm` `read_task_status`, `node_tasks`).
 
 use super::conf;
-use super::model::PowerState;
+use super::model::{PowerState, QmpState, SimKind};
 use super::reply::{Data, Fail};
 use super::schema;
-use super::state::{HaEvent, Shared, State, Task, TaskKind};
+use super::state::{lock_timeout, HaEvent, Shared, State, Task, TaskKind};
 use super::upid::SimUpid;
+use super::vmrun;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Starts a task for guest `vmid` on `node` on behalf of request `request` (noted in its
-/// record) and returns its UPID.
-pub(crate) fn spawn(
-    shared: &Shared,
-    st: &mut State,
-    request: u64,
-    node: &str,
-    vmid: u32,
-    kind: TaskKind,
-    duration: Duration,
-) -> SimUpid {
+/// A task to start.
+pub(crate) struct NewTask<'a> {
+    /// The request that starts it (its record notes the UPID).
+    pub request: u64,
+    pub node: &'a str,
+    pub vmid: u32,
+    /// The kind of guest it is about.
+    pub guest: SimKind,
+    pub kind: TaskKind,
+    /// How long it runs (once it has the config lock, if it needs it).
+    pub duration: Duration,
+    /// The parameters of a config update task.
+    pub update: Option<BTreeMap<String, String>>,
+}
+
+/// Starts a task and returns its UPID. A task that needs the guest's config lock while
+/// another task holds it waits for it, up to `lock_wait`.
+pub(crate) fn spawn(shared: &Shared, st: &mut State, t: NewTask) -> SimUpid {
     let pid = st.next_pid;
     st.next_pid = if pid >= 0x003F_FFFF {
         0x0001_0000
@@ -33,30 +41,41 @@ pub(crate) fn spawn(
     // pstart is the process start in clock ticks (100 Hz) since boot.
     let ticks = shared.started.elapsed().as_millis() as u64 / 10;
     let upid = SimUpid {
-        node: node.to_string(),
+        node: t.node.to_string(),
         pid,
         pstart: 0x0100_0000 + ticks,
         starttime: crate::time::unix_now(),
-        kind: kind.type_name().to_string(),
-        id: vmid.to_string(),
+        kind: t.kind.type_name(t.guest).to_string(),
+        id: t.vmid.to_string(),
         user: shared.opts.token_id.clone(),
     };
     let now = Instant::now();
+    let holds_lock = t.kind.holds_lock(t.guest);
+    let waits_for_lock = holds_lock && st.flock_held(t.vmid);
     st.tasks.push(Task {
         upid: upid.clone(),
-        vmid,
-        kind,
-        due: now + duration,
+        vmid: t.vmid,
+        guest: t.guest,
+        kind: t.kind,
+        due: now
+            + if waits_for_lock {
+                shared.opts.lock_wait
+            } else {
+                t.duration
+            },
+        run_for: t.duration,
         exit: None,
         endtime: None,
         ended: None,
-        holds_lock: matches!(kind, TaskKind::Shutdown { .. }),
+        holds_lock,
+        waits_for_lock,
+        update: t.update,
     });
     let text = upid.to_string();
-    if let Some(r) = st.request_mut(request) {
+    if let Some(r) = st.request_mut(t.request) {
         r.task = Some(text.clone());
     }
-    st.tasks_started.entry(vmid).or_default().push(text);
+    st.tasks_started.entry(t.vmid).or_default().push(text);
     st.max_tasks = st.max_tasks.max(st.running_tasks());
     st.trim_tasks();
     upid
@@ -75,13 +94,30 @@ pub(crate) fn abort_shutdowns(st: &mut State, vmid: u32) -> usize {
     n
 }
 
-/// Finishes every task and HA request that is due at `now`. Returns whether anything
-/// changed.
+/// Finishes every task and HA request that is due at `now`, and lets tasks waiting for a
+/// config lock take it once it is free. Returns whether anything changed.
 pub(crate) fn advance(shared: &Shared, st: &mut State, now: Instant) -> bool {
     let mut changed = false;
     for i in 0..st.tasks.len() {
         let t = &st.tasks[i];
-        if t.running() && t.due <= now && !st.faults.hang_tasks.contains(&t.vmid) {
+        if !(t.running() && t.waits_for_lock) {
+            continue;
+        }
+        let (vmid, guest) = (t.vmid, t.guest);
+        if !st.flock_held(vmid) {
+            let t = &mut st.tasks[i];
+            t.waits_for_lock = false;
+            t.due = now + t.run_for;
+            changed = true;
+        } else if t.due <= now {
+            st.tasks[i].finish(lock_timeout(guest, vmid));
+            changed = true;
+        }
+    }
+    for i in 0..st.tasks.len() {
+        let t = &st.tasks[i];
+        let due = t.running() && !t.waits_for_lock && t.due <= now;
+        if due && !st.faults.hang_tasks.contains(&t.vmid) {
             let exit = match outcome(shared, st, i, now) {
                 Ok(()) => "OK".to_string(),
                 Err(e) => e,
@@ -105,6 +141,7 @@ pub(crate) fn advance(shared: &Shared, st: &mut State, now: Instant) -> bool {
             if !blocked && rec.g.status != target {
                 let wrote = conf::apply_all_pending(&mut rec.g);
                 rec.set_status(target);
+                rec.g.qmp = QmpState::Running;
                 st.dirty = true;
                 if wrote {
                     st.wrote(e.vmid);
@@ -115,7 +152,8 @@ pub(crate) fn advance(shared: &Shared, st: &mut State, now: Instant) -> bool {
     changed
 }
 
-/// When the next task or HA request falls due (hanging tasks excluded).
+/// When the next task or HA request falls due (hanging tasks excluded; a task waiting
+/// for a lock falls due when it gives up).
 pub(crate) fn next_due(st: &State) -> Option<Instant> {
     let tasks = st
         .tasks
@@ -127,15 +165,28 @@ pub(crate) fn next_due(st: &State) -> Option<Instant> {
 
 /// What task `i` does to its guest when it finishes; `Err` is the task's error text.
 fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<(), String> {
-    let (vmid, kind, node) = {
+    let (vmid, guest, kind, node) = {
         let t = &st.tasks[i];
-        (t.vmid, t.kind, t.upid.node.clone())
+        (t.vmid, t.guest, t.kind, t.upid.node.clone())
     };
     if let Some(msg) = st.faults.fail_tasks.get(&vmid) {
         return Err(msg.clone());
     }
-    let quorate = st.quorate;
-    let rec = st.guest_on(&node, vmid).map_err(|f| f.message)?;
+    if matches!(kind, TaskKind::HaStart | TaskKind::HaStop) {
+        return ha_request(
+            shared,
+            st,
+            &node,
+            vmid,
+            guest,
+            kind == TaskKind::HaStart,
+            now,
+        );
+    }
+    if guest == SimKind::Qemu {
+        return vmrun::finish(shared, st, i);
+    }
+    let rec = st.guest_on(&node, vmid, guest).map_err(|f| f.message)?;
     let check_lock = |mounted_ok: bool| match &rec.g.lock {
         Some(l) if !(mounted_ok && l == "mounted") => Err(format!("CT is locked ({l})")),
         _ => Ok(()),
@@ -152,31 +203,15 @@ fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<()
             check_lock(true)?;
             PowerState::Stopped
         }
-        TaskKind::Shutdown { gives_up } => {
+        TaskKind::Shutdown { stops, fails } => {
             check_lock(false)?;
-            if gives_up {
-                return Err("container did not stop".into());
+            if !stops {
+                return Err(fails.unwrap_or("container did not stop").into());
             }
             PowerState::Stopped
         }
-        TaskKind::HaStart | TaskKind::HaStop => {
-            if rec.g.ha.as_deref() == Some("error") {
-                return Err(format!(
-                    "service 'ct:{vmid}' in error state, must be disabled and fixed first"
-                ));
-            }
-            if !quorate {
-                return Err("cluster not ready - no quorum?".into());
-            }
-            let start = kind == TaskKind::HaStart;
-            rec.g.ha = Some(if start { "started" } else { "stopped" }.to_string());
-            st.dirty = true;
-            st.ha_events.push(HaEvent {
-                due: now + shared.opts.ha_apply_delay,
-                vmid,
-                start,
-            });
-            return Ok(());
+        TaskKind::Config | TaskKind::HaStart | TaskKind::HaStop => {
+            return Err("unexpected task".into())
         }
     };
     // A start applies pending changes first; any stop applies them in the poststop hook.
@@ -188,6 +223,41 @@ fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<()
             st.wrote(vmid);
         }
     }
+    Ok(())
+}
+
+/// An `hastart`/`hastop` task: files the request with the HA stack, which carries it
+/// out `ha_apply_delay` later (pve-ha-manager `ha-manager set`, `crm-command stop`).
+fn ha_request(
+    shared: &Shared,
+    st: &mut State,
+    node: &str,
+    vmid: u32,
+    guest: SimKind,
+    start: bool,
+    now: Instant,
+) -> Result<(), String> {
+    let quorate = st.quorate;
+    let rec = st.guest_on(node, vmid, guest).map_err(|f| f.message)?;
+    if rec.g.ha.as_deref() == Some("error") {
+        let sid = match guest {
+            SimKind::Lxc => "ct",
+            SimKind::Qemu => "vm",
+        };
+        return Err(format!(
+            "service '{sid}:{vmid}' in error state, must be disabled and fixed first"
+        ));
+    }
+    if !quorate {
+        return Err("cluster not ready - no quorum?".into());
+    }
+    rec.g.ha = Some(if start { "started" } else { "stopped" }.to_string());
+    st.dirty = true;
+    st.ha_events.push(HaEvent {
+        due: now + shared.opts.ha_apply_delay,
+        vmid,
+        start,
+    });
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 mod errors;
 mod raw;
 mod tls;
+mod vm;
 mod wait;
 
 use felhom_agent::action::Params;

@@ -7,6 +7,10 @@ mod config;
 mod faults;
 mod tasks;
 mod transport;
+mod vm_api;
+mod vm_audit;
+mod vm_config;
+mod vm_power;
 
 use felhom_agent::sim::{Sim, SimGuest, SimOptions};
 use serde_json::Value;
@@ -54,6 +58,21 @@ impl Resp {
             String::from_utf8_lossy(&self.body)
         );
         self.json()["data"].clone()
+    }
+
+    /// The per-parameter error of a 400 for `key`.
+    pub(crate) fn param_error(&self, key: &str) -> String {
+        assert_eq!(
+            self.status,
+            400,
+            "{}: {}",
+            self.reason,
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()["errors"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error for {key}: {}", self.json()))
+            .to_string()
     }
 
     pub(crate) fn closes(&self) -> bool {

@@ -6,19 +6,25 @@
 //!   from its arrival until the node is done with it and, if it started a task, until
 //!   that task ends; a request delayed and executed after its client left included. Two
 //!   such spans of one guest must not overlap (touching is fine).
-//! - Sent twice: a start arriving while the guest runs or a start task of it runs; a
-//!   shutdown or stop arriving while the guest is stopped and no task of it runs; a
-//!   config update whose every parameter (`digest` aside) already holds, by the node's
-//!   own comparison (a value equal to the stored one, a `delete` of a config key that is
-//!   not set). "Arriving" is judged on the guest as the node noted it at arrival, so hand
-//!   edits through the `Sim` handle are not requests, yet are seen by the ones after. A
-//!   request naming a node the guest is not on is not judged (it cannot act).
+//! - Sent twice: a start arriving while the guest runs (for a VM: while its QEMU process
+//!   runs, whatever its QMP state, which PVE answers `already running`; except under a
+//!   backup's lock, where PVE resumes the VM) or a start task of it runs; a shutdown or stop
+//!   arriving while the guest is stopped and no task of it runs; a config update (a PUT,
+//!   or a VM's POST) whose every parameter (`digest` aside) already holds in the config
+//!   as it will be, by the node's own comparison: a value equal to the pending one, or
+//!   to the stored one when nothing is pending for the key (writing again what waits in
+//!   the pending section is the same intent sent twice), a `delete` of a key that is
+//!   not set or already waits to be deleted. "Arriving" is judged on the guest as the
+//!   node noted it at arrival, so hand edits through the `Sim` handle are not requests,
+//!   yet are seen by the ones after. A request naming a node the guest is not on is not
+//!   judged (it cannot act).
 //!
-//! Imports only leaves (`conf`, `model`, `schema`).
+//! Imports only leaves (`conf`, `keys`, `model`, `schema`).
 
 use super::conf::{self, stored_value};
-use super::model::{PowerState, RequestRecord, SimGuest};
-use super::schema::{lxc_key, split_list};
+use super::keys;
+use super::model::{PowerState, QmpState, RequestRecord, SimGuest};
+use super::schema::split_list;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -223,11 +229,17 @@ fn redundant(r: &RequestRecord) -> Option<String> {
     let g = r.guest.as_ref()?;
     let ran = |kinds: &[&str]| r.guest_tasks.iter().any(|t| kinds.contains(&t.as_str()));
     let power = r.path.rsplit_once("/status/").map(|(_, op)| op);
+    // A VM's start under a backup's lock resumes the QEMU the backup runs: not met.
+    let resumes = g.is_vm() && g.lock.as_deref() == Some("backup");
     match (r.method.as_str(), power) {
-        ("POST", Some("start")) if g.status == PowerState::Running => {
-            Some("the guest was running".to_string())
+        ("POST", Some("start")) if g.status == PowerState::Running && !resumes => {
+            Some(if g.is_vm() && g.qmp != QmpState::Running {
+                format!("the guest was running (qmpstatus {})", g.qmp.as_str())
+            } else {
+                "the guest was running".to_string()
+            })
         }
-        ("POST", Some("start")) if ran(&["vzstart", "hastart"]) => {
+        ("POST", Some("start")) if ran(&["vzstart", "qmstart", "hastart"]) => {
             Some("a start task of the guest was running".to_string())
         }
         ("POST", Some("stop" | "shutdown"))
@@ -235,28 +247,40 @@ fn redundant(r: &RequestRecord) -> Option<String> {
         {
             Some("the guest was stopped and no task of it was running".to_string())
         }
-        ("PUT", _) if r.path.ends_with("/config") => config_noop(g, &r.params),
+        ("PUT" | "POST", None) if r.path.ends_with("/config") => config_noop(g, &r.params),
         _ => None,
     }
 }
 
 /// For a config update whose every parameter already held: the parameters.
 fn config_noop(g: &SimGuest, params: &BTreeMap<String, String>) -> Option<String> {
-    let set: Vec<(&String, &String)> = params.iter().filter(|(k, _)| *k != "digest").collect();
+    let set: Vec<(&String, &String)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "digest" | "background_delay"))
+        .collect();
     if set.is_empty() {
         return None;
     }
     let pending = conf::pending_values(g);
     let pending_deletes = conf::pending_deletes(g);
+    // The config as it will be: a pending value over the stored one, a pending delete
+    // leaving the key unset.
+    let will_be = |k: &str| {
+        if pending_deletes.iter().any(|d| d == k) {
+            None
+        } else {
+            pending.get(k).cloned().or_else(|| conf::get(g, k))
+        }
+    };
     let holds = |k: &str, v: &str| match k {
         // An unknown key makes the request invalid rather than redundant.
         "delete" => split_list(v)
             .iter()
-            .all(|d| lxc_key(d).is_some() && conf::get(g, d).is_none() && !pending.contains_key(d)),
+            .all(|d| keys::key(g.kind, d).is_some() && will_be(d).is_none()),
         "revert" => split_list(v)
             .iter()
             .all(|d| !pending.contains_key(d) && !pending_deletes.contains(d)),
-        _ => conf::get(g, k).as_deref() == Some(stored_value(k, v).as_str()),
+        _ => will_be(k) == Some(stored_value(g.kind, k, v)),
     };
     if !set.iter().all(|(k, v)| holds(k, v)) {
         return None;
