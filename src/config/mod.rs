@@ -34,8 +34,11 @@
 //! every problem in the file is reported at once, each with its line and column.
 
 mod error;
+mod print;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fuzz;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
