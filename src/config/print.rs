@@ -52,3 +52,51 @@ fn string(s: &str) -> String {
 fn path(p: &Path) -> String {
     string(&p.to_string_lossy())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_json_writes_every_key_in_table_order() {
+        let mut cfg = crate::config::tests::defaults();
+        cfg.fixed.ca_file = Some("/etc/ssl/ca.pem".into());
+        cfg.live.desired_file = Some("/etc/felhom-agent/desired \"x\".json".into());
+        cfg.live.metrics_file = Some("/run/m.prom".into());
+        let text = cfg.to_json();
+        let node = crate::json::parse(&text).unwrap();
+        let crate::json::Value::Object(members) = node.value else {
+            panic!("not an object: {text}");
+        };
+        let keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, KEYS);
+        crate::config::tests_fuzz::round_trip(&cfg);
+        // The defaults leave the optional paths out, and a relative setting comes back
+        // absolute.
+        let cfg = crate::config::tests::parse(&format!(
+            "{{{}, \"desired_file\": \"d.json\"}}",
+            crate::config::tests::REQUIRED
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.to_json(),
+            r#"{
+  "api_url": "https://127.0.0.1:8006",
+  "node": "pve1",
+  "token_id": "agent@pve!reconciler",
+  "token_secret_file": "/etc/felhom-agent/token",
+  "desired_file": "/etc/felhom-agent/d.json",
+  "state_dir": "/var/lib/felhom-agent",
+  "interval_secs": 30,
+  "max_parallel": 4,
+  "task_timeout_secs": 600,
+  "shutdown_timeout_secs": 60,
+  "drain_timeout_secs": 20,
+  "unanswered_grace_secs": 120,
+  "stop_mode": "shutdown",
+  "journal_compact_bytes": 4194304
+}
+"#
+        );
+    }
+}

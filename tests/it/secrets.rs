@@ -339,3 +339,35 @@ fn check_never_shows_the_password_of_an_api_url() {
     );
     out.assert_clean(&[PASSWORD, "root:"]);
 }
+
+/// A token secret pasted where its file's path belongs: the agent cannot read such
+/// a file, and its message must not name it, since the name is the secret (PVE's
+/// token secrets are UUIDs: pve-access-control src/PVE/TokenConfig.pm).
+#[test]
+fn a_secret_pasted_as_the_secret_file_is_never_shown() {
+    const PASTED: &str = "5f0c9e2a-8b17-4d3e-a6c4-91e2b7d04f5a";
+    let rig = Rig::new(
+        "secrets-pasted",
+        fast_sim(),
+        vec![],
+        r#"{"guests": []}"#,
+        serde_json::json!({}),
+    );
+    let mut out = Outputs::default();
+    let mut config = config_json(&rig);
+    for value in [
+        PASTED.to_string(),
+        format!("agent@pve!reconciler={PASTED}"),
+        format!("/etc/felhom-agent/{}", PASTED.to_uppercase()),
+    ] {
+        config["token_secret_file"] = serde_json::json!(value);
+        write_config(&rig, &config);
+        for args in [&["check"][..], &["once"], &["plan"]] {
+            let status = one_shot(&rig.config_path, args, &mut out);
+            assert_eq!(status.code(), Some(2), "{args:?} with {value}");
+        }
+        let stderr = String::from_utf8_lossy(&out.0.last().unwrap().1).into_owned();
+        assert!(stderr.contains("token_secret_file: "), "{stderr}");
+    }
+    out.assert_clean(&[PASTED, &PASTED.to_uppercase(), "5f0c9e2a"]);
+}
