@@ -14,7 +14,7 @@
 //! | `api_url` | `https://127.0.0.1:8006` | `https://host[:port]`, or `http://` to a loopback IPv4 address; no path, no user info, no IPv6 literal |
 //! | `node` | the short hostname | a PVE node name |
 //! | `token_id` | required | `USER@REALM!TOKENID` |
-//! | `token_secret_file` | required | a path; mode must deny group and others |
+//! | `token_secret_file` | required | a path; mode must deny group and others; a file name holding a UUID is refused (it is the secret itself) |
 //! | `ca_file` | `/etc/pve/pve-root-ca.pem` if it exists | a path |
 //! | `desired_file` | none: nothing is managed | a path |
 //! | `state_dir` | `/var/lib/felhom-agent` | a path |
@@ -37,8 +37,11 @@
 //! every problem in the file is reported at once, each with its line and column.
 
 mod error;
+mod print;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fuzz;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
@@ -369,7 +372,7 @@ fn parse_with(
             "token_secret_file" => {
                 has_secret_file = true;
                 string(v)
-                    .and_then(|s| values::path(s, &base))
+                    .and_then(|s| values::secret_file(s, &base))
                     .map(|p| cfg.fixed.token_secret_file = p)
             }
             "ca_file" => string(v)

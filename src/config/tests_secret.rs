@@ -125,3 +125,38 @@ fn missing_secret_file() {
     );
     assert!(std::error::Error::source(&err).is_some());
 }
+
+/// The secret itself (a UUID) where its file's path belongs is refused without being
+/// repeated: a file by that name cannot be read, and its error would name it.
+#[test]
+fn a_secret_in_place_of_its_file_is_refused_unseen() {
+    let refused = "expected the path of the file that holds the token's secret, found a value whose file name holds a UUID, which is what a secret looks like: write the secret into a file (chmod 600) and put that file's path here";
+    let upper = SECRET.to_uppercase();
+    for value in [
+        SECRET.to_string(),
+        format!(" {SECRET}\\n"),
+        format!("agent@pve!tok={SECRET}"),
+        format!("PVEAPIToken=agent@pve!tok={SECRET}"),
+        format!("/etc/felhom-agent/{upper}"),
+        format!("secrets/{SECRET}/"),
+    ] {
+        let text = format!(r#"{{"token_id": "agent@pve!tok", "token_secret_file": "{value}"}}"#);
+        let err = parse_with(&text, Path::new("/etc/c.json"), || Ok("pve1".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("/etc/c.json:1:52: token_secret_file: {refused}"),
+            "{value}"
+        );
+    }
+    // A UUID in a directory name is not the secret; nor is something close to one.
+    for value in [
+        format!("/run/{SECRET}/token"),
+        "9f1c2d3e-aaaa-4bbb-8ccc-0123456789a".to_string(),
+        "9f1c2d3e_aaaa-4bbb-8ccc-0123456789ab".to_string(),
+        "9f1c2d3e-aaaa-4bbb-8ccc-0123456789ag".to_string(),
+    ] {
+        let text = format!(r#"{{"token_id": "agent@pve!tok", "token_secret_file": "{value}"}}"#);
+        let cfg = parse_with(&text, Path::new("/etc/c.json"), || Ok("pve1".into())).unwrap();
+        assert_eq!(cfg.fixed.token_secret_file, Path::new("/etc").join(&value));
+    }
+}

@@ -84,6 +84,29 @@ pub(super) fn node_from_hostname(hostname: &str) -> &str {
     h.split('.').next().unwrap_or(h)
 }
 
+/// The token secret file's path. PVE's token secrets are UUIDs (pve-access-control
+/// src/PVE/TokenConfig.pm), so a file name that holds one is the secret pasted here
+/// by mistake: it is refused, and the message does not repeat it, because config
+/// errors reach the log and status.json, and a file that cannot be read is named in
+/// its error.
+pub(super) fn secret_file(s: &str, base: &Path) -> Result<PathBuf, String> {
+    let name = s.rsplit('/').find(|c| !c.is_empty()).unwrap_or(s);
+    if holds_uuid(name) {
+        return Err("expected the path of the file that holds the token's secret, found a value whose file name holds a UUID, which is what a secret looks like: write the secret into a file (chmod 600) and put that file's path here".to_string());
+    }
+    path(s, base)
+}
+
+/// Whether `s` contains `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits.
+fn holds_uuid(s: &str) -> bool {
+    s.as_bytes().windows(36).any(|w| {
+        w.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+    })
+}
+
 /// A path; a relative one is taken relative to `base` (the config file's directory).
 pub(super) fn path(s: &str, base: &Path) -> Result<PathBuf, String> {
     if s.is_empty() {

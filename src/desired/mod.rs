@@ -25,6 +25,8 @@ mod provider;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod tests_guest;
 #[cfg(test)]
 mod tests_syntax;

@@ -231,6 +231,8 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Result<String, Problem> {
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let good = std::str::from_utf8(good).expect("checked prefix");
+        // As in the parser: a byte order mark takes no column, an editor hides it.
+        let good = good.strip_prefix('\u{feff}').unwrap_or(good);
         let line = good.matches('\n').count() + 1;
         let col = good.rsplit('\n').next().unwrap_or("").chars().count() + 1;
         Problem {

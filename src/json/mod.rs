@@ -13,6 +13,8 @@
 
 pub mod diag;
 mod scalar;
+#[cfg(test)]
+pub(crate) mod tests_fuzz;
 
 use std::fmt;
 

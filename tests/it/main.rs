@@ -17,5 +17,6 @@ mod never_twice;
 mod notify;
 mod prom;
 mod rig;
+mod secrets;
 mod sim;
 mod soak;
