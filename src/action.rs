@@ -1,7 +1,7 @@
 //! The benign actions the agent may take on a guest. There is deliberately no
 //! variant that creates, destroys, migrates or reboots.
 
-use crate::pve::Vmid;
+use crate::pve::{GuestKind, Vmid};
 use std::fmt;
 use std::str::FromStr;
 
@@ -32,17 +32,6 @@ impl ActionKind {
             ActionKind::Shutdown => "shutdown",
             ActionKind::Stop => "stop",
             ActionKind::SetConfig => "set_config",
-        }
-    }
-
-    /// The LXC task type a power action starts (`vzstart`...), used to find a task
-    /// in the node's task list when its UPID was never recorded.
-    pub fn lxc_task_type(self) -> Option<&'static str> {
-        match self {
-            ActionKind::Start => Some("vzstart"),
-            ActionKind::Shutdown => Some("vzshutdown"),
-            ActionKind::Stop => Some("vzstop"),
-            ActionKind::SetConfig => None,
         }
     }
 }
@@ -84,8 +73,20 @@ pub use crate::pve::form::Params;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Action {
     pub vmid: Vmid,
+    /// A container or a virtual machine: which API the action goes to.
+    #[serde(default = "lxc")]
+    pub guest: GuestKind,
     pub kind: ActionKind,
     pub params: Params,
+    /// A VM config update carried out by a task (`POST .../config`) and waited on,
+    /// because it hotplugs CPU or memory on a running VM, which can outlast the API
+    /// proxy's 30 s (docs/proxmox-api.md §9).
+    #[serde(default)]
+    pub via_task: bool,
     /// Why, for people: `memory 512 -> 1024`.
     pub reason: String,
+}
+
+fn lxc() -> GuestKind {
+    GuestKind::Lxc
 }

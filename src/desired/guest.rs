@@ -4,15 +4,18 @@
 use super::{GuestSpec, RunState};
 use crate::json::diag::{boolean, choice, integer, known_members, string, Problems};
 use crate::json::{Member, Node, Pos, Value};
-use crate::pve::Vmid;
+use crate::pve::{GuestKind, Vmid};
 use std::collections::BTreeMap;
 
 const GUEST_KEYS: &[&str] = &[
     "vmid",
+    "type",
     "name",
     "state",
     "cores",
+    "sockets",
     "memory",
+    "balloon",
     "swap",
     "description",
     "onboot",
@@ -104,9 +107,19 @@ fn check_one(index: usize, item: &Node, problems: &mut Problems) -> Option<(Gues
     };
     // Stand-in while the fields are checked; only returned with a real vmid.
     let mut spec = GuestSpec::new(vmid.map_or(Vmid::new(100).expect("100 is valid"), |v| v.0));
-    for m in known_members(members, GUEST_KEYS, Some(&label), problems) {
+    let known: Vec<&Member> = known_members(members, GUEST_KEYS, Some(&label), problems);
+    for m in &known {
         if let Err(msg) = field(&mut spec, m, &label, problems) {
             problems.push(m.value.pos, Some(&label), Some(&m.key), msg);
+        }
+    }
+    // With `type` given, a field the kind does not have is an error here; without it,
+    // the plan checks against the live guest's kind.
+    if let Some(kind) = spec.kind {
+        for m in &known {
+            if let Some(msg) = super::field_kind_problem(&m.key, kind) {
+                problems.push(m.value.pos, Some(&label), Some(&m.key), msg);
+            }
         }
     }
     vmid.map(|(_, pos)| (spec, pos))
@@ -130,7 +143,15 @@ fn field(
                 _ => RunState::Stopped,
             })
         }
+        "type" => {
+            spec.kind = Some(match choice(v, &["lxc", "qemu"])? {
+                "qemu" => GuestKind::Qemu,
+                _ => GuestKind::Lxc,
+            })
+        }
         "cores" => spec.cores = Some(integer(v, 1, 8192, "")? as u32),
+        "sockets" => spec.sockets = Some(integer(v, 1, 4096, "")? as u32),
+        "balloon" => spec.balloon = Some(integer(v, 0, MAX_MIB, " MiB")?),
         "memory" => spec.memory = Some(integer(v, 16, MAX_MIB, " MiB")?),
         "swap" => spec.swap = Some(integer(v, 0, MAX_MIB, " MiB")?),
         "description" => {

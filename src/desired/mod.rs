@@ -39,11 +39,24 @@ pub use provider::{EmptyProvider, FileProvider, Provider};
 use crate::json;
 use crate::json::diag::{decode, known_members, write_problems, Problems};
 
-use crate::pve::Vmid;
+use crate::pve::{GuestKind, Vmid};
 use json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// Why a desired field cannot apply to a guest of `kind`, if it cannot: `swap` is a
+/// container's, `sockets` and `balloon` a virtual machine's.
+pub fn field_kind_problem(key: &str, kind: GuestKind) -> Option<String> {
+    let (only, other) = match key {
+        "swap" => (GuestKind::Lxc, "virtual machine"),
+        "sockets" | "balloon" => (GuestKind::Qemu, "container"),
+        _ => return None,
+    };
+    (kind != only).then(|| {
+        format!("a {other} has no {key}: remove it from this guest, or check its vmid and type")
+    })
+}
 
 /// The largest desired-state file read: about 100,000 guests. (Inside `/etc/pve` the
 /// cluster file system caps a file at 1 MiB anyway.)
@@ -76,14 +89,21 @@ impl fmt::Display for RunState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestSpec {
     pub vmid: Vmid,
+    /// `type`: when given, the guest must be of this kind; when not, the kind is
+    /// whatever the live guest is (a vmid is unique in a cluster).
+    pub kind: Option<GuestKind>,
     /// The guest's name (a container's hostname, a VM's name). When given, it guards
     /// against a reused vmid: a live guest with another name is left alone. Never sent.
     pub name: Option<String>,
     pub state: Option<RunState>,
     pub cores: Option<u32>,
+    /// Virtual machines only.
+    pub sockets: Option<u32>,
     /// MiB.
     pub memory: Option<u64>,
-    /// MiB.
+    /// MiB; virtual machines only. 0 turns the balloon device off.
+    pub balloon: Option<u64>,
+    /// MiB; containers only.
     pub swap: Option<u64>,
     pub description: Option<String>,
     pub onboot: Option<bool>,
@@ -96,10 +116,13 @@ impl GuestSpec {
     pub fn new(vmid: Vmid) -> GuestSpec {
         GuestSpec {
             vmid,
+            kind: None,
             name: None,
             state: None,
             cores: None,
+            sockets: None,
             memory: None,
+            balloon: None,
             swap: None,
             description: None,
             onboot: None,
@@ -141,6 +164,16 @@ impl GuestSpec {
         );
         if let Some(name) = &self.name {
             h.field("name", &format!("{}:{name}", name.len()));
+        }
+        // The fields virtual machines brought, likewise only when given.
+        if let Some(kind) = self.kind {
+            h.field("type", kind.as_str());
+        }
+        if let Some(n) = self.sockets {
+            h.field("sockets", &n.to_string());
+        }
+        if let Some(n) = self.balloon {
+            h.field("balloon", &n.to_string());
         }
         h.0
     }

@@ -163,7 +163,7 @@ fn every_problem_is_reported_in_file_order() {
         input,
         r#"/srv/d.json:2:11: guests[0]: vmid: expected an integer from 100 to 999999999, found 99
 /srv/d.json:2:25: guests[0]: memory: expected an integer from 16 to 268435456 MiB, found 8
-/srv/d.json:2:28: guests[0]: unknown key "colour": the keys allowed here are vmid, name, state, cores, memory, swap, description, onboot, tags
+/srv/d.json:2:28: guests[0]: unknown key "colour": the keys allowed here are vmid, type, name, state, cores, sockets, memory, balloon, swap, description, onboot, tags
 /srv/d.json:3:2: guests[1]: vmid: missing: add "vmid": <the guest's id> to this guest
 /srv/d.json:3:12: guests[1]: state: expected "running" or "stopped", found a string "up"
 /srv/d.json:4:26: guest 103: onboot: expected true or false, found 1
@@ -216,6 +216,9 @@ fn duplicate_vmids_name_both_places() {
 fn spec() -> GuestSpec {
     GuestSpec {
         vmid: Vmid::new(101).unwrap(),
+        kind: None,
+        sockets: None,
+        balloon: None,
         name: Some("web".to_string()),
         state: Some(RunState::Running),
         cores: Some(2),

@@ -255,7 +255,7 @@ fn unknown_and_duplicate_keys() {
         ),
         (
             r#""hostname": "web""#,
-            r#"27: guest 101: unknown key "hostname": the keys allowed here are vmid, name, state, cores, memory, swap, description, onboot, tags"#,
+            r#"27: guest 101: unknown key "hostname": the keys allowed here are vmid, type, name, state, cores, sockets, memory, balloon, swap, description, onboot, tags"#,
         ),
         (
             r#""cores": 1, "cores": 2"#,

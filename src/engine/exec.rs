@@ -14,8 +14,8 @@ use crate::lanes::{Executor, Outcome};
 use crate::log;
 use crate::pve::error::ApiError;
 use crate::pve::types::{PowerOp, RunState, TaskOutcome};
-use crate::pve::Upid;
 use crate::pve::{Client, WaitError, WaitOptions};
+use crate::pve::{GuestKind, Upid};
 use crossbeam_channel::Sender;
 use std::time::{Duration, Instant};
 
@@ -126,18 +126,31 @@ impl ApiExecutor {
     }
 
     fn call(&self, action: &Action) -> Result<Option<Upid>, ApiError> {
+        let (node, vmid, params) = (self.node.as_str(), action.vmid, &action.params);
         let op = match action.kind {
             ActionKind::Start => PowerOp::Start,
             ActionKind::Stop => PowerOp::Stop,
             ActionKind::Shutdown => PowerOp::Shutdown,
             ActionKind::SetConfig => {
-                return self
-                    .client
-                    .lxc_set_config(&self.node, action.vmid, &action.params)
+                return match action.guest {
+                    GuestKind::Lxc => self.client.lxc_set_config(node, vmid, params),
+                    GuestKind::Qemu if action.via_task => {
+                        self.client.qemu_set_config_async(node, vmid, params)
+                    }
+                    GuestKind::Qemu => self.client.qemu_set_config(node, vmid, params),
+                }
             }
         };
         self.client
-            .lxc_power(&self.node, action.vmid, op, &action.params)
+            .guest_power(action.guest, node, vmid, op, params)
+    }
+
+    /// Whether the guest runs now, as the node says.
+    fn status(&self, action: &Action) -> Result<RunState, ApiError> {
+        Ok(match action.guest {
+            GuestKind::Lxc => self.client.lxc_status(&self.node, action.vmid)?.status,
+            GuestKind::Qemu => self.client.qemu_status(&self.node, action.vmid)?.status,
+        })
     }
 
     fn run(&self, action: &Action, op: OpId, rec: &Recorder<'_>, cancel: &Cancel) -> Outcome {
@@ -237,8 +250,8 @@ impl ApiExecutor {
         };
         let mut interval = Duration::from_millis(200);
         loop {
-            match self.client.lxc_status(&self.node, action.vmid) {
-                Ok(s) if s.status == want => {
+            match self.status(action) {
+                Ok(status) if status == want => {
                     rec.succeeded(op);
                     return Outcome::Applied {
                         upid: Some(upid),

@@ -1,38 +1,44 @@
 //! Reading the node's actual state for one pass.
 //!
-//! Requests per pass: the guest list of this node and `/cluster/resources?type=vm` (HA
-//! state, and which node a named guest that is not local lives on). Then a config read
-//! (`current=1`, plus the pending section when a field differs) only for a guest the
-//! desired state names, that lives here, that the plan could act on (not held, locked,
-//! HA-managed, or a template asked to run), and whose desired fields the list cannot
-//! confirm: the list already carries each container's run state, memory (`maxmem`),
-//! swap (`maxswap`), tags and `cpus`, so a guest whose desired fields all show there and
-//! match needs no read. `description` and `onboot` are not in the list, and `cpus` can
-//! also be `cpulimit` or the host's CPU count when `cores` is unset, so a full read of
-//! every managed guest's config every [`FULL_READ_EVERY`] passes catches what the list
-//! cannot tell apart. Unmanaged guests cost nothing beyond the two lists; with nothing
-//! desired, nothing is read.
+//! Requests per pass: `/cluster/resources?type=vm` (each named guest's kind and node, HA
+//! state, and which node a named guest that is not local lives on) and the node's list
+//! of the kinds the desired state names there (containers, virtual machines, or both).
+//! Then, per guest the desired state names, that lives here, and that the plan could act
+//! on (not held, locked, HA-managed, or a template asked to run), only what the lists
+//! cannot tell:
+//! - its config (`current=1`, plus the pending section when a field differs), unless
+//!   every desired field shows in the list and matches. A container's list entry carries
+//!   its memory (`maxmem`), swap (`maxswap`), tags and `cpus`; a VM's its memory and
+//!   tags. `description` and `onboot` are never in the list, and `cpus` can also be
+//!   `cpulimit` or the host's CPU count when `cores` is unset, so a full read of every
+//!   managed guest every [`FULL_READ_EVERY`] passes catches what the list cannot tell
+//!   apart. A guest to start or stop is read too, for its `startup` order.
+//! - a VM's `status/current`, when the list shows it running and the agent might act on
+//!   it: the list cannot tell running from paused, prelaunch, io-error or shut down
+//!   inside (docs/proxmox-api.md §9). Never for the whole fleet on every pass.
 //!
-//! Config reads run on at most [`READERS`] threads at once: pvedaemon serves the API
-//! with three workers, and a read per worker keeps them busy without queueing the
-//! agent's own mutations behind a flood of reads.
+//! Unmanaged guests cost nothing beyond the lists; with nothing desired, nothing is
+//! read. Reads per guest run on at most [`READERS`] threads at once: pvedaemon serves
+//! the API with three workers, and a read per worker keeps them busy without queueing
+//! the agent's own mutations behind a flood of reads.
+
+mod read;
 
 use crate::cancel::Cancel;
-use crate::desired::{DesiredState, GuestSpec};
-use crate::plan::Startup;
+use crate::desired::{DesiredState, GuestSpec, RunState as Want};
 use crate::plan::{gate, Actual, ActualGuest, ActualSpec, Field, Hold, PlanSettings};
 use crate::pve::client::Client;
 use crate::pve::error::{ApiError, TransportError};
-use crate::pve::types::{GuestEntry, LxcConfig, PendingEntry, RunState, TaskQuery};
-use crate::pve::Vmid;
-use std::collections::BTreeMap;
+use crate::pve::types::{RunState, TaskQuery};
+use crate::pve::{GuestKind, VmPower, Vmid};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Every this many passes, every managed guest's config is read, whatever the list says.
 pub const FULL_READ_EVERY: u64 = 10;
 
-/// Config reads in flight at once.
+/// Reads in flight at once.
 pub const READERS: usize = 3;
 
 const MIB: u64 = 1024 * 1024;
@@ -62,9 +68,31 @@ pub enum Depth {
     Full,
 }
 
+/// One entry of either list, as the planner needs it.
+struct Listed {
+    vmid: Vmid,
+    kind: GuestKind,
+    running: bool,
+    name: Option<String>,
+    lock: Option<String>,
+    template: bool,
+    tags: Option<String>,
+    cpus: Option<f64>,
+    maxmem: Option<u64>,
+    maxswap: Option<u64>,
+}
+
+/// What to read of one guest.
+struct Reads {
+    vmid: Vmid,
+    kind: GuestKind,
+    spec: bool,
+    status: bool,
+}
+
 /// Reads what the planner needs. A failed list or HA read fails the whole observation
-/// (nothing is planned); a failed config read only makes that guest's spec unknown.
-/// `held` guests get no config read. `cancel` ends the read between requests
+/// (nothing is planned); a failed read of one guest only makes that guest's spec
+/// unknown. `held` guests get no config read. `cancel` ends the read between requests
 /// (shutdown), as an error.
 pub fn observe(
     client: &Client,
@@ -84,56 +112,94 @@ pub fn observe(
     if desired.guests.is_empty() {
         return Ok(out);
     }
-    let list = client.list_lxc(node)?;
-    stop_if_cancelled(cancel, "GET /cluster/resources")?;
-    // HA state and the home of named guests that are not local both come from here:
-    // it needs only VM.Audit, where /cluster/ha/resources needs Sys.Audit on `/`.
+    // HA state, each named guest's kind and home all come from here: it needs only
+    // VM.Audit, where /cluster/ha/resources needs Sys.Audit on `/`.
     let resources = client.cluster_resources()?;
+    let mut kinds = BTreeSet::new();
+    let mut known = BTreeSet::new();
     for r in &resources {
         if !desired.guests.contains_key(&r.vmid) {
             continue;
         }
+        known.insert(r.vmid);
         if let Some(state) = r.hastate.as_deref().filter(|s| *s != "ignored") {
             out.actual.ha_managed.insert(r.vmid, state.to_string());
         }
         if let Some(name) = &r.name {
             out.names.insert(r.vmid, name.clone());
         }
+        if r.node == node {
+            kinds.extend(r.guest_kind());
+        }
     }
-    let mut to_read = Vec::new();
+    // A named guest /cluster/resources does not show yet (it lags ~10 s) may be here
+    // under either kind; the type the desired state gives narrows it.
+    for (vmid, want) in &desired.guests {
+        if !known.contains(vmid) {
+            match want.kind {
+                Some(kind) => kinds.insert(kind),
+                None => {
+                    kinds.extend(GuestKind::ALL);
+                    true
+                }
+            };
+        }
+    }
+    let listed = list(client, node, &kinds, cancel)?;
+
+    let mut reads = Vec::new();
     let mut power_drift = false;
-    for entry in &list {
+    for entry in &listed {
         if let Some(name) = &entry.name {
             out.names.insert(entry.vmid, name.clone());
         }
         let Some(want) = desired.guests.get(&entry.vmid) else {
             continue;
         };
+        let mut read = Reads {
+            vmid: entry.vmid,
+            kind: entry.kind,
+            spec: false,
+            status: false,
+        };
         let spec = if let Some(why) = no_read_needed(entry, want, &out.actual, held, settings) {
             Err(why)
         } else {
-            let running = entry.status == RunState::Running;
-            power_drift |= want
+            let to_change = want
                 .state
-                .is_some_and(|s| (s == crate::desired::RunState::Running) != running);
+                .is_some_and(|s| (s == Want::Running) != entry.running);
+            power_drift |= to_change;
             let want = crate::plan::effective_spec(want, settings);
-            match (depth, spec_from_list(entry, &want)) {
-                (Depth::Needed, Some(spec)) => Ok(spec),
-                _ => {
-                    to_read.push(entry.vmid);
-                    Err(NOT_READ.to_string())
-                }
-            }
+            let from_list = match depth {
+                Depth::Needed if !to_change => spec_from_list(entry, &want),
+                _ => None,
+            };
+            read.spec = from_list.is_none();
+            // A VM that runs as far as the list can tell: read its real state when the
+            // agent might act on it.
+            read.status = entry.kind == GuestKind::Qemu
+                && entry.running
+                && (depth == Depth::Full || to_change || read.spec);
+            from_list.ok_or_else(|| NOT_READ.to_string())
         };
+        let vm_power = (entry.kind == GuestKind::Qemu && !entry.running).then(|| {
+            VmPower::from_parts(&RunState::Stopped, None, entry.lock.as_deref())
+                .unwrap_or(VmPower::Stopped)
+        });
+        if read.spec || read.status {
+            reads.push(read);
+        }
         out.actual.local.insert(
             entry.vmid,
             ActualGuest {
                 vmid: entry.vmid,
+                kind: entry.kind,
                 name: entry.name.clone(),
                 tags: entry.tags.clone(),
-                running: entry.status == RunState::Running,
+                running: entry.running,
                 lock: entry.lock.clone(),
                 template: entry.template,
+                vm_power,
                 spec,
             },
         );
@@ -144,10 +210,17 @@ pub fn observe(
         stop_if_cancelled(cancel, "GET the active tasks")?;
         out.actual.bulk_task = bulk_task(client, node);
     }
-    out.config_reads = to_read.len();
-    for (vmid, spec) in read_specs(client, node, desired, settings, &to_read, cancel)? {
+    out.config_reads = reads.iter().filter(|r| r.spec).count();
+    for (vmid, spec, power) in read_all(client, node, desired, settings, &reads, cancel)? {
         if let Some(g) = out.actual.local.get_mut(&vmid) {
-            g.spec = spec;
+            if let Some(spec) = spec {
+                g.spec = spec;
+            }
+            match power {
+                Some(Ok(p)) => g.vm_power = Some(p),
+                Some(Err(e)) => g.spec = Err(format!("cannot read its power state: {e}")),
+                None => {}
+            }
         }
     }
     // The node's own list is live and wins; /cluster/resources can lag ~10 s.
@@ -155,6 +228,48 @@ pub fn observe(
         if desired.guests.contains_key(&r.vmid) && !out.actual.local.contains_key(&r.vmid) {
             out.actual.elsewhere.insert(r.vmid, r.node);
         }
+    }
+    Ok(out)
+}
+
+/// The node's guests of `kinds`, as one list.
+fn list(
+    client: &Client,
+    node: &str,
+    kinds: &BTreeSet<GuestKind>,
+    cancel: &Cancel,
+) -> Result<Vec<Listed>, ApiError> {
+    let mut out = Vec::new();
+    if kinds.contains(&GuestKind::Lxc) {
+        stop_if_cancelled(cancel, "GET the container list")?;
+        out.extend(client.list_lxc(node)?.into_iter().map(|e| Listed {
+            vmid: e.vmid,
+            kind: GuestKind::Lxc,
+            running: e.status == RunState::Running,
+            name: e.name,
+            lock: e.lock,
+            template: e.template,
+            tags: e.tags,
+            cpus: e.cpus,
+            maxmem: e.maxmem,
+            maxswap: e.maxswap,
+        }));
+    }
+    if kinds.contains(&GuestKind::Qemu) {
+        stop_if_cancelled(cancel, "GET the VM list")?;
+        // The plain list: `full=1` would ask QEMU for every VM on the node.
+        out.extend(client.list_qemu(node, false)?.into_iter().map(|e| Listed {
+            vmid: e.vmid,
+            kind: GuestKind::Qemu,
+            running: e.status == RunState::Running,
+            name: e.name,
+            lock: e.lock,
+            template: e.template,
+            tags: e.tags,
+            cpus: e.cpus,
+            maxmem: e.maxmem,
+            maxswap: None,
+        }));
     }
     Ok(out)
 }
@@ -177,9 +292,9 @@ fn bulk_task(client: &Client, node: &str) -> Option<String> {
     }
 }
 
-/// Why a guest's config is not worth reading: the plan will not act on it this pass.
+/// Why a guest is not worth reading: the plan will not act on it this pass.
 fn no_read_needed(
-    entry: &GuestEntry,
+    entry: &Listed,
     want: &GuestSpec,
     actual: &Actual,
     held: &BTreeMap<Vmid, Hold>,
@@ -193,7 +308,7 @@ fn no_read_needed(
         Some(format!("{NOT_READ}: ha-managed"))
     } else if entry.lock.is_some() {
         Some(format!("{NOT_READ}: locked"))
-    } else if entry.template && want.state == Some(crate::desired::RunState::Running) {
+    } else if entry.template && want.state == Some(Want::Running) {
         Some(format!("{NOT_READ}: a template cannot run"))
     } else {
         None
@@ -202,29 +317,42 @@ fn no_read_needed(
 
 /// The spec as the list shows it, when every desired field shows there and matches;
 /// `None` when the config must be read.
-fn spec_from_list(entry: &GuestEntry, want: &GuestSpec) -> Option<ActualSpec> {
-    if want.description.is_some() || want.onboot.is_some() {
+fn spec_from_list(entry: &Listed, want: &GuestSpec) -> Option<ActualSpec> {
+    if want.description.is_some() || want.onboot.is_some() || want.balloon.is_some() {
         return None;
     }
-    // A guest to start or stop: its `startup` property orders the action.
-    let running = entry.status == RunState::Running;
-    let to_run = want.state.map(|s| s == crate::desired::RunState::Running);
-    if to_run.is_some_and(|r| r != running) {
-        return None;
-    }
-    let cpus = entry.cpus?;
+    let (cores, sockets) = match entry.kind {
+        GuestKind::Lxc => {
+            let cpus = entry.cpus?;
+            // Only whole CPU counts can be `cores`; a match may still be a `cpulimit`
+            // or the host's count, which the periodic full read catches.
+            (
+                (cpus.fract() == 0.0 && cpus >= 1.0).then_some(cpus as u32),
+                None,
+            )
+        }
+        // A VM's `cpus` is sockets × cores (or vcpus): it cannot tell either.
+        GuestKind::Qemu if want.cores.is_some() || want.sockets.is_some() => return None,
+        GuestKind::Qemu => (None, None),
+    };
     let spec = ActualSpec {
-        // Only whole CPU counts can be `cores`; a match may still be a `cpulimit` or
-        // the host's count, which the periodic full read catches.
-        cores: (cpus.fract() == 0.0 && cpus >= 1.0).then_some(cpus as u32),
+        kind: entry.kind,
+        cores,
+        sockets,
         memory: Some(entry.maxmem? / MIB),
-        swap: Some(entry.maxswap? / MIB),
+        balloon: None,
+        swap: match entry.kind {
+            GuestKind::Lxc => Some(entry.maxswap? / MIB),
+            GuestKind::Qemu => None,
+        },
         description: None,
         onboot: None,
         tags: entry.tags.clone(),
         digest: String::new(),
         pending: Vec::new(),
         startup: None,
+        hotplug_cpu: false,
+        hotplug_memory: false,
     };
     let matches = Field::ALL
         .into_iter()
@@ -232,35 +360,43 @@ fn spec_from_list(entry: &GuestEntry, want: &GuestSpec) -> Option<ActualSpec> {
     matches.then_some(spec)
 }
 
-/// A guest's spec as read, or why it could not be read.
-type SpecRead = (Vmid, Result<ActualSpec, String>);
+/// One guest's reads: its spec (or why not), and a VM's power state (or why not).
+type GuestRead = (
+    Vmid,
+    Option<Result<ActualSpec, String>>,
+    Option<Result<VmPower, String>>,
+);
 
-/// Reads the configs of `vmids` on at most [`READERS`] threads; each result is the
-/// spec or why it could not be read.
-fn read_specs(
+/// Makes the reads on at most [`READERS`] threads.
+fn read_all(
     client: &Client,
     node: &str,
     desired: &DesiredState,
     settings: &PlanSettings,
-    vmids: &[Vmid],
+    reads: &[Reads],
     cancel: &Cancel,
-) -> Result<Vec<SpecRead>, ApiError> {
+) -> Result<Vec<GuestRead>, ApiError> {
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(vmids.len()));
+    let results = Mutex::new(Vec::with_capacity(reads.len()));
     let read_one = || {
-        while let Some(vmid) = vmids.get(next.fetch_add(1, Ordering::Relaxed)) {
+        while let Some(r) = reads.get(next.fetch_add(1, Ordering::Relaxed)) {
             if cancel.is_cancelled() {
                 return;
             }
-            let want = crate::plan::effective_spec(&desired.guests[vmid], settings);
-            let spec = read_spec(client, node, &want).map_err(|e| e.to_string());
+            let power = r
+                .status
+                .then(|| read::vm_power(client, node, r.vmid).map_err(|e| e.to_string()));
+            let spec = r.spec.then(|| {
+                let want = crate::plan::effective_spec(&desired.guests[&r.vmid], settings);
+                read::spec(client, node, r.kind, &want).map_err(|e| e.to_string())
+            });
             results
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((*vmid, spec));
+                .push((r.vmid, spec, power));
         }
     };
-    let threads = READERS.min(vmids.len());
+    let threads = READERS.min(reads.len());
     if threads <= 1 {
         read_one();
     } else {
@@ -289,87 +425,4 @@ fn stop_if_cancelled(cancel: &Cancel, request: &str) -> Result<(), ApiError> {
         });
     }
     Ok(())
-}
-
-fn read_spec(
-    client: &Client,
-    node: &str,
-    want: &crate::desired::GuestSpec,
-) -> Result<ActualSpec, ApiError> {
-    let config = client.lxc_config(node, want.vmid, true)?;
-    let mut spec = spec_of(&config);
-    let drifted: Vec<Field> = Field::ALL
-        .into_iter()
-        .filter(|f| f.drift(want, &spec).is_some())
-        .collect();
-    if drifted.is_empty() {
-        return Ok(spec);
-    }
-    // A drifted field whose pending value is already the desired one waits for a
-    // restart; re-sending it would loop forever.
-    let pending = client.lxc_pending(node, want.vmid)?;
-    for field in drifted {
-        let mut with_pending = spec.clone();
-        if apply_pending(&mut with_pending, field, &pending)
-            && field.drift(want, &with_pending).is_none()
-        {
-            spec.pending.push(field);
-        }
-    }
-    Ok(spec)
-}
-
-/// The managed fields of an active config.
-fn spec_of(c: &LxcConfig) -> ActualSpec {
-    ActualSpec {
-        cores: c.cores,
-        memory: c.memory,
-        swap: c.swap,
-        description: c.description.clone(),
-        onboot: c.onboot,
-        tags: c.tags.clone(),
-        digest: c.digest.clone(),
-        pending: Vec::new(),
-        startup: c
-            .other
-            .get("startup")
-            .and_then(|v| v.as_str())
-            .and_then(Startup::parse),
-    }
-}
-
-/// Puts a field's pending value (or pending deletion) into `spec`; false when the field
-/// has nothing pending.
-fn apply_pending(spec: &mut ActualSpec, field: Field, pending: &[PendingEntry]) -> bool {
-    let Some(p) = pending.iter().find(|p| p.key == field.name()) else {
-        return false;
-    };
-    if p.delete.unwrap_or(0) > 0 {
-        match field {
-            Field::Cores => spec.cores = None,
-            Field::Memory => spec.memory = None,
-            Field::Swap => spec.swap = None,
-            Field::Description => spec.description = None,
-            Field::Onboot => spec.onboot = None,
-            Field::Tags => spec.tags = None,
-        }
-        return true;
-    }
-    let Some(v) = &p.pending else {
-        return false;
-    };
-    let text = match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let num = || text.trim().parse::<u64>().ok();
-    match field {
-        Field::Cores => spec.cores = num().map(|n| n as u32),
-        Field::Memory => spec.memory = num(),
-        Field::Swap => spec.swap = num(),
-        Field::Description => spec.description = Some(text.clone()),
-        Field::Onboot => spec.onboot = num().map(|n| n != 0),
-        Field::Tags => spec.tags = Some(text.clone()),
-    }
-    true
 }

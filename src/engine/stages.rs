@@ -170,6 +170,8 @@ mod tests {
             actions: vec![Action {
                 vmid,
                 kind,
+                guest: crate::pve::GuestKind::Lxc,
+                via_task: false,
                 params: Params::new(),
                 reason: String::new(),
             }],

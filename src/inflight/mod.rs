@@ -39,10 +39,11 @@ mod node;
 
 pub use node::ClientNode;
 
+use crate::action::ActionKind;
 use crate::cancel::Cancel;
 use crate::journal::{Journal, JournalError, OpId, OpSummary};
 use crate::log;
-use crate::pve::{ApiError, Upid, Vmid};
+use crate::pve::{ApiError, GuestKind, PowerOp, Upid, Vmid};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,10 +79,10 @@ pub enum TaskState {
 pub trait Node {
     /// The status of one task.
     fn task_state(&self, upid: &Upid) -> Result<TaskState, ApiError>;
-    /// The tasks of `task_type` (`vzstart`...) for `vmid` started at or after `since`
-    /// (Unix seconds), running or finished.
-    fn tasks_since(&self, vmid: Vmid, task_type: &str, since: i64) -> Result<Vec<Upid>, ApiError>;
-    /// The digest of the guest's config.
+    /// The tasks of any of `types` (`vzstart`, `qmstart`...) for `vmid` started at or
+    /// after `since` (Unix seconds), running or finished.
+    fn tasks_since(&self, vmid: Vmid, types: &[&str], since: i64) -> Result<Vec<Upid>, ApiError>;
+    /// The digest of the guest's config, whichever kind it is.
     fn config_digest(&self, vmid: Vmid) -> Result<String, ApiError>;
 }
 
@@ -195,10 +196,31 @@ pub fn look(op: &OpSummary, node: &dyn Node, known: &Known<'_>, tracker: &Tracke
     if let Some(upid) = &op.upid {
         return look_at_task(upid, node);
     }
-    match op.kind.lxc_task_type() {
-        Some(task_type) => look_for_task(op, task_type, node, known, tracker),
-        None => look_at_config(op, node, tracker),
+    // The journal does not say which kind of guest the op was for; a vmid is one kind,
+    // so the task types of both (and HA's, which stands in for them) are searched.
+    match op.kind {
+        ActionKind::SetConfig => match look_for_task(op, &["qmconfig"], node, known, None) {
+            // A VM's update may have gone by task (POST); a synchronous one leaves none,
+            // and then the config's digest tells.
+            Verdict::Held(_) => look_at_config(op, node, tracker),
+            found => found,
+        },
+        kind => look_for_task(op, &task_types(kind), node, known, Some(tracker)),
     }
+}
+
+/// The task types an action of `kind` starts, on either kind of guest or through HA.
+fn task_types(kind: ActionKind) -> [&'static str; 3] {
+    let op = match kind {
+        ActionKind::Start => PowerOp::Start,
+        ActionKind::Shutdown => PowerOp::Shutdown,
+        ActionKind::Stop | ActionKind::SetConfig => PowerOp::Stop,
+    };
+    [
+        GuestKind::Lxc.power_task(op),
+        GuestKind::Qemu.power_task(op),
+        GuestKind::ha_task(op),
+    ]
 }
 
 fn look_at_task(upid: &Upid, node: &dyn Node) -> Verdict {
@@ -210,15 +232,17 @@ fn look_at_task(upid: &Upid, node: &dyn Node) -> Verdict {
     }
 }
 
+/// Looks for the op's task among `types`. Not found: held, and with a `tracker`, held
+/// through the grace and then ended.
 fn look_for_task(
     op: &OpSummary,
-    task_type: &str,
+    types: &[&str],
     node: &dyn Node,
     known: &Known<'_>,
-    tracker: &Tracker,
+    tracker: Option<&Tracker>,
 ) -> Verdict {
     let earliest = op.started_at - CLOCK_STEP_SECS;
-    let tasks = match node.tasks_since(op.vmid, task_type, earliest) {
+    let tasks = match node.tasks_since(op.vmid, types, earliest) {
         Ok(tasks) => tasks,
         Err(e) => {
             return Verdict::Held(format!(
@@ -244,7 +268,11 @@ fn look_for_task(
     if let Some(upid) = after.or(ours.last()) {
         return Verdict::TaskFound(upid.clone());
     }
-    unexplained(op, tracker, &format!("no {task_type} task listed yet"))
+    let what = format!("no {} task listed yet", types.join("/"));
+    match tracker {
+        Some(tracker) => unexplained(op, tracker, &what),
+        None => Verdict::Held(what),
+    }
 }
 
 fn look_at_config(op: &OpSummary, node: &dyn Node, tracker: &Tracker) -> Verdict {

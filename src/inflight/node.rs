@@ -25,26 +25,34 @@ impl Node for ClientNode<'_> {
         })
     }
 
-    fn tasks_since(&self, vmid: Vmid, task_type: &str, since: i64) -> Result<Vec<Upid>, ApiError> {
+    fn tasks_since(&self, vmid: Vmid, types: &[&str], since: i64) -> Result<Vec<Upid>, ApiError> {
+        // One request for every type: the guest's tasks since then, filtered here.
         let q = TaskQuery {
             vmid: Some(vmid),
-            typefilter: Some(task_type.to_string()),
+            typefilter: None,
             since: Some(since),
             // The default source is the archive only: running tasks need `all`.
             source: Some("all".into()),
-            limit: Some(100),
+            limit: Some(500),
         };
         let id = vmid.to_string();
         Ok(self
             .client
             .tasks(self.node, &q)?
             .into_iter()
-            .filter(|t| t.kind == task_type && t.starttime >= since && t.id == id)
+            .filter(|t| types.contains(&t.kind.as_str()) && t.starttime >= since && t.id == id)
             .map(|t| t.upid)
             .collect())
     }
 
     fn config_digest(&self, vmid: Vmid) -> Result<String, ApiError> {
-        Ok(self.client.lxc_config(self.node, vmid, false)?.digest)
+        match self.client.lxc_config(self.node, vmid, false) {
+            Ok(c) => Ok(c.digest),
+            // Not a container here: a VM, then.
+            Err(e) if e.is_config_missing() => {
+                Ok(self.client.qemu_config(self.node, vmid, false)?.digest)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -31,7 +31,7 @@ impl Node for Fake {
     fn task_state(&self, _: &Upid) -> Result<TaskState, ApiError> {
         self.state.clone()
     }
-    fn tasks_since(&self, _: Vmid, _: &str, since: i64) -> Result<Vec<Upid>, ApiError> {
+    fn tasks_since(&self, _: Vmid, _: &[&str], since: i64) -> Result<Vec<Upid>, ApiError> {
         self.asked_since.borrow_mut().push(since);
         self.tasks.clone()
     }
@@ -97,6 +97,8 @@ impl Scratch {
             .begin(&Action {
                 vmid: Vmid::new(101).unwrap(),
                 kind,
+                guest: crate::pve::GuestKind::Lxc,
+                via_task: false,
                 params,
                 reason: "test".into(),
             })
@@ -207,7 +209,10 @@ fn a_task_another_op_owns_is_not_taken() {
         ..Fake::default()
     };
     let why = s.settle(&node, &tracker()).unwrap();
-    assert!(why.contains("no vzstart task listed yet"), "{why}");
+    assert!(
+        why.contains("no vzstart/qmstart/hastart task listed yet"),
+        "{why}"
+    );
     assert_eq!(s.state(op), OpState::Started);
 }
 
@@ -322,7 +327,7 @@ fn recovery_waits_for_a_late_task_and_preview_agrees_without_journaling() {
     let owned = s.j().upids();
     // No task yet: preview holds it and journals nothing.
     let holds = preview(&ops, &owned, &Fake::default(), TOKEN, &tracker());
-    assert!(holds[&Vmid::new(101).unwrap()].contains("no vzstart task"));
+    assert!(holds[&Vmid::new(101).unwrap()].contains("no vzstart/qmstart/hastart task"));
     assert_eq!(s.state(op), OpState::Started);
     // Recovery with a deadline shorter than the grace: held, not abandoned.
     let opts = RecoverOptions {

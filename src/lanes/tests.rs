@@ -18,6 +18,8 @@ fn action(n: u32, kind: ActionKind, reason: &str) -> Action {
     Action {
         vmid: vmid(n),
         kind,
+        guest: crate::pve::GuestKind::Lxc,
+        via_task: false,
         params: Params::new(),
         reason: reason.into(),
     }

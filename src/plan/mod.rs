@@ -8,6 +8,7 @@
 //! It can only produce the four [`ActionKind`]s, none of which creates, destroys, migrates
 //! or reboots a guest, and it only looks at guests the desired state names.
 
+mod guest;
 mod normalize;
 mod startup;
 
@@ -15,8 +16,8 @@ pub use normalize::{description_eq, normalize_tags, render_description, Field};
 pub use startup::Startup;
 
 use crate::action::{Action, ActionKind, Params};
-use crate::desired::{DesiredState, GuestSpec, RunState};
-use crate::pve::Vmid;
+use crate::desired::{DesiredState, GuestSpec};
+use crate::pve::{GuestKind, VmPower, Vmid};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,21 +41,29 @@ pub struct Actual {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActualGuest {
     pub vmid: Vmid,
+    pub kind: GuestKind,
     pub name: Option<String>,
     /// The tags as the node's list shows them (`;`-separated), read on every pass.
     pub tags: Option<String>,
     pub running: bool,
     pub lock: Option<String>,
     pub template: bool,
+    /// A virtual machine's power state, when it was read (its `status/current`): a VM
+    /// the list shows running may be paused, in prelaunch, and so on.
+    pub vm_power: Option<VmPower>,
     /// The active config, or why it could not be read.
     pub spec: Result<ActualSpec, String>,
 }
 
 /// The active values of the fields the agent manages, as PVE returns them (absent = `None`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActualSpec {
+    /// The kind of guest this config is of.
+    pub kind: GuestKind,
     pub cores: Option<u32>,
+    pub sockets: Option<u32>,
     pub memory: Option<u64>,
+    pub balloon: Option<u64>,
     pub swap: Option<u64>,
     pub description: Option<String>,
     pub onboot: Option<bool>,
@@ -66,6 +75,32 @@ pub struct ActualSpec {
     pub pending: Vec<Field>,
     /// The guest's `startup` property, when set and valid.
     pub startup: Option<Startup>,
+    /// A VM's `hotplug` includes `cpu` and `memory`: changing them on a running VM is
+    /// then a hotplug that may take long, done by a task (docs/proxmox-api.md §9).
+    pub hotplug_cpu: bool,
+    pub hotplug_memory: bool,
+}
+
+impl ActualSpec {
+    /// A config of `kind` with nothing set and no digest, to build on.
+    pub fn empty(kind: GuestKind) -> ActualSpec {
+        ActualSpec {
+            kind,
+            cores: None,
+            sockets: None,
+            memory: None,
+            balloon: None,
+            swap: None,
+            description: None,
+            onboot: None,
+            tags: None,
+            digest: String::new(),
+            pending: Vec::new(),
+            startup: None,
+            hotplug_cpu: false,
+            hotplug_memory: false,
+        }
+    }
 }
 
 /// Why a guest is held back this pass; decided by the engine, which owns the clock.
@@ -173,6 +208,15 @@ pub enum SkipReason {
     HeldByTag(String),
     /// The node runs its own start-all or stop-all: the power action waits for it.
     PowerWaits(String),
+    /// A virtual machine in a state the agent does not fight (paused, io-error, in
+    /// prelaunch, shut down inside, migrating...), with what that means here.
+    VmState {
+        state: String,
+        why: String,
+    },
+    /// The desired entry cannot apply to this guest: the wrong type, a field its kind
+    /// lacks, memory below its balloon target.
+    Unfit(String),
     /// The live guest is not the one the desired state names.
     IdentityMismatch {
         desired: String,
@@ -192,6 +236,8 @@ impl SkipReason {
             SkipReason::SpecUnknown(_) => "spec_unknown",
             SkipReason::HeldByTag(_) => "hold_tag",
             SkipReason::PowerWaits(_) => "bulk_task",
+            SkipReason::VmState { .. } => "vm_state",
+            SkipReason::Unfit(_) => "unfit",
             SkipReason::IdentityMismatch { .. } => "identity",
             SkipReason::Held(Hold::Busy) => "busy",
             SkipReason::Held(Hold::Backoff { .. }) => "backoff",
@@ -212,6 +258,8 @@ impl fmt::Display for SkipReason {
             SkipReason::Elsewhere(node) => write!(f, "elsewhere: {node}"),
             SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
             SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),
+            SkipReason::VmState { state, why } => write!(f, "{state}: {why}"),
+            SkipReason::Unfit(why) => write!(f, "unfit: {why}"),
             SkipReason::PowerWaits(task) => {
                 write!(f, "power action waits: the node runs {task}")
             }
@@ -275,159 +323,9 @@ pub fn plan(
 ) -> Plan {
     let mut out = Plan::default();
     for (vmid, spec) in &desired.guests {
-        plan_guest(*vmid, spec, actual, holds, settings, &mut out);
+        guest::plan_guest(*vmid, spec, actual, holds, settings, &mut out);
     }
     out
-}
-
-fn plan_guest(
-    vmid: Vmid,
-    spec: &GuestSpec,
-    actual: &Actual,
-    holds: &BTreeMap<Vmid, Hold>,
-    settings: &PlanSettings,
-    out: &mut Plan,
-) {
-    let skip = |out: &mut Plan, reason| out.skipped.push(Skip { vmid, reason });
-    let Some(guest) = actual.local.get(&vmid) else {
-        let reason = match actual.elsewhere.get(&vmid) {
-            Some(node) => SkipReason::Elsewhere(node.clone()),
-            None => SkipReason::Missing,
-        };
-        return skip(out, reason);
-    };
-    if let Some(reason) = gate(spec, guest.name.as_deref(), guest.tags.as_deref(), settings) {
-        return skip(out, reason);
-    }
-    if let Some(hold) = holds.get(&vmid) {
-        return skip(out, SkipReason::Held(hold.clone()));
-    }
-    let spec = &*effective_spec(spec, settings);
-    if let Some(state) = actual
-        .ha_managed
-        .get(&vmid)
-        .filter(|_| !settings.ha_request)
-    {
-        return skip(out, SkipReason::HaManaged(state.clone()));
-    }
-    if let Some(lock) = &guest.lock {
-        return skip(out, SkipReason::Locked(lock.clone()));
-    }
-    if guest.template && spec.state == Some(RunState::Running) {
-        return skip(out, SkipReason::Template);
-    }
-
-    let config = match &guest.spec {
-        Ok(actual) => {
-            let (params, changes, pending) = config_drift(spec, actual);
-            if !pending.is_empty() {
-                out.pending.push((vmid, pending));
-            }
-            (!params.is_empty()).then(|| Action {
-                vmid,
-                kind: ActionKind::SetConfig,
-                params,
-                reason: changes.join(", "),
-            })
-        }
-        Err(e) => {
-            skip(out, SkipReason::SpecUnknown(e.clone()));
-            None
-        }
-    };
-
-    let power = match (spec.state, guest.running) {
-        (Some(RunState::Running), false) => Some(Action {
-            vmid,
-            kind: ActionKind::Start,
-            params: Params::new(),
-            reason: "state stopped -> running".into(),
-        }),
-        (Some(RunState::Stopped), true) if settings.hard_stop => Some(Action {
-            vmid,
-            kind: ActionKind::Stop,
-            params: Params::new(),
-            reason: "state running -> stopped".into(),
-        }),
-        (Some(RunState::Stopped), true) => {
-            // The guest's own `down` is its shutdown timeout, as for the node's
-            // stop-all; 0 means unset (docs/proxmox-api.md §5.6).
-            let down = guest
-                .spec
-                .as_ref()
-                .ok()
-                .and_then(|s| s.startup)
-                .and_then(|s| s.down)
-                .filter(|d| *d > 0);
-            Some(Action {
-                vmid,
-                kind: ActionKind::Shutdown,
-                params: Params::from([
-                    ("forceStop".into(), "1".into()),
-                    (
-                        "timeout".into(),
-                        down.unwrap_or(settings.shutdown_timeout_secs).to_string(),
-                    ),
-                ]),
-                reason: "state running -> stopped".into(),
-            })
-        }
-        _ => None,
-    };
-    // While the node starts or stops all its guests itself, power actions wait.
-    let power = match (power, &actual.bulk_task) {
-        (Some(_), Some(task)) => {
-            skip(out, SkipReason::PowerWaits(task.clone()));
-            None
-        }
-        (power, _) => power,
-    };
-
-    // Going to stopped: stop first, so the config change lands on a stopped guest.
-    // Going to running: configure first, so the guest starts with its new config.
-    let stopping = power.as_ref().is_some_and(|a| a.kind != ActionKind::Start);
-    let ordered = if stopping {
-        [power, config]
-    } else {
-        [config, power]
-    };
-    let before = out.actions.len();
-    out.actions.extend(ordered.into_iter().flatten());
-    if out.actions.len() == before && guest.spec.is_ok() {
-        out.in_sync.push(vmid);
-    }
-}
-
-/// Compares the managed fields; returns the PUT parameters (with the digest), the
-/// human-readable changes, and the fields whose desired value is already pending.
-fn config_drift(spec: &GuestSpec, actual: &ActualSpec) -> (Params, Vec<String>, Vec<Field>) {
-    let mut params = Params::new();
-    let mut changes = Vec::new();
-    let mut pending = Vec::new();
-    let mut delete = Vec::new();
-    for field in Field::ALL {
-        let Some(drift) = field.drift(spec, actual) else {
-            continue;
-        };
-        if actual.pending.contains(&field) {
-            pending.push(field);
-            continue;
-        }
-        changes.push(format!("{} {} -> {}", field.name(), drift.from, drift.to));
-        match drift.wire {
-            Some(value) => {
-                params.insert(field.name().into(), value);
-            }
-            None => delete.push(field.name()),
-        }
-    }
-    if !delete.is_empty() {
-        params.insert("delete".into(), delete.join(","));
-    }
-    if !params.is_empty() {
-        params.insert("digest".into(), actual.digest.clone());
-    }
-    (params, changes, pending)
 }
 
 /// Renders a plan for people: one line per guest with actions, then pending drift and

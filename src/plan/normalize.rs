@@ -1,18 +1,26 @@
 //! Field normalizers: compare each managed field the way PVE stores it, so that a value
 //! PVE rewrites on save (a description's trailing newline, tag order and case) is never
 //! seen as drift and never re-sent in a loop.
+//!
+//! Containers and virtual machines differ (docs/proxmox-api.md §4.3, §9): an absent
+//! `cores` is every host core for a container but 1 for a VM; an absent `sockets` is 1;
+//! an absent `balloon` means the balloon target is the memory; a VM's description has
+//! its trailing whitespace stripped, a container's only its trailing newlines.
 
 use super::ActualSpec;
 use crate::desired::GuestSpec;
+use crate::pve::GuestKind;
 
-/// PVE falls back to 512 MiB when an LXC config has no `memory` (docs/proxmox-api.md §4.3).
+/// PVE falls back to 512 MiB when a config has no `memory` (docs/proxmox-api.md §4.3).
 const DEFAULT_MEMORY_MIB: u64 = 512;
 
 /// The config fields the agent manages, by their PVE parameter names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {
     Cores,
+    Sockets,
     Memory,
+    Balloon,
     Swap,
     Description,
     Onboot,
@@ -29,9 +37,11 @@ pub struct Drift {
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [
+    pub const ALL: [Field; 8] = [
         Field::Cores,
+        Field::Sockets,
         Field::Memory,
+        Field::Balloon,
         Field::Swap,
         Field::Description,
         Field::Onboot,
@@ -41,7 +51,9 @@ impl Field {
     pub fn name(self) -> &'static str {
         match self {
             Field::Cores => "cores",
+            Field::Sockets => "sockets",
             Field::Memory => "memory",
+            Field::Balloon => "balloon",
             Field::Swap => "swap",
             Field::Description => "description",
             Field::Onboot => "onboot",
@@ -56,15 +68,42 @@ impl Field {
         match self {
             Field::Cores => {
                 let want = spec.cores?;
-                // Absent cores means no cpuset limit: every host core.
-                match actual.cores {
-                    Some(have) if have == want => None,
-                    have => changed(
+                match (actual.kind, actual.cores) {
+                    (_, Some(have)) if have == want => None,
+                    // A VM without cores has one.
+                    (GuestKind::Qemu, None) if want == 1 => None,
+                    (GuestKind::Qemu, have) => changed(
+                        have.unwrap_or(1).to_string(),
+                        want.to_string(),
+                        Some(want.to_string()),
+                    ),
+                    // A container without cores has no cpuset limit: every host core.
+                    (GuestKind::Lxc, have) => changed(
                         have.map_or("unlimited".into(), |c| c.to_string()),
                         want.to_string(),
                         Some(want.to_string()),
                     ),
                 }
+            }
+            Field::Sockets => {
+                let want = spec.sockets?;
+                let have = actual.sockets.unwrap_or(1);
+                (have != want).then(|| Drift {
+                    from: have.to_string(),
+                    to: want.to_string(),
+                    wire: Some(want.to_string()),
+                })
+            }
+            Field::Balloon => {
+                let want = spec.balloon?;
+                // Without `balloon`, the balloon target is the memory itself.
+                let memory = actual.memory.unwrap_or(DEFAULT_MEMORY_MIB);
+                let have = actual.balloon.unwrap_or(memory);
+                (have != want).then(|| Drift {
+                    from: have.to_string(),
+                    to: want.to_string(),
+                    wire: Some(want.to_string()),
+                })
             }
             Field::Memory => {
                 let want = spec.memory?;
@@ -97,7 +136,11 @@ impl Field {
             Field::Description => {
                 let want = spec.description.as_deref()?;
                 let have = actual.description.as_deref().unwrap_or("");
-                if description_eq(want, have) {
+                let equal = match actual.kind {
+                    GuestKind::Lxc => description_eq(want, have),
+                    GuestKind::Qemu => want.trim_end() == have.trim_end(),
+                };
+                if equal {
                     return None;
                 }
                 let wire = (!render_description(want).is_empty()).then(|| want.to_string());

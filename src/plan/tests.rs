@@ -1,6 +1,8 @@
 //! Table-driven planner tests: each case renders its plan as text and compares it.
 
 use super::*;
+use crate::desired::RunState;
+use crate::pve::GuestKind;
 
 fn vmid(n: u32) -> Vmid {
     Vmid::new(n.into()).unwrap()
@@ -13,6 +15,8 @@ fn spec(n: u32) -> GuestSpec {
 fn guest(n: u32, running: bool) -> ActualGuest {
     ActualGuest {
         vmid: vmid(n),
+        kind: GuestKind::Lxc,
+        vm_power: None,
         name: Some(format!("ct{n}")),
         tags: None,
         running,
@@ -22,12 +26,8 @@ fn guest(n: u32, running: bool) -> ActualGuest {
             cores: Some(1),
             memory: Some(512),
             swap: Some(512),
-            description: None,
-            onboot: None,
-            tags: None,
             digest: "d1".into(),
-            pending: vec![],
-            startup: None,
+            ..ActualSpec::empty(GuestKind::Lxc)
         }),
     }
 }

@@ -7,8 +7,11 @@ use super::types::PowerOp;
 use super::Vmid;
 use std::fmt;
 
-/// A container or a virtual machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A container or a virtual machine. Serializes as `lxc` or `qemu`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum GuestKind {
     Lxc,
     Qemu,

@@ -95,6 +95,8 @@ fn shutdown(n: u32) -> Action {
     Action {
         vmid: vmid(n),
         kind: ActionKind::Shutdown,
+        guest: felhom_agent::pve::GuestKind::Lxc,
+        via_task: false,
         params: Params::from([
             ("forceStop".into(), "1".into()),
             ("timeout".into(), "60".into()),
@@ -244,6 +246,8 @@ fn planner(s: &Sizes) {
             v,
             ActualGuest {
                 tags: None,
+                kind: felhom_agent::pve::GuestKind::Lxc,
+                vm_power: None,
                 vmid: v,
                 name: None,
                 running: i % 3 == 0,
@@ -255,7 +259,7 @@ fn planner(s: &Sizes) {
                     tags: Some("prod;web".into()),
                     description: Some("bench guest\n".into()),
                     digest: "0123456789abcdef0123456789abcdef01234567".into(),
-                    ..ActualSpec::default()
+                    ..ActualSpec::empty(felhom_agent::pve::GuestKind::Lxc)
                 }),
             },
         );

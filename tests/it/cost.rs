@@ -56,7 +56,7 @@ fn a_pass_with_nothing_to_do_costs_the_two_lists() {
         let paths: Vec<String> = rig.sim.requests().iter().map(|r| r.path.clone()).collect();
         assert_eq!(
             paths,
-            ["/nodes/pve1/lxc", "/cluster/resources"],
+            ["/cluster/resources", "/nodes/pve1/lxc"],
             "{paths:?}"
         );
     }

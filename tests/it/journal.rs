@@ -53,6 +53,8 @@ pub fn action(vmid: u64, kind: ActionKind) -> Action {
     Action {
         vmid: Vmid::new(vmid).unwrap(),
         kind,
+        guest: felhom_agent::pve::GuestKind::Lxc,
+        via_task: false,
         params,
         reason: "test".into(),
     }

@@ -243,7 +243,8 @@ fn plan_beside_a_held_op_shows_it_held_and_changes_nothing() {
     let out = rig.bin(&["plan"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("skipped: in flight:") && text.contains("no vzstart task listed yet"),
+        text.contains("skipped: in flight:")
+            && text.contains("no vzstart/qmstart/hastart task listed yet"),
         "{text}"
     );
     assert!(poll_until(T, || !rig.sim.tasks_started(101).is_empty()));

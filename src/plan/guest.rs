@@ -1,0 +1,297 @@
+//! Planning one guest: whether it may be touched at all, then its config update and its
+//! power action, in the order that makes each land where it should.
+
+use super::{
+    effective_spec, gate, Action, ActionKind, Actual, ActualGuest, ActualSpec, Field, Hold, Params,
+    Plan, PlanSettings, Skip, SkipReason,
+};
+use crate::desired::{field_kind_problem, GuestSpec, RunState};
+use crate::pve::{GuestKind, VmPower, Vmid};
+use std::collections::BTreeMap;
+
+/// What the guest's power state is, for planning.
+enum Live {
+    Running,
+    Stopped,
+    /// A VM state the agent does not fight.
+    Other(VmPower),
+}
+
+fn live(guest: &ActualGuest) -> Live {
+    match &guest.vm_power {
+        Some(p) if p.is_running() => Live::Running,
+        Some(p) if p.is_stopped() => Live::Stopped,
+        Some(p) => Live::Other(p.clone()),
+        None if guest.running => Live::Running,
+        None => Live::Stopped,
+    }
+}
+
+pub(super) fn plan_guest(
+    vmid: Vmid,
+    spec: &GuestSpec,
+    actual: &Actual,
+    holds: &BTreeMap<Vmid, Hold>,
+    settings: &PlanSettings,
+    out: &mut Plan,
+) {
+    let skip = |out: &mut Plan, reason| out.skipped.push(Skip { vmid, reason });
+    let Some(guest) = actual.local.get(&vmid) else {
+        let reason = match actual.elsewhere.get(&vmid) {
+            Some(node) => SkipReason::Elsewhere(node.clone()),
+            None => SkipReason::Missing,
+        };
+        return skip(out, reason);
+    };
+    if let Some(reason) = gate(spec, guest.name.as_deref(), guest.tags.as_deref(), settings) {
+        return skip(out, reason);
+    }
+    if let Some(why) = unfit(spec, guest) {
+        return skip(out, SkipReason::Unfit(why));
+    }
+    if let Some(hold) = holds.get(&vmid) {
+        return skip(out, SkipReason::Held(hold.clone()));
+    }
+    let spec = &*effective_spec(spec, settings);
+    if let Some(state) = actual
+        .ha_managed
+        .get(&vmid)
+        .filter(|_| !settings.ha_request)
+    {
+        return skip(out, SkipReason::HaManaged(state.clone()));
+    }
+    if let Some(lock) = &guest.lock {
+        return skip(out, SkipReason::Locked(lock.clone()));
+    }
+    if guest.template && spec.state == Some(RunState::Running) {
+        return skip(out, SkipReason::Template);
+    }
+    let live = live(guest);
+    let power = match power_action(spec, guest, &live, settings) {
+        Ok(power) => power,
+        Err(reason) => return skip(out, reason),
+    };
+    let config = match &guest.spec {
+        Ok(actual) => match config_action(spec, guest, actual, &live) {
+            Ok((action, pending)) => {
+                if !pending.is_empty() {
+                    out.pending.push((vmid, pending));
+                }
+                action
+            }
+            Err(why) => return skip(out, SkipReason::Unfit(why)),
+        },
+        Err(e) => {
+            skip(out, SkipReason::SpecUnknown(e.clone()));
+            None
+        }
+    };
+    // While the node starts or stops all its guests itself, power actions wait.
+    let power = match (power, &actual.bulk_task) {
+        (Some(_), Some(task)) => {
+            skip(out, SkipReason::PowerWaits(task.clone()));
+            None
+        }
+        (power, _) => power,
+    };
+
+    // Going to stopped: stop first, so the config change lands on a stopped guest.
+    // Going to running: configure first, so the guest starts with its new config.
+    let stopping = power.as_ref().is_some_and(|a| a.kind != ActionKind::Start);
+    let ordered = if stopping {
+        [power, config]
+    } else {
+        [config, power]
+    };
+    let before = out.actions.len();
+    out.actions.extend(ordered.into_iter().flatten());
+    if out.actions.len() == before && guest.spec.is_ok() {
+        out.in_sync.push(vmid);
+    }
+}
+
+/// Why the desired entry cannot apply to this live guest, if it cannot.
+fn unfit(spec: &GuestSpec, guest: &ActualGuest) -> Option<String> {
+    let label = |k: GuestKind| match k {
+        GuestKind::Lxc => "a container",
+        GuestKind::Qemu => "a virtual machine",
+    };
+    if let Some(kind) = spec.kind.filter(|k| *k != guest.kind) {
+        return Some(format!(
+            "the desired type is {}, but guest {} is {}",
+            kind.as_str(),
+            guest.vmid,
+            label(guest.kind)
+        ));
+    }
+    let named = [
+        ("swap", spec.swap.is_some()),
+        ("sockets", spec.sockets.is_some()),
+        ("balloon", spec.balloon.is_some()),
+    ];
+    named
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .find_map(|(key, _)| field_kind_problem(key, guest.kind))
+}
+
+/// The power action the desired state asks for, or why none may be taken.
+fn power_action(
+    spec: &GuestSpec,
+    guest: &ActualGuest,
+    live: &Live,
+    settings: &PlanSettings,
+) -> Result<Option<Action>, SkipReason> {
+    let action = |kind, params, reason: &str| Action {
+        vmid: guest.vmid,
+        guest: guest.kind,
+        kind,
+        params,
+        via_task: false,
+        reason: reason.into(),
+    };
+    let stop = |from: &str| {
+        if settings.hard_stop {
+            return action(
+                ActionKind::Stop,
+                Params::new(),
+                &format!("state {from} -> stopped"),
+            );
+        }
+        // The guest's own `down` is its shutdown timeout, as for the node's stop-all;
+        // 0 means unset (docs/proxmox-api.md §5.6). A timeout is always sent: a VM's
+        // guest-agent shutdown otherwise waits up to 600 s (§9).
+        let down = guest
+            .spec
+            .as_ref()
+            .ok()
+            .and_then(|s| s.startup)
+            .and_then(|s| s.down)
+            .filter(|d| *d > 0);
+        let timeout = down.unwrap_or(settings.shutdown_timeout_secs);
+        action(
+            ActionKind::Shutdown,
+            Params::from([
+                ("forceStop".into(), "1".into()),
+                ("timeout".into(), timeout.to_string()),
+            ]),
+            &format!("state {from} -> stopped"),
+        )
+    };
+    Ok(match (spec.state, live) {
+        (Some(RunState::Running), Live::Stopped) => Some(action(
+            ActionKind::Start,
+            Params::new(),
+            "state stopped -> running",
+        )),
+        (Some(RunState::Stopped), Live::Running) => Some(stop("running")),
+        (Some(RunState::Stopped), Live::Other(p))
+            if matches!(
+                p,
+                VmPower::Paused | VmPower::IoError | VmPower::GuestSuspended
+            ) =>
+        {
+            // PVE refuses a graceful shutdown of a VM whose vCPUs are stopped.
+            if !settings.hard_stop {
+                return Err(SkipReason::VmState {
+                    state: p.as_str().to_string(),
+                    why: "a VM in this state cannot be shut down gracefully; stop_mode \"stop\" would stop it hard".into(),
+                });
+            }
+            Some(stop(p.as_str()))
+        }
+        (_, Live::Other(p)) => {
+            let why = match p {
+                VmPower::Paused | VmPower::GuestSuspended => {
+                    "left as it is: the agent never resumes a VM"
+                }
+                VmPower::IoError => {
+                    "left as it is: a VM stopped on a disk error is never resumed automatically"
+                }
+                VmPower::Migrating => "left as it is while it migrates",
+                _ => "left as it is: the agent does not act on a VM in this state",
+            };
+            return Err(SkipReason::VmState {
+                state: p.as_str().to_string(),
+                why: why.into(),
+            });
+        }
+        _ => None,
+    })
+}
+
+/// The config update the desired state asks for (with the fields already pending), or
+/// why the entry cannot be applied.
+fn config_action(
+    spec: &GuestSpec,
+    guest: &ActualGuest,
+    actual: &ActualSpec,
+    live: &Live,
+) -> Result<(Option<Action>, Vec<Field>), String> {
+    let (params, changes, pending) = config_drift(spec, actual);
+    if params.is_empty() {
+        return Ok((None, pending));
+    }
+    if guest.kind == GuestKind::Qemu && spec.balloon.is_none() {
+        // PVE refuses memory below an explicit balloon target unless the same request
+        // sets balloon (docs/proxmox-api.md §9).
+        if let (Some(want), Some(balloon)) = (
+            params.get("memory").and_then(|m| m.parse::<u64>().ok()),
+            actual.balloon.filter(|b| *b > 0),
+        ) {
+            if want < balloon {
+                return Err(format!(
+                    "memory {want} is below the VM's balloon target {balloon}: add \"balloon\" to its desired entry"
+                ));
+            }
+        }
+    }
+    let hotplug = |keys: &[&str]| keys.iter().any(|k| params.contains_key(*k));
+    let via_task = guest.kind == GuestKind::Qemu
+        && matches!(live, Live::Running)
+        && ((actual.hotplug_memory && hotplug(&["memory", "balloon"]))
+            || (actual.hotplug_cpu && hotplug(&["cores", "sockets"])));
+    Ok((
+        Some(Action {
+            vmid: guest.vmid,
+            guest: guest.kind,
+            kind: ActionKind::SetConfig,
+            params,
+            via_task,
+            reason: changes.join(", "),
+        }),
+        pending,
+    ))
+}
+
+/// Compares the managed fields; returns the update's parameters (with the digest), the
+/// human-readable changes, and the fields whose desired value is already pending.
+fn config_drift(spec: &GuestSpec, actual: &ActualSpec) -> (Params, Vec<String>, Vec<Field>) {
+    let mut params = Params::new();
+    let mut changes = Vec::new();
+    let mut pending = Vec::new();
+    let mut delete = Vec::new();
+    for field in Field::ALL {
+        let Some(drift) = field.drift(spec, actual) else {
+            continue;
+        };
+        if actual.pending.contains(&field) {
+            pending.push(field);
+            continue;
+        }
+        changes.push(format!("{} {} -> {}", field.name(), drift.from, drift.to));
+        match drift.wire {
+            Some(value) => {
+                params.insert(field.name().into(), value);
+            }
+            None => delete.push(field.name()),
+        }
+    }
+    if !delete.is_empty() {
+        params.insert("delete".into(), delete.join(","));
+    }
+    if !params.is_empty() {
+        params.insert("digest".into(), actual.digest.clone());
+    }
+    (params, changes, pending)
+}
