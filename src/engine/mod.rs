@@ -430,13 +430,16 @@ impl Engine {
                     actions: plan.for_guest(vmid).cloned().collect(),
                     fingerprint: self.fingerprints.get(&vmid).copied().unwrap_or(0),
                 };
-                let startup = obs
-                    .actual
-                    .local
-                    .get(&vmid)
+                let guest = obs.actual.local.get(&vmid);
+                let startup = guest
                     .and_then(|g| g.spec.as_ref().ok())
                     .and_then(|s| s.startup);
-                (job, startup, std::time::Duration::ZERO)
+                // PVE's start-all waits 3 s after a VM without an `up` of its own.
+                let default_up = match guest.map(|g| g.kind) {
+                    Some(crate::pve::GuestKind::Qemu) => std::time::Duration::from_secs(3),
+                    _ => std::time::Duration::ZERO,
+                };
+                (job, startup, default_up)
             })
             .collect::<Vec<_>>();
         let open = OpenPass {

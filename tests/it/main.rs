@@ -16,6 +16,7 @@ mod metrics;
 mod never_twice;
 mod notify;
 mod prom;
+mod qemu;
 mod rig;
 mod secrets;
 mod sim;
