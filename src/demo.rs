@@ -27,13 +27,18 @@ const DESIRED: &str = r#"{
     {"vmid": 104, "name": "batch", "state": "stopped", "cores": 1, "memory": 512},
     {"vmid": 105, "name": "cache", "state": "running", "memory": 2048, "tags": ["prod"]},
     {"vmid": 106, "name": "backup-target", "state": "running"},
-    {"vmid": 107, "name": "old-image", "state": "running"}
+    {"vmid": 107, "name": "old-image", "state": "running"},
+    {"vmid": 201, "name": "app", "type": "qemu", "state": "running", "cores": 2, "memory": 2048},
+    {"vmid": 202, "name": "win", "type": "qemu", "state": "running", "memory": 4096,
+     "tags": ["prod"]},
+    {"vmid": 203, "name": "lab", "type": "qemu", "state": "running"}
   ]
 }
 "#;
 
 /// The fleet as found: most guests drifted in some way, one locked by a backup, one a
-/// template, one (108) not named by the desired state at all.
+/// template, one (108) not named by the desired state at all; and three VMs: one running
+/// whose new cores can only wait for a restart, one stopped, one paused.
 fn fleet() -> Vec<SimGuest> {
     let g = |vmid, name: &str, running, cores, memory, swap| {
         let mut g = SimGuest::new(vmid, "pve1");
@@ -62,7 +67,13 @@ fn fleet() -> Vec<SimGuest> {
     let mut template = g(107, "old-image", false, Some(1), 512, 512);
     template.template = true;
     let unmanaged = g(108, "someone-elses", true, Some(8), 8192, 0);
-    vec![web1, web2, db, batch, cache, backup, template, unmanaged]
+    let vm = |vmid, name: &str| SimGuest::vm(vmid, "pve1").with_config("name", name);
+    let app = vm(201, "app").running();
+    let win = vm(202, "win");
+    let lab = vm(203, "lab").paused();
+    vec![
+        web1, web2, db, batch, cache, backup, template, unmanaged, app, win, lab,
+    ]
 }
 
 /// A private temporary directory, removed on drop.
@@ -145,9 +156,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("felhom-agent demo");
     println!("==================");
     println!(
-        "simulated Proxmox node pve1 at {} with {} containers",
+        "simulated Proxmox node pve1 at {} with {} containers and {} virtual machines",
         sim.url(),
-        sim.guests().len()
+        sim.guests().iter().filter(|g| !g.is_vm()).count(),
+        sim.guests().iter().filter(|g| g.is_vm()).count()
     );
     println!("state dir {}", dir.0.display());
     println!();
@@ -169,7 +181,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let report = pass(&mut engine, &loaded.desired, &progress, t0)?;
     summary(&report);
 
-    println!("3. the next pass: nothing left to change, only the skips remain");
+    println!(
+        "3. the next pass: nothing left to change; VM 201's new cores wait in its pending section \
+         for a restart, reported and not sent again"
+    );
     let (plan, obs) = engine.plan(&loaded.desired)?;
     indent(&crate::plan::render(&plan, &obs.names));
     let mutations = sim.mutations().len();
@@ -193,15 +208,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("5. what the node looks like now");
     for g in sim.guests() {
+        let state = match (g.status, g.is_vm()) {
+            (PowerState::Running, true) => format!("{:?}", g.qmp).to_lowercase(),
+            (PowerState::Running, false) => "running".into(),
+            (PowerState::Stopped, _) => "stopped".into(),
+        };
         println!(
-            "   {} {:<14} {:<8} cores {:<9} memory {:<5} swap {:<5} tags {}",
+            "   {} {} {:<14} {:<8} cores {:<9} memory {:<5} swap {:<5} tags {}",
             g.vmid,
-            g.hostname.clone().unwrap_or_default(),
-            if g.status == PowerState::Running {
-                "running"
-            } else {
-                "stopped"
-            },
+            if g.is_vm() { "VM" } else { "CT" },
+            g.hostname
+                .clone()
+                .or_else(|| g.other.get("name").cloned())
+                .unwrap_or_default(),
+            state,
             g.cores.map_or("unlimited".into(), |c| c.to_string()),
             g.memory.unwrap_or(512),
             g.swap.unwrap_or(0),
@@ -215,6 +235,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         sim.mutations().len(),
         sim.requests().iter().filter(|r| r.vmid == Some(108)).count(),
         sim.max_concurrent_tasks()
+    );
+    let audit = sim.audit();
+    println!(
+        "the node's audit of {} mutating requests: {}",
+        audit.checked,
+        if audit.is_clean() {
+            "no guest ever had two actions in flight, no intent was sent twice".to_string()
+        } else {
+            audit.to_string()
+        }
     );
     engine.shutdown(Instant::now() + Duration::from_secs(5), || cancel.cancel());
     println!(
@@ -249,6 +279,9 @@ fn pass(
             recv(engine.results()) -> r => {
                 let r = r.map_err(|_| "lanes ended early".to_string())?;
                 report = engine.on_result(r);
+            }
+            recv(engine.next_wake().map_or(crossbeam_channel::never(), crossbeam_channel::at)) -> _ => {
+                report = engine.on_wake().pop();
             }
             recv(crossbeam_channel::at(deadline)) -> _ => return Err("pass took over a minute".into()),
         }

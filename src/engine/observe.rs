@@ -13,9 +13,10 @@
 //!   `cpulimit` or the host's CPU count when `cores` is unset, so a full read of every
 //!   managed guest every [`FULL_READ_EVERY`] passes catches what the list cannot tell
 //!   apart. A guest to start or stop is read too, for its `startup` order.
-//! - a VM's `status/current`, when the list shows it running and the agent might act on
-//!   it: the list cannot tell running from paused, prelaunch, io-error or shut down
-//!   inside (docs/proxmox-api.md §9). Never for the whole fleet on every pass.
+//! - a managed VM's `status/current`, when the list shows it running: the list cannot
+//!   tell running from paused, prelaunch, io-error or shut down inside
+//!   (docs/proxmox-api.md §9). Only for the VMs the desired state names, never for the
+//!   whole node.
 //!
 //! Unmanaged guests cost nothing beyond the lists; with nothing desired, nothing is
 //! read. Reads per guest run on at most [`READERS`] threads at once: pvedaemon serves
@@ -175,11 +176,9 @@ pub fn observe(
                 _ => None,
             };
             read.spec = from_list.is_none();
-            // A VM that runs as far as the list can tell: read its real state when the
-            // agent might act on it.
-            read.status = entry.kind == GuestKind::Qemu
-                && entry.running
-                && (depth == Depth::Full || to_change || read.spec);
+            // A managed VM that runs as far as the list can tell: its real state
+            // (running, paused, prelaunch...) is in its status alone.
+            read.status = entry.kind == GuestKind::Qemu && entry.running;
             from_list.ok_or_else(|| NOT_READ.to_string())
         };
         let vm_power = (entry.kind == GuestKind::Qemu && !entry.running).then(|| {
