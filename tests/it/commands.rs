@@ -170,11 +170,14 @@ fn the_demo_runs_end_to_end() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     for needle in [
-        "pass 1: 1 in sync, 6 actions (6 applied, 0 converged, 0 failed, 0 blocked), 2 skipped",
-        "mutations the node saw: 6 before this pass, 6 after",
+        "pass 1: 1 in sync, 9 actions (9 applied, 0 converged, 0 failed, 0 blocked), 3 skipped",
+        "mutations the node saw: 9 before this pass, 9 after",
+        "201 app  pending: cores (waits for a restart; not re-sent)",
+        "203 lab  skipped: paused: left as it is",
         "103 db  memory 256 -> 4096, state stopped -> running",
-        "pass 3: 4 in sync, 2 actions (2 applied",
+        "pass 3: 6 in sync, 2 actions (2 applied",
         "0 on guest 108 (unmanaged)",
+        "no guest ever had two actions in flight, no intent was sent twice",
         "nothing in flight: true",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
