@@ -84,7 +84,7 @@ fn options(timeout_ms: u64) -> RecoveryOptions {
 
 /// The journal's records as `op state [upid-type] [error]` lines.
 fn history(dir: &TempDir) -> Vec<String> {
-    read_records(&dir.file("journal"))
+    read_records(&dir.journal())
         .unwrap()
         .iter()
         .map(|r| {

@@ -1,0 +1,57 @@
+//! Failpoints, for the tests that crash a process or fail a sync at one exact
+//! place: `FELHOM_FAILPOINT=<name>` in the environment turns one of them on for the
+//! whole process. Read once per process; unset (as in production), each check is
+//! one load of a cached value.
+
+use std::sync::OnceLock;
+
+/// The places a test can stop or break the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failpoint {
+    /// `compact-before-rename`: compaction stops for good after fsyncing
+    /// `journal.tmp` and before the rename, so a test can kill the process there.
+    CompactBeforeRename,
+    /// `open-before-rename`: the rewrite at open stops for good at the same place.
+    OpenBeforeRename,
+    /// `append-sync-fails`: every `fdatasync` after an append fails (the write
+    /// itself happens), as a disk whose writeback failed would answer.
+    AppendSyncFails,
+}
+
+impl Failpoint {
+    const ALL: [Failpoint; 3] = [
+        Failpoint::CompactBeforeRename,
+        Failpoint::OpenBeforeRename,
+        Failpoint::AppendSyncFails,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Failpoint::CompactBeforeRename => "compact-before-rename",
+            Failpoint::OpenBeforeRename => "open-before-rename",
+            Failpoint::AppendSyncFails => "append-sync-fails",
+        }
+    }
+
+    /// Whether `FELHOM_FAILPOINT` names this failpoint.
+    pub(crate) fn is_on(self) -> bool {
+        static ON: OnceLock<Option<Failpoint>> = OnceLock::new();
+        let on = ON.get_or_init(|| {
+            let v = std::env::var("FELHOM_FAILPOINT").ok()?;
+            Failpoint::ALL.into_iter().find(|f| f.name() == v)
+        });
+        *on == Some(self)
+    }
+
+    /// If this failpoint is on: says so on stderr (`failpoint <name> reached`, the
+    /// line a test waits for) and blocks the calling thread for good, for the test
+    /// to kill the process.
+    pub(crate) fn stop_here(self) {
+        if self.is_on() {
+            eprintln!("failpoint {} reached", self.name());
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
