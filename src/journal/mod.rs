@@ -120,6 +120,7 @@
 //! messages between them; `failpoint` lets tests crash or fail it at exact places;
 //! `recover` resolves in-flight ops against Proxmox.
 
+mod canonical;
 mod compact;
 mod crc;
 mod error;
@@ -127,10 +128,13 @@ mod failpoint;
 mod handle;
 mod index;
 mod open;
+#[cfg(test)]
+mod props;
 mod record;
 mod recover;
 mod replace;
 mod scan;
+mod swar;
 mod view;
 mod writer;
 

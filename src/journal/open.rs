@@ -7,7 +7,7 @@ use super::failpoint::Failpoint;
 use super::index::Index;
 use super::replace::replace;
 use super::scan::{scan, Tail};
-use super::{JournalError, JournalOptions, OpId};
+use super::{JournalError, JournalOptions};
 use crate::log;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -107,16 +107,18 @@ pub(crate) fn open(dir: &Path, opts: &JournalOptions) -> Result<Opened, JournalE
         Err(e) => return Err(JournalError::io(&path, "read", e)),
     };
 
-    let compact = bytes.len() as u64 >= opts.compact_bytes;
-    // Each good line's op and where it ends, for compaction; only when it will run.
-    let mut lines: Vec<(OpId, usize)> = Vec::new();
+    // Each good line's op and bytes, for compaction; only kept if it may run.
+    let may_compact = bytes.len() as u64 >= opts.compact_bytes;
+    let mut lines = Vec::new();
+    let mut start = 0;
     let mut index = Index::new(opts.keep_finished);
     let tail = scan(&bytes, |rec, line| {
         index.apply(&rec)?;
-        if compact {
-            // `line` is a slice of `bytes`, followed by its newline.
-            let end = line.as_ptr() as usize - bytes.as_ptr() as usize + line.len() + 1;
-            lines.push((rec.op, end));
+        if may_compact {
+            // Good lines follow each other from the start, each with its newline.
+            let end = start + line.len() + 1;
+            lines.push((rec.op, start..end));
+            start = end;
         }
         Ok(())
     })
@@ -129,15 +131,8 @@ pub(crate) fn open(dir: &Path, opts: &JournalOptions) -> Result<Opened, JournalE
         Some(tail) => (tail.offset, Some(save_tail(dir, &path, &bytes, &tail)?)),
         None => (bytes.len(), None),
     };
-    let compact = good as u64 >= opts.compact_bytes;
-    let kept;
-    let contents = if compact {
-        let ranges = lines.iter().scan(0, |start, &(op, end)| {
-            let range = *start..end;
-            *start = end;
-            Some((op, range))
-        });
-        let (out, records) = keep_lines(&bytes, ranges, &index.keep_set());
+    let compacted = (good as u64 >= opts.compact_bytes).then(|| {
+        let (out, records) = keep_lines(&bytes, lines, &index.keep_set());
         log::info(
             "journal compacted at open",
             &[
@@ -148,11 +143,9 @@ pub(crate) fn open(dir: &Path, opts: &JournalOptions) -> Result<Opened, JournalE
             ],
         );
         index.set_records(records);
-        kept = out;
-        &kept[..]
-    } else {
-        &bytes[..good]
-    };
+        out
+    });
+    let contents = compacted.as_deref().unwrap_or(&bytes[..good]);
     let file = replace(dir, &path, contents, Failpoint::OpenBeforeRename).map_err(|e| e.error)?;
     Ok(Opened {
         path,
@@ -160,7 +153,7 @@ pub(crate) fn open(dir: &Path, opts: &JournalOptions) -> Result<Opened, JournalE
         index,
         size: contents.len() as u64,
         repaired,
-        compacted: compact,
+        compacted: compacted.is_some(),
     })
 }
 

@@ -59,16 +59,13 @@ fn main() {
         "felhom-agent bench ({})",
         if full { "full" } else { "smoke" }
     );
-    for records in sizes.records {
-        println!(
-            "{}",
-            journal::recovery(&dir.0, records.0, sizes.runs, records.1)
-        );
+    let mut measures = Vec::new();
+    for (records, target) in sizes.records {
+        measures.extend(journal::recovery(&dir.0, *records, sizes.runs, *target));
     }
-    for m in journal::open_at_threshold(&dir.0, sizes.runs.max(3)) {
-        println!("{m}");
-    }
-    for m in journal::appends(&dir.0, 64, sizes.appends) {
+    measures.extend(journal::open_at_threshold(&dir.0, sizes.runs.max(3)));
+    measures.extend(journal::appends(&dir.0, 64, sizes.appends));
+    for m in &measures {
         println!("{m}");
     }
     planner(&sizes);
