@@ -141,7 +141,7 @@ impl Journal {
         self.inner.shared.syncs.load(Ordering::SeqCst)
     }
 
-    /// Compactions done since open.
+    /// Compactions done since open, the one open itself may have done included.
     pub fn compactions(&self) -> u64 {
         self.inner.shared.compactions.load(Ordering::SeqCst)
     }

@@ -94,10 +94,11 @@
 //! SIGKILL, a failed close, a failed fsync of the marker itself) must leave right,
 //! and if it is ever wrong we are back to silent corruption. The rewrite is cheap
 //! because compaction keeps the file under `compact_bytes` (4 MiB by default; the
-//! compacted file is much smaller): measured with `cargo bench --bench bench` on a
-//! virtual machine with an SSD, opening a journal just under 4 MiB takes OPEN_MS,
-//! of which the write, fsync and directory fsync of the new file are about
-//! REWRITE_MS. The agent opens its journal once per start.
+//! compacted file is much smaller). Measured with `cargo bench --bench bench` on
+//! the development virtual machine: opening a journal just under 4 MiB takes about
+//! 20 ms, of which the write, fsync and directory fsync of the new file are about
+//! 3 ms (the rest, reading and replaying, every open does anyway). A disk that
+//! syncs slowly makes that fsync slower, once per start of the agent.
 //!
 //! # One process at a time
 //!
@@ -253,7 +254,8 @@ pub struct OpSummary {
 /// Tuning for [`Journal::open`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JournalOptions {
-    /// Compact once the file grows past this many bytes (default 4 MiB).
+    /// Compact once the file grows past this many bytes, or is found past it at
+    /// open (default 4 MiB).
     pub compact_bytes: u64,
     /// How many finished ops compaction keeps, newest by finish first (default 1000).
     pub keep_finished: usize,
