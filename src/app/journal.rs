@@ -13,7 +13,7 @@ pub fn journal(
     tail: Option<usize>,
 ) -> Result<ExitCode, AppError> {
     let config = Config::load(config_path)?;
-    let path = config.fixed.state_dir.join("journal");
+    let path = crate::journal::file_in(&config.fixed.state_dir);
     let records = if path.exists() {
         crate::journal::read_records(&path)?
     } else {

@@ -33,7 +33,7 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let fixed = &loaded.config.fixed;
     // Read-only: the journal is read, not opened (the service may hold it). Its ops
     // still in flight hold their guests, decided as a pass would decide them.
-    let journal = fixed.state_dir.join("journal");
+    let journal = crate::journal::file_in(&fixed.state_dir);
     let records = if journal.exists() {
         crate::journal::read_records(&journal)?
     } else {

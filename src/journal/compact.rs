@@ -1,30 +1,16 @@
 //! Compaction: once the file passes `compact_bytes`, the writer thread rewrites it
 //! with the records of the ops worth keeping (see `Index::keep_set`), copied
-//! verbatim so that their CRCs and sequence numbers stay as they were.
-//!
-//! The order is what makes it crash-safe: write `journal.tmp`, fsync it, rename it
-//! over `journal`, fsync the directory, reopen for append. Until the rename the old
-//! file is the journal (and open removes the stale tmp); after it, the new one is,
-//! and it is already complete and durable.
+//! verbatim so that their CRCs and sequence numbers stay as they were. Open does
+//! the same when it finds the file past its threshold (see `open`). The new file
+//! replaces the old one as `replace` says, which is what makes it crash-safe.
 
-use super::open::{fsync_dir, TMP_NAME};
+use super::failpoint::Failpoint;
+use super::replace::{keep_lines, replace, TMP_NAME};
 use super::scan::scan;
-use super::writer::Writer;
+use super::writer::{next_compaction, Writer};
 use crate::log;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::fs;
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
-
-/// The only failpoint: `FELHOM_FAILPOINT=compact-before-rename` makes the writer
-/// stop for good after fsyncing `journal.tmp` and before the rename, so a test can
-/// kill the process exactly there. Read once per process.
-fn failpoint_before_rename() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("FELHOM_FAILPOINT").is_ok_and(|v| v == "compact-before-rename")
-    })
-}
 
 /// How a compaction that did not happen ended.
 enum Failed {
@@ -44,8 +30,7 @@ impl Writer {
         let before = self.size;
         match self.compact() {
             Ok(records) => {
-                // If what must be kept is itself large, do not compact again at once.
-                self.compact_at = self.opts.compact_bytes.max(self.size.saturating_mul(2));
+                self.compact_at = next_compaction(self.opts.compact_bytes, self.size);
                 self.shared.compactions.fetch_add(1, Ordering::SeqCst);
                 log::info(
                     "journal compacted",
@@ -79,14 +64,12 @@ impl Writer {
     fn compact(&mut self) -> Result<u64, Failed> {
         let keep = self.shared.index().keep_set();
         let bytes = fs::read(&self.path).map_err(|e| Failed::Skipped(format!("read: {e}")))?;
-        let mut out = Vec::with_capacity(bytes.len() / 2);
-        let mut kept = 0u64;
+        let mut lines = Vec::new();
+        let mut start = 0;
         let tail = scan(&bytes, |rec, line| {
-            if keep.contains(&rec.op) {
-                out.extend_from_slice(line);
-                out.push(b'\n');
-                kept += 1;
-            }
+            let end = start + line.len() + 1;
+            lines.push((rec.op, start..end));
+            start = end;
             Ok(())
         })
         .map_err(|c| {
@@ -101,32 +84,19 @@ impl Writer {
                 t.line, t.reason
             )));
         }
-
-        let tmp = self.dir.join(TMP_NAME);
-        let mut f = File::create(&tmp).map_err(|e| Failed::Skipped(format!("create: {e}")))?;
-        f.write_all(&out)
-            .map_err(|e| Failed::Skipped(format!("write: {e}")))?;
+        let (out, kept) = keep_lines(&bytes, lines, &keep);
         // An fsync error is fatal wherever it happens (see the module doc of
-        // `journal`): the disk is not doing what it is told.
-        f.sync_all()
-            .map_err(|e| Failed::Fatal(format!("fsync {}: {e}", tmp.display())))?;
-        drop(f);
-
-        if failpoint_before_rename() {
-            eprintln!("failpoint compact-before-rename reached");
-            loop {
-                std::thread::park();
-            }
-        }
-
-        fs::rename(&tmp, &self.path).map_err(|e| Failed::Skipped(format!("rename: {e}")))?;
-        fsync_dir(&self.dir).map_err(|e| Failed::Fatal(crate::log::Chain(&e).to_string()))?;
-        // The old descriptor now points at the unlinked file: writing there would be
-        // lost, so failing to reopen is fatal.
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Failed::Fatal(format!("reopen: {e}")))?;
+        // `journal`): the disk is not doing what it is told. Any other failure before
+        // the rename leaves the old file as it was, and still open for appending.
+        self.file =
+            replace(&self.dir, &self.path, &out, Failpoint::CompactBeforeRename).map_err(|e| {
+                let why = crate::log::Chain(&e.error).to_string();
+                if e.renamed || e.error.is_fatal() {
+                    Failed::Fatal(why)
+                } else {
+                    Failed::Skipped(why)
+                }
+            })?;
         self.size = out.len() as u64;
         self.shared.size.store(self.size, Ordering::SeqCst);
         self.shared.index().set_records(kept);

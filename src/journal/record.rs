@@ -39,7 +39,7 @@ pub(crate) struct BadLine {
 }
 
 impl BadLine {
-    fn torn(reason: impl Into<String>) -> BadLine {
+    pub(crate) fn torn(reason: impl Into<String>) -> BadLine {
         BadLine {
             reason: reason.into(),
             checksummed: false,
@@ -58,32 +58,59 @@ impl BadLine {
 /// format gets a new version.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wire<'a> {
-    v: u32,
-    seq: u64,
-    op: u64,
-    vmid: Vmid,
+pub(crate) struct Wire<'a> {
+    pub(crate) v: u32,
+    pub(crate) seq: u64,
+    pub(crate) op: u64,
+    pub(crate) vmid: Vmid,
     #[serde(borrow)]
-    kind: Str<'a>,
+    pub(crate) kind: Str<'a>,
     #[serde(borrow)]
-    params: StrMap<'a>,
-    state: OpState,
+    pub(crate) params: StrMap<'a>,
+    pub(crate) state: OpState,
     #[serde(default, borrow)]
-    upid: Option<Str<'a>>,
+    pub(crate) upid: Option<Str<'a>>,
     #[serde(default, borrow)]
-    error: Option<Str<'a>>,
+    pub(crate) error: Option<Str<'a>>,
     #[serde(borrow)]
-    ts: Str<'a>,
+    pub(crate) ts: Str<'a>,
     #[allow(dead_code)]
-    crc: serde::de::IgnoredAny,
+    pub(crate) crc: serde::de::IgnoredAny,
 }
 
 /// Decodes one line, without its `\n`, borrowing from it. The UPID is only
-/// checked for being present where it must be; [`View::upid`] parses it.
+/// checked for being present where it must be; [`View::upid`] parses it. (`scan`
+/// finds NUL bytes as it looks for line ends, and calls [`decode_nul_free`].)
+#[cfg(test)]
 pub(crate) fn decode(line: &[u8]) -> Result<View<'_>, BadLine> {
     if line.contains(&0) {
         return Err(BadLine::torn("nul bytes"));
     }
+    decode_nul_free(line)
+}
+
+/// [`decode`], for a line the caller has already found free of NUL bytes.
+pub(crate) fn decode_nul_free(line: &[u8]) -> Result<View<'_>, BadLine> {
+    debug_assert!(!line.contains(&0));
+    decode_with(line, super::canonical::parse)
+}
+
+/// [`decode`] by serde_json alone, without the fast path: what the fast path must
+/// agree with.
+#[cfg(test)]
+pub(crate) fn decode_by_serde(line: &[u8]) -> Result<View<'_>, BadLine> {
+    if line.contains(&0) {
+        return Err(BadLine::torn("nul bytes"));
+    }
+    decode_with(line, |_| None)
+}
+
+/// Checks the CRC and the version, then reads the members with `fast` or, where it
+/// declines, serde_json.
+fn decode_with<'a>(
+    line: &'a [u8],
+    fast: impl FnOnce(&'a [u8]) -> Option<Wire<'a>>,
+) -> Result<View<'a>, BadLine> {
     let Some(body_len) = line.len().checked_sub(CRC_SUFFIX_LEN) else {
         return Err(BadLine::torn("too short for a record"));
     };
@@ -96,8 +123,12 @@ pub(crate) fn decode(line: &[u8]) -> Result<View<'_>, BadLine> {
         )));
     }
     check_version(body)?;
-    let w: Wire<'_> =
-        serde_json::from_slice(line).map_err(|e| BadLine::whole(format!("bad record: {e}")))?;
+    let w = match fast(body) {
+        Some(w) => w,
+        None => {
+            serde_json::from_slice(line).map_err(|e| BadLine::whole(format!("bad record: {e}")))?
+        }
+    };
     debug_assert_eq!(w.v, FORMAT_VERSION);
     let kind: ActionKind = w.kind.0.parse().map_err(BadLine::whole)?;
     let view = View {

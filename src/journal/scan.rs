@@ -1,7 +1,8 @@
 //! Reading a whole journal's bytes: decodes each line, feeds the good ones to the
 //! caller, finds a torn tail, and tells it apart from corruption. Pure: no I/O.
 
-use super::record::decode;
+use super::record::{decode_nul_free, BadLine};
+use super::swar;
 use super::view::View;
 
 /// A run of bad lines at the very end of the file: what a crash mid-write leaves.
@@ -40,16 +41,15 @@ pub(crate) fn scan(
     while pos < bytes.len() {
         line_no += 1;
         let rest = &bytes[pos..];
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+        let (end, nul) = line_end(rest);
+        let (line, next) = match end {
             Some(i) => (&rest[..i], Some(pos + i + 1)),
             None => (rest, None),
         };
-        let decoded = match next {
-            Some(_) => decode(line),
-            None => Err(super::record::BadLine {
-                reason: unterminated_reason(line).into(),
-                checksummed: false,
-            }),
+        let decoded = match (next, nul) {
+            (Some(_), false) => decode_nul_free(line),
+            (Some(_), true) => Err(BadLine::torn("nul bytes")),
+            (None, _) => Err(BadLine::torn(unterminated_reason(line))),
         };
         match decoded {
             Ok(rec) => {
@@ -93,6 +93,25 @@ pub(crate) fn scan(
         pos = next.unwrap_or(bytes.len());
     }
     Ok(tail)
+}
+
+/// Where the line at the start of `bytes` ends (the index of its `\n`, if it has
+/// one) and whether it holds a NUL byte: one pass over the bytes.
+fn line_end(bytes: &[u8]) -> (Option<usize>, bool) {
+    match swar::newline_or_nul(bytes) {
+        Some(i) if bytes[i] == b'\n' => (Some(i), false),
+        Some(nul) => {
+            let mut from = nul + 1;
+            loop {
+                match swar::newline_or_nul(&bytes[from..]) {
+                    Some(j) if bytes[from + j] == b'\n' => return (Some(from + j), true),
+                    Some(j) => from += j + 1,
+                    None => return (None, true),
+                }
+            }
+        }
+        None => (None, false),
+    }
 }
 
 fn unterminated_reason(line: &[u8]) -> &'static str {
@@ -199,6 +218,26 @@ mod tests {
     }
 
     const UPID: &str = "UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstart:101:agent@pve!reconciler:";
+
+    #[test]
+    fn line_ends_agree_with_a_byte_by_byte_search() {
+        let mut rng = crate::rng::XorShift::new(3);
+        for _ in 0..2000 {
+            let len = rng.below(40) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| match rng.below(8) {
+                    0 => b'\n',
+                    1 => 0,
+                    2 => 0x8a,
+                    3 => 0x80,
+                    _ => rng.next_u64() as u8,
+                })
+                .collect();
+            let end = bytes.iter().position(|&b| b == b'\n');
+            let nul = bytes[..end.unwrap_or(len)].contains(&0);
+            assert_eq!(line_end(&bytes), (end, nul), "{bytes:?}");
+        }
+    }
 
     #[test]
     fn empty_file() {

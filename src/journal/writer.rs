@@ -4,23 +4,133 @@
 //! reply channel. The writer takes every request queued at that moment, encodes them,
 //! appends them with one `write(2)`, makes them durable with one `fdatasync`, applies
 //! them to the shared index, and only then answers each caller (group commit).
+//!
+//! This module owns the messages ([`Request`], [`Entry`]) and the state the writer
+//! shares with its callers ([`Shared`]); the handle uses them, not the other way.
 
-use super::handle::{Entry, Request, Shared};
+use super::failpoint::Failpoint;
 use super::index::{allowed, summary_of, Index};
+use super::open::Opened;
 use super::record::encode_into;
 use super::view::View;
 use super::{JournalError, JournalOptions, OpId, OpState, OpSummary, Record};
+use crate::action::{ActionKind, Params};
 use crate::log;
-use crossbeam_channel::Receiver;
+use crate::pve::{Upid, Vmid};
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 /// Upper bound on one group commit, so that one write stays a sane size.
 const MAX_BATCH: usize = 1024;
+
+/// What the caller threads and the writer thread both see.
+pub(super) struct Shared {
+    pub(super) index: Mutex<Index>,
+    pub(super) poisoned: AtomicBool,
+    pub(super) size: AtomicU64,
+    pub(super) written: AtomicU64,
+    pub(super) syncs: AtomicU64,
+    pub(super) compactions: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+}
+
+/// What a caller asks the writer to journal.
+pub(super) enum Entry {
+    /// A new op: its `started` record.
+    Begin {
+        vmid: Vmid,
+        kind: ActionKind,
+        params: Params,
+    },
+    /// The next record of an op in flight.
+    Step {
+        op: OpId,
+        state: OpState,
+        upid: Option<Upid>,
+        error: Option<String>,
+    },
+}
+
+/// One entry and where to answer: the op's id once the record is durable.
+pub(super) struct Request {
+    pub(super) entry: Entry,
+    pub(super) reply: Sender<Result<OpId, JournalError>>,
+}
+
+/// A started writer thread, as the handle holds it.
+pub(super) struct Started {
+    pub(super) shared: Arc<Shared>,
+    /// Dropping every clone lets the writer drain its queue and return.
+    pub(super) tx: Sender<Request>,
+    pub(super) thread: JoinHandle<()>,
+}
+
+/// Starts the writer thread (`journal`) on a journal `open` has opened and
+/// rewritten.
+pub(super) fn spawn(
+    dir: &Path,
+    opened: Opened,
+    opts: JournalOptions,
+) -> Result<Started, JournalError> {
+    let Opened {
+        path,
+        file,
+        index,
+        size,
+        compacted,
+        ..
+    } = opened;
+    let (next_seq, next_op) = (index.next_seq(), index.next_op());
+    let shared = Arc::new(Shared {
+        poisoned: AtomicBool::new(false),
+        size: AtomicU64::new(size),
+        written: AtomicU64::new(0),
+        syncs: AtomicU64::new(0),
+        compactions: AtomicU64::new(u64::from(compacted)),
+        index: Mutex::new(index),
+    });
+    let compact_at = if compacted {
+        next_compaction(opts.compact_bytes, size)
+    } else {
+        opts.compact_bytes
+    };
+    let writer = Writer {
+        dir: dir.to_path_buf(),
+        path: path.clone(),
+        file,
+        size,
+        next_seq,
+        next_op,
+        compact_at,
+        opts,
+        shared: shared.clone(),
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || writer.run(&rx))
+        .map_err(|e| JournalError::io(&path, "spawn the writer thread", e))?;
+    Ok(Started { shared, tx, thread })
+}
 
 /// The writer thread's state.
 pub(super) struct Writer {
@@ -38,10 +148,10 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn run(mut self, rx: &Receiver<Request>) {
+    fn run(mut self, rx: &Receiver<Request>) {
         let shared = self.shared.clone();
+        // Open compacted the file already if it was past its threshold.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.maybe_compact();
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter().take(MAX_BATCH - 1));
@@ -95,7 +205,12 @@ impl Writer {
             }
             return;
         }
-        if let Err(e) = self.file.sync_data() {
+        let synced = if Failpoint::AppendSyncFails.is_on() {
+            Err(std::io::Error::other("failpoint append-sync-fails"))
+        } else {
+            self.file.sync_data()
+        };
+        if let Err(e) = synced {
             log::error(
                 "journal fsync failed, the journal is poisoned",
                 &[("file", &self.path.display()), ("err", &e)],
@@ -227,4 +342,10 @@ impl Writer {
         }
         Ok(rec)
     }
+}
+
+/// Where the next compaction is due once a compaction left the file at `size`: if
+/// what must be kept is itself large, do not compact again at once.
+pub(super) fn next_compaction(compact_bytes: u64, size: u64) -> u64 {
+    compact_bytes.max(size.saturating_mul(2))
 }

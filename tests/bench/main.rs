@@ -1,27 +1,31 @@
 //! The benchmark: `./build.sh bench` (`cargo bench --bench bench`).
 //!
 //! Measures what the issues set targets for, and prints one line per number:
-//! journal recovery of 100,000 records, journal append latency and group commit,
+//! journal recovery of 100,000 and 1,000,000 records, the journal's open at its
+//! compaction threshold, durable appends from one writer and from 64 (group commit),
 //! the planner over 10,000 guests, one pass over 50 drifted guests against the
 //! simulated node, and the resident memory and thread count of a running agent.
 //!
 //! Run by `cargo test` too (without `--bench`), with small sizes, so that the benchmark
 //! itself is checked on every change; only `--bench` runs the full sizes.
 
-use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::desired::{DesiredState, GuestSpec, RunState};
-use felhom_agent::journal::{crc32c, Journal, JournalOptions, OpId, OpState, Record};
 use felhom_agent::plan::{self, Actual, ActualGuest, ActualSpec, PlanSettings};
-use felhom_agent::pve::{Upid, Vmid};
+use felhom_agent::pve::Vmid;
 use felhom_agent::sim::{PowerState, Sim, SimGuest, SimOptions};
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod journal;
+
 struct Sizes {
-    records: u64,
+    /// Journal sizes to recover, each with its target.
+    records: &'static [(u64, Option<&'static str>)],
+    /// Records each journal writer appends.
+    appends: u32,
     plan_guests: u32,
     pass_guests: u32,
     rss_guests: u32,
@@ -29,7 +33,8 @@ struct Sizes {
 }
 
 const FULL: Sizes = Sizes {
-    records: 100_000,
+    records: &[(100_000, Some("< 300 ms")), (1_000_000, Some("< 3000 ms"))],
+    appends: 200,
     plan_guests: 10_000,
     pass_guests: 50,
     rss_guests: 200,
@@ -37,7 +42,8 @@ const FULL: Sizes = Sizes {
 };
 
 const SMOKE: Sizes = Sizes {
-    records: 3_000,
+    records: &[(3_000, None)],
+    appends: 10,
     plan_guests: 200,
     pass_guests: 5,
     rss_guests: 10,
@@ -53,8 +59,15 @@ fn main() {
         "felhom-agent bench ({})",
         if full { "full" } else { "smoke" }
     );
-    journal_recovery(&dir.0, &sizes);
-    journal_appends(&dir.0, &sizes);
+    let mut measures = Vec::new();
+    for (records, target) in sizes.records {
+        measures.extend(journal::recovery(&dir.0, *records, sizes.runs, *target));
+    }
+    measures.extend(journal::open_at_threshold(&dir.0, sizes.runs.max(3)));
+    measures.extend(journal::appends(&dir.0, 64, sizes.appends));
+    for m in &measures {
+        println!("{m}");
+    }
     planner(&sizes);
     pass_against_sim(&dir.0, &sizes);
     agent_memory(&dir.0, &sizes);
@@ -89,141 +102,6 @@ fn ms(d: Duration) -> String {
 
 fn vmid(n: u32) -> Vmid {
     Vmid::new(n.into()).unwrap()
-}
-
-fn shutdown(n: u32) -> Action {
-    Action {
-        vmid: vmid(n),
-        kind: ActionKind::Shutdown,
-        guest: felhom_agent::pve::GuestKind::Lxc,
-        via_task: false,
-        params: Params::from([
-            ("forceStop".into(), "1".into()),
-            ("timeout".into(), "60".into()),
-        ]),
-        reason: "bench".into(),
-    }
-}
-
-/// A journal of `n` records written from the documented line format: ops of three
-/// records (started, task_running, succeeded), the last five left in flight.
-fn write_journal(path: &Path, n: u64) {
-    let mut text = String::with_capacity(n as usize * 240);
-    let mut seq = 0;
-    let mut op = 0u64;
-    let mut push = |op: u64, state: OpState| {
-        seq += 1;
-        let a = shutdown(100 + (op % 500) as u32);
-        let upid: Option<Upid> = (state != OpState::Started).then(|| {
-            format!(
-                "UPID:pve1:{op:08X}:0456789A:6650F1C2:vzshutdown:{}:agent@pve!bench:",
-                a.vmid
-            )
-            .parse()
-            .unwrap()
-        });
-        let rec = Record {
-            v: 1,
-            seq,
-            op: OpId(op),
-            vmid: a.vmid,
-            kind: a.kind,
-            params: a.params,
-            state,
-            upid,
-            error: None,
-            ts: "2026-11-26T20:49:12.345Z".into(),
-        };
-        let object = serde_json::to_string(&rec).unwrap();
-        let crc = crc32c(object.as_bytes());
-        text += &format!("{},\"crc\":\"{crc:08x}\"}}\n", &object[..object.len() - 1]);
-    };
-    let finished = (n - 10) / 3;
-    for _ in 0..finished {
-        op += 1;
-        push(op, OpState::Started);
-        push(op, OpState::TaskRunning);
-        push(op, OpState::Succeeded);
-    }
-    for _ in 0..5 {
-        op += 1;
-        push(op, OpState::Started);
-        push(op, OpState::TaskRunning);
-    }
-    for _ in 0..(n - 10) % 3 {
-        op += 1;
-        push(op, OpState::Started);
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn journal_recovery(dir: &Path, s: &Sizes) {
-    let state = dir.join("recovery");
-    std::fs::create_dir_all(&state).unwrap();
-    write_journal(&state.join("journal"), s.records);
-    let bytes = std::fs::metadata(state.join("journal")).unwrap().len();
-    let opts = JournalOptions {
-        compact_bytes: u64::MAX,
-        ..JournalOptions::default()
-    };
-    let mut times = Vec::new();
-    let mut in_flight = 0;
-    for _ in 0..s.runs {
-        let t = Instant::now();
-        let j = Journal::open(&state, opts.clone()).unwrap();
-        in_flight = j.in_flight().len();
-        times.push(t.elapsed());
-        j.close().unwrap();
-    }
-    println!(
-        "journal recovery: {} records ({:.1} MB), open + in-flight scan: median {} of {} runs ({} in flight)",
-        s.records,
-        bytes as f64 / 1e6,
-        ms(median(times)),
-        s.runs,
-        in_flight
-    );
-}
-
-fn journal_appends(dir: &Path, s: &Sizes) {
-    let state = dir.join("appends");
-    let j = Journal::open(&state, JournalOptions::default()).unwrap();
-    let n = if s.runs > 1 { 200 } else { 20 };
-    let t = Instant::now();
-    for i in 0..n {
-        let op = j.begin(&shutdown(100 + i)).unwrap();
-        j.succeeded(op).unwrap();
-    }
-    let one = t.elapsed() / (2 * n);
-    let syncs0 = j.syncs();
-    let t = Instant::now();
-    let threads: Vec<_> = (0..8u32)
-        .map(|k| {
-            let j = j.clone();
-            std::thread::Builder::new()
-                .name(format!("bench writer {k}"))
-                .spawn(move || {
-                    for i in 0..n / 4 {
-                        let op = j.begin(&shutdown(100 + k * 1000 + i)).unwrap();
-                        j.succeeded(op).unwrap();
-                    }
-                })
-                .unwrap()
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let records = 8 * 2 * (n / 4);
-    let took = t.elapsed();
-    println!(
-        "journal appends: one durable record {} (sequential); 8 writers: {} records in {}, {} fsyncs (group commit)",
-        ms(one),
-        records,
-        ms(took),
-        j.syncs() - syncs0
-    );
-    j.close().unwrap();
 }
 
 fn planner(s: &Sizes) {

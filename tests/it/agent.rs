@@ -227,7 +227,7 @@ pub fn agent_with_a_long_task(tag: &str, extra: serde_json::Value) -> (crate::ri
     let t = Duration::from_secs(20);
     agent.wait_notify("READY=1", t);
     assert!(rig.sim.wait_until(t, |s| s.running_tasks() == 1));
-    let journal = rig.state_dir().join("journal");
+    let journal = felhom_agent::journal::file_in(&rig.state_dir());
     assert!(poll_until(t, || std::fs::read_to_string(&journal)
         .is_ok_and(|j| j.contains("\"task_running\""))));
     (rig, agent)

@@ -20,7 +20,8 @@ fn in_flight(rig: &Rig) -> serde_json::Value {
 }
 
 fn journal_has(rig: &Rig, needle: &str) -> bool {
-    std::fs::read_to_string(rig.state_dir().join("journal")).is_ok_and(|j| j.contains(needle))
+    std::fs::read_to_string(felhom_agent::journal::file_in(&rig.state_dir()))
+        .is_ok_and(|j| j.contains(needle))
 }
 
 /// Restarts the agent, waits for recovery and the first pass, and stops it cleanly.
@@ -94,7 +95,7 @@ fn killed_after_task_running_while_the_task_runs() {
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
     assert!(poll_until(T, || {
-        std::fs::read_to_string(rig.state_dir().join("journal"))
+        std::fs::read_to_string(felhom_agent::journal::file_in(&rig.state_dir()))
             .is_ok_and(|j| j.matches("\"task_running\"").count() == 2)
     }));
     assert_eq!(rig.sim.running_tasks(), 2, "killed while the tasks run");
@@ -189,7 +190,7 @@ fn a_corrupt_journal_stops_the_agent_with_exit_3() {
         serde_json::json!({}),
     );
     assert!(rig.bin(&["once"]).status.success());
-    let path = rig.state_dir().join("journal");
+    let path = felhom_agent::journal::file_in(&rig.state_dir());
     let mut bytes = std::fs::read(&path).unwrap();
     let lines: Vec<usize> = bytes
         .iter()

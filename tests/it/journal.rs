@@ -2,16 +2,19 @@
 
 mod compact;
 mod repair;
+mod rewrite;
 
 use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::journal::{
-    crc32c, in_flight_of, read_records, Journal, JournalError, JournalOptions, OpId, OpState,
-    Record,
+    crc32c, file_in, in_flight_of, read_records, Journal, JournalError, JournalOptions, OpId,
+    OpState, Record,
 };
 use felhom_agent::pve::{Upid, Vmid};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
@@ -35,6 +38,11 @@ impl TempDir {
 
     pub fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// The journal file in this directory.
+    pub fn journal(&self) -> PathBuf {
+        file_in(&self.0)
     }
 }
 
@@ -88,6 +96,103 @@ pub fn assert_seqs_increase(records: &[Record]) {
     }
 }
 
+/// Set in a child process started by [`ChildTest`]: the state directory to use.
+pub const CHILD_DIR_ENV: &str = "FELHOM_TEST_JOURNAL_CHILD_DIR";
+
+/// This test binary running one of its tests again as a child process, with
+/// [`CHILD_DIR_ENV`] and `FELHOM_FAILPOINT` set, its stderr read line by line.
+pub struct ChildTest {
+    child: Child,
+    lines: crossbeam_channel::Receiver<String>,
+    reader: Option<JoinHandle<()>>,
+    seen: Vec<String>,
+}
+
+impl ChildTest {
+    /// Runs the test `name` of the module `module` (its `module_path!()`).
+    pub fn spawn(module: &str, name: &str, dir: &Path, failpoint: &str) -> ChildTest {
+        let test = format!("{}::{name}", module.split_once("::").unwrap().1);
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR_ENV, dir)
+            .env("FELHOM_FAILPOINT", failpoint)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = crossbeam_channel::unbounded();
+        let reader = std::thread::Builder::new()
+            .name("child stderr".into())
+            .spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .unwrap();
+        ChildTest {
+            child,
+            lines,
+            reader: Some(reader),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the line `line`, and returns every line before it.
+    pub fn wait_line(&mut self, line: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let from = self.seen.len();
+        loop {
+            match self.lines.recv_deadline(deadline) {
+                Ok(l) if l == line => return self.seen[from..].to_vec(),
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "the child said no {line:?} within {timeout:?}; it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the child to close its stderr, then reaps it.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_deadline(deadline) {
+                Ok(l) => self.seen.push(l),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => panic!(
+                    "the child did not exit within {timeout:?}; it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+        let status = self.child.wait().unwrap();
+        (status, std::mem::take(&mut self.seen))
+    }
+
+    /// Kills the child and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+    }
+}
+
 #[test]
 fn concurrent_callers_are_all_acknowledged_and_grouped() {
     const THREADS: u64 = 8;
@@ -138,9 +243,9 @@ fn concurrent_callers_are_all_acknowledged_and_grouped() {
     let size = journal.size_bytes();
     journal.close().unwrap();
 
-    let records = read_records(&dir.file("journal")).unwrap();
+    let records = read_records(&dir.journal()).unwrap();
     assert_eq!(records.len() as u64, total);
-    assert_eq!(std::fs::metadata(dir.file("journal")).unwrap().len(), size);
+    assert_eq!(std::fs::metadata(dir.journal()).unwrap().len(), size);
     assert_seqs_increase(&records);
     assert!(in_flight_of(&records).is_empty());
     let mut ops: Vec<OpId> = acked.iter().map(|(op, _)| *op).collect();
@@ -196,7 +301,7 @@ fn wrong_steps_are_errors_and_close_closes_every_clone() {
     assert_eq!(other.in_flight()[0].op, op2);
     drop(other);
 
-    let records = read_records(&dir.file("journal")).unwrap();
+    let records = read_records(&dir.journal()).unwrap();
     let states: Vec<String> = records
         .iter()
         .map(|r| format!("{} {} {}", r.op, r.kind, r.state))
@@ -218,7 +323,7 @@ fn open_creates_the_state_dir_and_replays_what_it_finds() {
     let dir = TempDir::new("create");
     let state = dir.path().join("var/lib/felhom");
     let journal = Journal::open(&state, JournalOptions::default()).unwrap();
-    assert_eq!(journal.path(), state.join("journal"));
+    assert_eq!(journal.path(), file_in(&state));
     assert_eq!((journal.size_bytes(), journal.record_count()), (0, 0));
     let a = journal.begin(&action(101, ActionKind::Start)).unwrap();
     let b = journal.begin(&action(102, ActionKind::Stop)).unwrap();
@@ -280,7 +385,7 @@ fn recovery_of_100_000_records() {
         record(op, OpState::TaskRunning, ActionKind::Shutdown);
     }
     assert_eq!(seq, 100_000);
-    std::fs::write(dir.file("journal"), &text).unwrap();
+    std::fs::write(dir.journal(), &text).unwrap();
 
     let started = Instant::now();
     let journal = Journal::open(dir.path(), opts(u64::MAX, 1000)).unwrap();
@@ -296,10 +401,17 @@ fn recovery_of_100_000_records() {
     assert_eq!(journal.record_count(), 100_000);
     journal.close().unwrap();
 
-    // With the default threshold the writer compacts the file as it starts, before
-    // it takes the first request: so the first append returns after compaction.
+    // With the default threshold, the rewrite at open is a compaction: done
+    // before open returns, before the first append.
     let started = Instant::now();
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(journal.compactions(), 1);
+    // The five in flight and the last 1000 finished ops, three records each.
+    assert_eq!(journal.record_count(), 5 * 2 + 1000 * 3);
+    assert_eq!(
+        journal.size_bytes(),
+        std::fs::metadata(dir.journal()).unwrap().len()
+    );
     journal.begin(&action(101, ActionKind::Start)).unwrap();
     let took = started.elapsed();
     println!(

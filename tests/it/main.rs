@@ -21,3 +21,4 @@ mod rig;
 mod secrets;
 mod sim;
 mod soak;
+mod tidy;

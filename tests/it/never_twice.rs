@@ -89,7 +89,7 @@ fn recovery_waits_for_a_task_the_node_forks_late() {
     )));
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
-    let journal = rig.state_dir().join("journal");
+    let journal = felhom_agent::journal::file_in(&rig.state_dir());
     // The request is at the node, waiting for a worker.
     assert!(rig.sim.wait_until(T, |s| s.max_concurrent_mutations() == 1));
     assert!(std::fs::read_to_string(&journal)

@@ -1,10 +1,10 @@
 //! Compaction, and a process killed in the middle of it.
 
-use super::{action, assert_seqs_increase, opts, upid, TempDir};
+use super::{action, assert_seqs_increase, opts, upid, ChildTest, TempDir, CHILD_DIR_ENV};
 use felhom_agent::action::ActionKind;
 use felhom_agent::journal::{in_flight_of, read_records, Journal, JournalOptions, OpId, OpState};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn compaction_keeps_in_flight_ops_and_recent_history() {
@@ -31,7 +31,7 @@ fn compaction_keeps_in_flight_ops_and_recent_history() {
     journal.close().unwrap();
     assert!(!dir.file("journal.tmp").exists());
 
-    let records = read_records(&dir.file("journal")).unwrap();
+    let records = read_records(&dir.journal()).unwrap();
     assert_eq!(records.len() as u64, count);
     assert!(records.len() < 60, "{} records kept", records.len());
     assert_seqs_increase(&records);
@@ -52,7 +52,7 @@ fn compaction_keeps_in_flight_ops_and_recent_history() {
     let op = journal.begin(&action(999, ActionKind::Stop)).unwrap();
     assert_eq!(op, OpId(finished.last().unwrap().0 + 1));
     journal.close().unwrap();
-    let records = read_records(&dir.file("journal")).unwrap();
+    let records = read_records(&dir.journal()).unwrap();
     assert_eq!(records.last().unwrap().seq, appended + 1);
 }
 
@@ -67,7 +67,7 @@ fn compaction_with_nothing_to_keep_still_keeps_the_counters() {
     }
     assert!(journal.compactions() >= 1);
     journal.close().unwrap();
-    let records = read_records(&dir.file("journal")).unwrap();
+    let records = read_records(&dir.journal()).unwrap();
     assert!(records.len() < 20);
     assert_eq!(records.last().unwrap().op, last);
     let journal = Journal::open(dir.path(), opts(2 * 1024, 0)).unwrap();
@@ -78,71 +78,42 @@ fn compaction_with_nothing_to_keep_still_keeps_the_counters() {
     journal.close().unwrap();
 }
 
-/// Set in the child process of `compaction_crash_leaves_a_valid_journal`.
-const CRASH_CHILD_ENV: &str = "FELHOM_TEST_JOURNAL_CRASH_CHILD";
-
 #[test]
 fn compaction_crash_leaves_a_valid_journal() {
-    if let Ok(dir) = std::env::var(CRASH_CHILD_ENV) {
+    if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
         crash_child(Path::new(&dir));
     }
     let dir = TempDir::new("crash");
-    let test = format!(
-        "{}::compaction_crash_leaves_a_valid_journal",
-        module_path!().split_once("::").unwrap().1
+    let mut child = ChildTest::spawn(
+        module_path!(),
+        "compaction_crash_leaves_a_valid_journal",
+        dir.path(),
+        "compact-before-rename",
     );
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", &test, "--nocapture", "--test-threads=1"])
-        .env(CRASH_CHILD_ENV, dir.path())
-        .env("FELHOM_FAILPOINT", "compact-before-rename")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let reader = std::thread::Builder::new()
-        .name("child stderr".into())
-        .spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        })
-        .unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut acked: Vec<(u64, OpState)> = Vec::new();
-    let mut reached = false;
-    while !reached {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the child reaches the failpoint in time");
-        if line == "failpoint compact-before-rename reached" {
-            reached = true;
-        } else if let Some(rest) = line.strip_prefix("acked ") {
+    let said = child.wait_line(
+        "failpoint compact-before-rename reached",
+        Duration::from_secs(20),
+    );
+    let acked: Vec<(u64, OpState)> = said
+        .iter()
+        .filter_map(|line| line.strip_prefix("acked "))
+        .map(|rest| {
             let (op, state) = rest.split_once(' ').unwrap();
             let state: OpState = serde_json::from_str(&format!("\"{state}\"")).unwrap();
-            acked.push((op.parse().unwrap(), state));
-        }
-    }
+            (op.parse().unwrap(), state)
+        })
+        .collect();
     assert!(
         dir.file("journal.tmp").exists(),
         "killed between fsync and rename"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap();
+    child.kill();
 
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
     assert!(!dir.file("journal.tmp").exists());
     assert_eq!(journal.repaired_tail(), None);
     journal.close().unwrap();
-    let records = read_records(&dir.file("journal")).unwrap();
+    let records = read_records(&dir.journal()).unwrap();
     assert_seqs_increase(&records);
     assert!(acked.len() > 10, "{} acknowledgements", acked.len());
     for (op, state) in &acked {

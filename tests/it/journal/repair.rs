@@ -13,7 +13,7 @@ fn three_records(dir: &TempDir) -> (Vec<u8>, usize) {
     journal.task_running(op, &upid(101, "vzstart", 7)).unwrap();
     journal.begin(&action(102, ActionKind::Shutdown)).unwrap();
     journal.close().unwrap();
-    let bytes = std::fs::read(dir.file("journal")).unwrap();
+    let bytes = std::fs::read(dir.journal()).unwrap();
     let last = bytes[..bytes.len() - 1]
         .iter()
         .rposition(|&b| b == b'\n')
@@ -35,7 +35,7 @@ fn a_torn_last_record_is_cut_at_every_offset() {
             if nul_fill {
                 torn.resize(bytes.len(), 0);
             }
-            std::fs::write(dir.file("journal"), &torn).unwrap();
+            std::fs::write(dir.journal(), &torn).unwrap();
 
             let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
             let what = format!("cut at {cut} of {}, nul fill {nul_fill}", bytes.len());
@@ -58,7 +58,7 @@ fn a_torn_last_record_is_cut_at_every_offset() {
             let op = journal.begin(&action(103, ActionKind::Stop)).unwrap();
             assert_eq!(op, OpId(2), "{what}");
             journal.close().unwrap();
-            let records = read_records(&dir.file("journal")).unwrap();
+            let records = read_records(&dir.journal()).unwrap();
             assert_eq!(records.len(), 3, "{what}");
             assert_eq!(records[2].seq, 3);
             cases += 1;
@@ -73,7 +73,7 @@ fn a_nul_filled_tail_after_good_records_is_cut() {
     let (mut bytes, _) = three_records(&dir);
     let good = bytes.len();
     bytes.resize(good + 4096, 0);
-    std::fs::write(dir.file("journal"), &bytes).unwrap();
+    std::fs::write(dir.journal(), &bytes).unwrap();
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
     let said = journal.repaired_tail().unwrap();
     assert!(
@@ -92,7 +92,7 @@ fn a_flipped_byte_in_a_middle_record_is_corruption() {
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
     journal.begin(&action(103, ActionKind::Stop)).unwrap();
     journal.close().unwrap();
-    let path = dir.file("journal");
+    let path = dir.journal();
     let bytes = std::fs::read(&path).unwrap();
     let ends: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] == b'\n').collect();
     assert_eq!(ends.len(), 4);
@@ -139,7 +139,7 @@ fn an_unknown_version_is_refused() {
     let body = r#"{"v":2,"seq":4,"whatever":true"#;
     let crc = crc32c(format!("{body}}}").as_bytes());
     bytes.extend(format!("{body},\"crc\":\"{crc:08x}\"}}\n").bytes());
-    std::fs::write(dir.file("journal"), &bytes).unwrap();
+    std::fs::write(dir.journal(), &bytes).unwrap();
     let err = Journal::open(dir.path(), JournalOptions::default())
         .err()
         .unwrap();
@@ -147,7 +147,7 @@ fn an_unknown_version_is_refused() {
         err.to_string(),
         format!(
             "journal {} is corrupt at line 4: unsupported format version 2 (this build reads 1)",
-            dir.file("journal").display()
+            dir.journal().display()
         )
     );
 }
