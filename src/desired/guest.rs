@@ -1,7 +1,8 @@
 //! Validation of the `guests` list: one [`GuestSpec`] per entry, every problem
 //! recorded with the guest it belongs to.
 
-use super::{GuestSpec, RunState};
+use super::{GuestSpec, OneShot, OneShotAction, RunState};
+use crate::json;
 use crate::json::diag::{boolean, choice, integer, known_members, string, Problems};
 use crate::json::{Member, Node, Pos, Value};
 use crate::pve::{GuestKind, Vmid};
@@ -20,7 +21,11 @@ const GUEST_KEYS: &[&str] = &[
     "description",
     "onboot",
     "tags",
+    "once",
 ];
+
+/// The longest one-shot key.
+pub const MAX_KEY: usize = 64;
 
 /// Largest `memory` and `swap` we accept, in MiB (256 TiB). PVE's schema sets no
 /// maximum; this is our own bound against typos.
@@ -166,6 +171,7 @@ fn field(
         }
         "onboot" => spec.onboot = Some(boolean(v)?),
         "tags" => spec.tags = Some(tags(v, label, problems)?),
+        "once" => spec.once = once(v, label, problems)?,
         other => unreachable!("{other} is not in GUEST_KEYS"),
     }
     Ok(())
@@ -208,6 +214,109 @@ fn tags(v: &Node, label: &str, problems: &mut Problems) -> Result<Vec<String>, S
         problems.push(item.pos, Some(label), Some(&key), msg);
     }
     Ok(out)
+}
+
+/// The `once` array: `{"key": "...", "action": "start"|"shutdown"|"stop"}` entries, each
+/// key unique in the guest. Each bad entry is its own problem, at the entry.
+fn once(v: &Node, label: &str, problems: &mut Problems) -> Result<Vec<OneShot>, String> {
+    const EXAMPLE: &str = r#"[{"key": "maintenance-2026-12", "action": "shutdown"}]"#;
+    let Value::Array(items) = &v.value else {
+        return Err(format!(
+            "expected an array like {EXAMPLE}, found {}",
+            v.describe()
+        ));
+    };
+    let mut out: Vec<OneShot> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("once[{i}]");
+        let Value::Object(members) = &item.value else {
+            problems.push(
+                item.pos,
+                Some(label),
+                Some(&at),
+                format!(
+                    "expected an object like {EXAMPLE}, found {}",
+                    item.describe()
+                ),
+            );
+            continue;
+        };
+        let (mut key, mut action) = (None, None);
+        let has = |k: &str| members.iter().any(|m| m.key == k);
+        let (has_key, has_action) = (has("key"), has("action"));
+        for m in known_members(members, &["key", "action"], Some(label), problems) {
+            let r = match m.key.as_str() {
+                "key" => string(&m.value).and_then(|k| {
+                    check_key(k)?;
+                    key = Some(k.to_string());
+                    Ok(())
+                }),
+                _ => choice(&m.value, &["start", "shutdown", "stop"]).map(|a| {
+                    action = Some(match a {
+                        "start" => OneShotAction::Start,
+                        "shutdown" => OneShotAction::Shutdown,
+                        _ => OneShotAction::Stop,
+                    })
+                }),
+            };
+            if let Err(msg) = r {
+                problems.push(
+                    m.value.pos,
+                    Some(label),
+                    Some(&format!("{at}.{}", m.key)),
+                    msg,
+                );
+            }
+        }
+        let (Some(key), Some(action)) = (key, action) else {
+            // A member that is there but bad was reported at it.
+            let missing = match (has_key, has_action) {
+                (false, _) => "key",
+                (_, false) => "action",
+                _ => continue,
+            };
+            problems.push(
+                item.pos,
+                Some(label),
+                Some(&at),
+                format!(
+                    "missing \"{missing}\": each entry needs a key and an action, like {EXAMPLE}"
+                ),
+            );
+            continue;
+        };
+        if let Some(earlier) = out.iter().find(|o| o.key == key) {
+            let msg = if earlier.action == action {
+                format!(
+                    "duplicate key {}: keep one entry per key",
+                    json::quote(&key)
+                )
+            } else {
+                format!(
+                    "key {} is already used for {}: a key names one action; use a new key for {}",
+                    json::quote(&key),
+                    earlier.action.as_str(),
+                    action.as_str()
+                )
+            };
+            problems.push(item.pos, Some(label), Some(&at), msg);
+            continue;
+        }
+        out.push(OneShot { key, action });
+    }
+    Ok(out)
+}
+
+/// A one-shot key: 1 to [`MAX_KEY`] characters of letters, digits and `. _ - :`.
+fn check_key(k: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
+    if k.is_empty() || k.len() > MAX_KEY || !k.chars().all(ok_char) {
+        return Err(format!(
+            "invalid key {}: use 1 to {MAX_KEY} letters, digits and . _ - :",
+            json::quote(k)
+        ));
+    }
+    Ok(())
 }
 
 /// PVE's tag syntax: `[a-z0-9_][a-z0-9_\-\+\.]*`, case-insensitive.

@@ -109,6 +109,36 @@ pub struct GuestSpec {
     pub onboot: Option<bool>,
     /// As written in the file; Proxmox lowercases, sorts and de-duplicates them.
     pub tags: Option<Vec<String>>,
+    /// One-shot power actions, each carried out at most once per guest, ever, in the
+    /// order given.
+    pub once: Vec<OneShot>,
+}
+
+/// A one-shot power action: `{"key": "...", "action": "start"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OneShot {
+    /// Unique per guest: once its action was carried out (or found needless), it never
+    /// runs again.
+    pub key: String,
+    pub action: OneShotAction,
+}
+
+/// What a one-shot action does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OneShotAction {
+    Start,
+    Shutdown,
+    Stop,
+}
+
+impl OneShotAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OneShotAction::Start => "start",
+            OneShotAction::Shutdown => "shutdown",
+            OneShotAction::Stop => "stop",
+        }
+    }
 }
 
 impl GuestSpec {
@@ -127,6 +157,7 @@ impl GuestSpec {
             description: None,
             onboot: None,
             tags: None,
+            once: Vec::new(),
         }
     }
 
@@ -174,6 +205,12 @@ impl GuestSpec {
         }
         if let Some(n) = self.balloon {
             h.field("balloon", &n.to_string());
+        }
+        for o in &self.once {
+            h.field(
+                "once",
+                &format!("{}:{}:{}", o.key.len(), o.key, o.action.as_str()),
+            );
         }
         h.0
     }

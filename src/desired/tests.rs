@@ -46,6 +46,18 @@ fn render(state: &DesiredState) -> String {
         if let Some(v) = g.onboot {
             line += &format!(" onboot={v}");
         }
+        if let Some(v) = g.kind {
+            line += &format!(" type={}", v.as_str());
+        }
+        if let Some(v) = g.sockets {
+            line += &format!(" sockets={v}");
+        }
+        if let Some(v) = g.balloon {
+            line += &format!(" balloon={v}");
+        }
+        for o in &g.once {
+            line += &format!(" once={}:{}", o.key, o.action.as_str());
+        }
         if let Some(v) = &g.tags {
             line += &format!(" tags={v:?}");
         }
@@ -163,7 +175,7 @@ fn every_problem_is_reported_in_file_order() {
         input,
         r#"/srv/d.json:2:11: guests[0]: vmid: expected an integer from 100 to 999999999, found 99
 /srv/d.json:2:25: guests[0]: memory: expected an integer from 16 to 268435456 MiB, found 8
-/srv/d.json:2:28: guests[0]: unknown key "colour": the keys allowed here are vmid, type, name, state, cores, sockets, memory, balloon, swap, description, onboot, tags
+/srv/d.json:2:28: guests[0]: unknown key "colour": the keys allowed here are vmid, type, name, state, cores, sockets, memory, balloon, swap, description, onboot, tags, once
 /srv/d.json:3:2: guests[1]: vmid: missing: add "vmid": <the guest's id> to this guest
 /srv/d.json:3:12: guests[1]: state: expected "running" or "stopped", found a string "up"
 /srv/d.json:4:26: guest 103: onboot: expected true or false, found 1
@@ -227,6 +239,7 @@ fn spec() -> GuestSpec {
         description: Some("web frontend".to_string()),
         onboot: Some(true),
         tags: Some(vec!["prod".to_string(), "web".to_string()]),
+        once: Vec::new(),
     }
 }
 

@@ -255,11 +255,62 @@ fn unknown_and_duplicate_keys() {
         ),
         (
             r#""hostname": "web""#,
-            r#"27: guest 101: unknown key "hostname": the keys allowed here are vmid, type, name, state, cores, sockets, memory, balloon, swap, description, onboot, tags"#,
+            r#"27: guest 101: unknown key "hostname": the keys allowed here are vmid, type, name, state, cores, sockets, memory, balloon, swap, description, onboot, tags, once"#,
         ),
         (
             r#""cores": 1, "cores": 2"#,
             r#"39: guest 101: duplicate key "cores" (first at line 1, column 27): keep only one"#,
+        ),
+    ]);
+}
+
+#[test]
+fn type_and_the_fields_of_virtual_machines() {
+    table(&[
+        (r#""type": "qemu", "sockets": 2, "balloon": 0"#, "101 type=qemu sockets=2 balloon=0"),
+        (r#""type": "lxc", "swap": 0"#, "101 swap=0 type=lxc"),
+        (
+            r#""type": "vm""#,
+            "35: guest 101: type: expected \"lxc\" or \"qemu\", found a string \"vm\"",
+        ),
+        (
+            r#""type": "lxc", "sockets": 2"#,
+            "53: guest 101: sockets: a container has no sockets: remove it from this guest, or check its vmid and type",
+        ),
+        (
+            r#""type": "qemu", "swap": 512"#,
+            "51: guest 101: swap: a virtual machine has no swap: remove it from this guest, or check its vmid and type",
+        ),
+    ]);
+}
+
+#[test]
+fn once() {
+    table(&[
+        (
+            r#""once": [{"key": "maint-1", "action": "shutdown"}, {"key": "a.b:c_d", "action": "start"}]"#,
+            "101 once=maint-1:shutdown once=a.b:c_d:start",
+        ),
+        (r#""once": []"#, "101"),
+        (
+            r#""once": {"key": "k", "action": "start"}"#,
+            "35: guest 101: once: expected an array like [{\"key\": \"maintenance-2026-12\", \"action\": \"shutdown\"}], found an object",
+        ),
+        (
+            r#""once": [{"key": "k 1", "action": "start"}]"#,
+            "44: guest 101: once[0].key: invalid key \"k 1\": use 1 to 64 letters, digits and . _ - :",
+        ),
+        (
+            r#""once": [{"key": "k", "action": "reboot"}]"#,
+            "59: guest 101: once[0].action: expected \"start\", \"shutdown\" or \"stop\", found a string \"reboot\"",
+        ),
+        (
+            r#""once": [{"key": "k"}]"#,
+            "36: guest 101: once[0]: missing \"action\": each entry needs a key and an action, like [{\"key\": \"maintenance-2026-12\", \"action\": \"shutdown\"}]",
+        ),
+        (
+            r#""once": [{"key": "k", "action": "start"}, {"key": "k", "action": "stop"}]"#,
+            "69: guest 101: once[1]: key \"k\" is already used for start: a key names one action; use a new key for stop",
         ),
     ]);
 }
