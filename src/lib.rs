@@ -1,6 +1,6 @@
 //! felhom-agent keeps a Proxmox VE node's guests converged to a declared desired state.
 //!
-//! See the architecture section of README.md for the map of this crate.
+//! ARCHITECTURE.md maps this crate: its modules, threads, invariants and boundaries.
 
 pub mod action;
 pub mod agent;
