@@ -21,6 +21,7 @@
 //! does not keep them.
 
 mod guest;
+mod print;
 mod provider;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ mod tests_syntax;
 
 pub use crate::json::diag::{Problem, MAX_PROBLEMS};
 pub use crate::json::Pos;
+pub use print::FIELDS;
 pub use provider::{EmptyProvider, FileProvider, Provider};
 
 use crate::json;
