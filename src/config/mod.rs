@@ -60,7 +60,8 @@ pub const PVE_ROOT_CA: &str = crate::pve::DEFAULT_CA_FILE;
 /// Where PVE's node name comes from when `node` is not set.
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
-const KEYS: &[&str] = &[
+/// Every key the config file may hold, in the documented order.
+pub const KEYS: &[&str] = &[
     "api_url",
     "node",
     "token_id",

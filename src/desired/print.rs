@@ -153,7 +153,9 @@ mod tests {
     fn every_field_round_trips() {
         let mut state = DesiredState::default();
         for vmid in [100, 101, 999_999_999] {
-            state.guests.insert(Vmid::new(vmid).unwrap(), full(vmid as u32));
+            state
+                .guests
+                .insert(Vmid::new(vmid).unwrap(), full(vmid as u32));
         }
         let text = state.to_json();
         assert_eq!(parse(&text), state);
@@ -213,8 +215,8 @@ mod tests {
     /// Any text: ASCII, control characters, quotes and backslashes, and non-ASCII.
     fn text(rng: &mut XorShift, max: u64) -> String {
         const PICK: &[char] = &[
-            'a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}',
-            'é', '€', '😀', '\u{feff}', '\u{2028}',
+            'a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}', 'é',
+            '€', '😀', '\u{feff}', '\u{2028}',
         ];
         (0..rng.below(max + 1))
             .map(|_| PICK[rng.below(PICK.len() as u64) as usize])
