@@ -9,6 +9,7 @@ mod crash;
 mod daemon;
 mod desired;
 mod engine;
+mod export;
 mod journal;
 mod metrics;
 mod never_twice;
