@@ -87,7 +87,10 @@ fn adopting_the_export_of_a_drifted_fleet_plans_nothing() {
     assert_eq!(vmids(&text), (100..110).collect::<Vec<_>>());
     // Guests without `cores` (104, 109) keep it unmanaged, and say so; the locked guest
     // (103) is noted.
-    assert!(notes.contains("104: cores not set (all host cores)"), "{notes}");
+    assert!(
+        notes.contains("104: cores not set (all host cores)"),
+        "{notes}"
+    );
     assert!(notes.contains("109: cores not set"), "{notes}");
     assert!(notes.contains("103: locked (backup)"), "{notes}");
     assert!(text.contains(r#""tags": ["prod", "web"]"#), "{text}");
@@ -104,8 +107,18 @@ fn adopting_the_export_of_a_drifted_fleet_plans_nothing() {
 
     // One field edited in the export: exactly that change is planned.
     for (vmid, key, value, expected) in [
-        (101, "memory", serde_json::json!(4096), "101 set_config memory=4096"),
-        (105, "tags", serde_json::json!(["dev"]), "105 set_config tags=dev"),
+        (
+            101,
+            "memory",
+            serde_json::json!(4096),
+            "101 set_config memory=4096",
+        ),
+        (
+            105,
+            "tags",
+            serde_json::json!(["dev"]),
+            "105 set_config tags=dev",
+        ),
         (
             100,
             "state",
@@ -136,7 +149,10 @@ fn export_chooses_by_vmid_and_tag_and_refuses_what_is_not_there() {
     assert_eq!(vmids(&text), [100, 101, 102, 103, 106, 109]);
     let (text, notes) = export(&rig, &["--tag", "nosuch"]);
     assert_eq!(vmids(&text), Vec::<u64>::new());
-    assert!(notes.contains("no guest on node pve1 has the tag nosuch"), "{notes}");
+    assert!(
+        notes.contains("no guest on node pve1 has the tag nosuch"),
+        "{notes}"
+    );
     // Only the chosen guests' configs were read.
     rig.sim.clear_requests();
     export(&rig, &["--vmid", "105"]);
@@ -199,7 +215,11 @@ fn export_runs_beside_an_agent_that_holds_the_journal() {
         )),
         "{notes}"
     );
-    assert_eq!(std::fs::read(journal.path()).unwrap(), before, "journal untouched");
+    assert_eq!(
+        std::fs::read(journal.path()).unwrap(),
+        before,
+        "journal untouched"
+    );
     // No desired file is needed to export one.
     std::fs::remove_file(rig.dir.path().join("desired.json")).unwrap();
     export(&rig, &["--all"]);
