@@ -10,7 +10,6 @@ use felhom_agent::exit::ExitCode;
 use felhom_agent::log;
 use felhom_agent::manual;
 use felhom_agent::pve::Vmid;
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// Whether this build has the development commands (`sim`, `demo`).
@@ -28,8 +27,8 @@ struct Args {
     tail: Option<usize>,
     help: bool,
     all: bool,
-    vmids: BTreeSet<Vmid>,
-    tags: BTreeSet<String>,
+    vmids: Vec<Vmid>,
+    tags: Vec<String>,
 }
 
 fn usage_error(m: String) -> AppError {
@@ -45,8 +44,8 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
         tail: None,
         help: false,
         all: false,
-        vmids: BTreeSet::new(),
-        tags: BTreeSet::new(),
+        vmids: Vec::new(),
+        tags: Vec::new(),
     };
     let mut given = Vec::new();
     let mut it = args.iter();
@@ -73,7 +72,7 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
             "--vmid" => {
                 for v in value(flag)?.split(',').filter(|v| !v.trim().is_empty()) {
                     out.vmids
-                        .insert(v.parse().map_err(|e| usage_error(format!("--vmid: {e}")))?);
+                        .push(v.parse().map_err(|e| usage_error(format!("--vmid: {e}")))?);
                 }
             }
             "--tag" => out.tags.extend(
@@ -146,8 +145,19 @@ fn generate(args: &[String]) -> Result<ExitCode, AppError> {
         _ => return Err(usage_error(format!("unexpected arguments {rest:?}"))),
     };
     match kind {
+        // Rendered by development builds only: the node binary has a size budget, and
+        // the Debian package installs both (./build.sh deb renders them).
+        #[cfg(feature = "sim")]
         "man" => print!("{}", manual::man_page()),
+        #[cfg(feature = "sim")]
         "complete-bash" => print!("{}", manual::completion()),
+        #[cfg(not(feature = "sim"))]
+        "man" | "complete-bash" => {
+            return Err(AppError::Usage(format!(
+                "--generate {kind} is not in the node build: `man 8 felhom-agent` and the \
+                 bash completion come with the Debian package (./build.sh deb)"
+            )))
+        }
         "vmids" => {
             let config = felhom_agent::config::Config::load(&config)?;
             let desired = felhom_agent::agent::provider_for(&config.live).load()?;

@@ -32,7 +32,6 @@ mod tests_syntax;
 
 pub use crate::json::diag::{Problem, MAX_PROBLEMS};
 pub use crate::json::Pos;
-pub use guest::{is_tag, MAX_DESCRIPTION, MAX_MIB};
 pub use print::FIELDS;
 pub use provider::{EmptyProvider, FileProvider, Provider};
 

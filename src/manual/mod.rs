@@ -7,6 +7,10 @@
 //!
 //! Text is ASCII. A span in backticks is code: bold in the man page, plain in `--help`.
 //! Paragraphs are separated by an empty line.
+//!
+//! The node binary has a size budget (see build.sh): `--help` reads only what it shows,
+//! and the man page and the completion are rendered by development builds (the `sim`
+//! feature), which is how `./build.sh deb` makes them.
 
 mod bash;
 mod help;
@@ -26,7 +30,8 @@ pub struct Command {
     pub args: &'static str,
     /// One line, for the command list.
     pub summary: &'static str,
-    /// Paragraphs for its `--help` and the man page.
+    /// A short paragraph for its `--help` and the man page; [`DETAILS`] has more, for
+    /// the man page only.
     pub text: &'static str,
     /// Its options: a name from [`OPTIONS`] and what it means here, or "" for the
     /// option's own help.
@@ -142,8 +147,9 @@ pub const TOP_OPTIONS: &[Opt] = &[
     Opt {
         name: "--generate",
         value: "KIND",
-        help: "print the man page (`man`), the bash completion (`complete-bash`), \
-               or the vmids of the desired state (`vmids`, for the completion; takes `--config`)",
+        help: "print the man page (`man`) or the bash completion (`complete-bash`), \
+               both in development builds only, or the vmids of the desired state \
+               (`vmids`, for the completion; takes `--config`)",
     },
 ];
 
@@ -177,12 +183,8 @@ pub const COMMANDS: &[Command] = &[
         args: "",
         summary: "run as a service: recover, then reconcile every interval",
         text: "\
-Resolves every op an earlier run left in flight, then runs a pass every \
-`interval_secs` until SIGTERM or SIGINT. Under systemd the unit is `Type=notify`: \
-READY=1 after recovery, RELOADING=1 and READY=1 around a reload, STOPPING=1, a \
-one-line STATUS= after every pass, and WATCHDOG=1 pings when `WatchdogSec` is set. \
-Log lines go to stderr as logfmt. It takes the state directory's lock: one agent per \
-state directory.",
+Recovers what an earlier run left in flight, then runs a pass every \
+`interval_secs` until SIGTERM or SIGINT. One agent per state directory.",
         options: COMMON,
         dev_only: false,
     },
@@ -191,9 +193,8 @@ state directory.",
         args: "",
         summary: "run one pass and wait for its actions (exit 0 converged, 1 failed)",
         text: "\
-Like `run`, but for one pass: exits 0 when every guest converged or was skipped, 1 \
-when an action failed. It takes the state directory's lock, so it cannot run beside \
-the service. It writes status.json.",
+One pass, waiting for its actions: exit 0 when every guest converged or was \
+skipped, 1 when an action failed. It cannot run beside the service.",
         options: &[
             ("--config", ""),
             ("--json", "print the pass report as JSON"),
@@ -207,9 +208,8 @@ the service. It writes status.json.",
         args: "",
         summary: "show what a pass would do; changes nothing",
         text: "\
-Reads the node and the journal file and prints one line per guest that would get \
-actions, then pending drift and skipped guests with the reason. Read-only: it never \
-opens the journal for writing, so it runs beside the service.",
+What a pass would do, and which guests it would skip and why. Read-only: it \
+runs beside the service.",
         options: &[
             ("--config", ""),
             (
@@ -226,8 +226,8 @@ opens the journal for writing, so it runs beside the service.",
         args: "",
         summary: "validate the config, the token file and the desired state",
         text: "\
-Reads the config, the token secret file and the desired state, and reports every \
-problem with its file, line, column and key. It does not contact the node.",
+Validates the config, the token secret file and the desired state, naming the \
+file, line and key of each problem. It does not contact the node.",
         options: COMMON,
         dev_only: false,
     },
@@ -236,16 +236,9 @@ problem with its file, line, column and key. It does not contact the node.",
         args: "(--vmid LIST | --tag TAG | --all)",
         summary: "print the chosen guests as a desired state, as they are now",
         text: "\
-Prints, in the desired-state file format, the chosen guests of this node as they are \
-now: their run state, hostname as `name`, and every managed field from the active \
-config, written the way the planner compares it. The first pass after adopting it \
-plans nothing. `--vmid` and `--tag` may be combined; a vmid that is not on the node is \
-an error.
-
-A field that a desired state cannot hold is left out (unmanaged), and so is a field \
-with a change waiting in PVE's pending section; each is noted on stderr, as are locked \
-guests and guests with an op of the agent in flight. Read-only: it runs beside the \
-service. Containers only.",
+Prints the chosen guests as they are now, in the desired-state format, so that \
+adopting it plans nothing. Fields a desired state cannot hold, or with a change \
+pending until a restart, are left out and noted on stderr. Read-only.",
         options: &[
             ("--vmid", ""),
             ("--tag", ""),
@@ -265,8 +258,8 @@ service. Containers only.",
         args: "",
         summary: "show the last pass of the running agent",
         text: "\
-Reads status.json from the state directory: the last pass, what converged, drifted, \
-was blocked or skipped and why, and the last reload error.",
+The running agent's last pass: what converged, drifted, was blocked or skipped, \
+and why.",
         options: &[
             ("--config", ""),
             ("--json", "print status.json as it is"),
@@ -280,8 +273,8 @@ was blocked or skipped and why, and the last reload error.",
         args: "",
         summary: "show the journal (--in-flight: ops not yet finished)",
         text: "\
-Prints the journal's records, read-only. With `--in-flight`, only the ops that were \
-started and have not ended: their guests are held until the node says how they ended.",
+The journal, read-only. With `--in-flight`, only the ops not yet ended, whose \
+guests are held.",
         options: &[
             ("--config", ""),
             ("--in-flight", ""),
@@ -296,9 +289,10 @@ started and have not ended: their guests are held until the node says how they e
         name: "demo",
         args: "",
         summary: "run the agent against an embedded simulated node",
+        // Not carried by the node build, which has no such command.
         text: "\
-Starts a simulated node on loopback with a drifted fleet, shows the plan, runs it, \
-edits one guest by hand and shows the next pass repairing it. Development builds only.",
+A simulated node with a drifted fleet: the plan, its actions, then a hand edit \
+repaired by the next pass.",
         options: &[("--help", "")],
         dev_only: true,
     },
@@ -306,12 +300,51 @@ edits one guest by hand and shows the next pass repairing it. Development builds
         name: "sim",
         args: "",
         summary: "serve a simulated Proxmox node (see `felhom-agent sim --help`)",
+        // Not carried by the node build, which has no such command.
         text: "\
-Serves a simulated Proxmox VE node until SIGINT or SIGTERM, for trying the agent \
-without a node; `felhom-agent sim --help` lists its options. Development builds only.",
+A simulated Proxmox VE node until SIGINT or SIGTERM; `felhom-agent sim --help` \
+lists its options.",
         options: &[("--help", "")],
         dev_only: true,
     },
+];
+
+/// More about some commands, for the man page only (the node binary does not carry
+/// it: only the man page refers to it).
+pub const DETAILS: &[(&str, &str)] = &[
+    (
+        "run",
+        "\
+Under systemd the unit is `Type=notify`: READY=1 after recovery, RELOADING=1 and \
+READY=1 around a reload, STOPPING=1, a one-line STATUS= after every pass, and \
+WATCHDOG=1 pings when `WatchdogSec` is set. Log lines go to stderr as logfmt. It \
+takes the state directory's lock.",
+    ),
+    (
+        "once",
+        "It takes the state directory's lock, like `run`, and writes status.json.",
+    ),
+    (
+        "plan",
+        "\
+It prints one line per guest that would get actions, then pending drift, then skipped \
+guests with the reason: a guest with an op in flight shows as skipped, and why. It \
+reads the journal file but never opens it for writing.",
+    ),
+    (
+        "export",
+        "\
+Each chosen guest gets its run state, its hostname as `name`, and every managed field \
+from the active config, written the way the planner compares it: absent swap is 0, \
+absent onboot is false, absent memory is 512, a description loses its trailing \
+newlines, tags are lowercased, sorted and de-duplicated. `--vmid` and `--tag` may be \
+combined; a vmid that is not on the node is an error, and nothing is printed.
+
+Left out, each with a note on stderr: `cores` when unset (all host cores); a value the \
+desired-state parser refuses; a field with a change waiting in PVE's pending section, \
+which the agent would otherwise undo after the guest's next restart. Locked guests \
+and guests with an op of the agent in flight are noted too. Containers only.",
+    ),
 ];
 
 pub const CONFIG_KEYS: &[ConfigKey] = &[
@@ -460,39 +493,25 @@ pub const SIGNALS: &[Entry] = &[
     ),
 ];
 
-/// Exit codes: the number, a few words for `--help`, and the whole meaning.
-pub const EXIT_CODES: &[(i32, &str, &str)] = &[
-    (
-        0,
-        "ok",
-        "success; for `once`, every guest converged or was skipped",
-    ),
-    (
-        1,
-        "runtime error or failed action",
-        "a runtime error; for `once`, an action failed",
-    ),
-    (
-        2,
-        "usage or config error",
-        "a usage, config or desired-state error",
-    ),
-    (
-        3,
-        "journal corruption",
-        "the journal is corrupt: a person must look before the agent runs again \
-         (the systemd unit does not restart it)",
-    ),
-    (
-        4,
-        "journal could not be synced",
-        "the journal could not be synced; the unit restarts the agent and recovery runs",
-    ),
-    (
-        5,
-        "internal error",
-        "an internal thread died (a bug); the unit restarts the agent and recovery runs",
-    ),
+/// Exit codes: the number and a few words, for `--help`.
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (0, "ok"),
+    (1, "runtime error or failed action"),
+    (2, "usage or config error"),
+    (3, "journal corruption"),
+    (4, "journal could not be synced"),
+    (5, "internal error"),
+];
+
+/// What each exit code means, for the man page; in the order of [`EXIT_CODES`].
+pub const EXIT_MEANINGS: &[&str] = &[
+    "success; for `once`, every guest converged or was skipped",
+    "a runtime error; for `once`, an action failed",
+    "a usage, config or desired-state error",
+    "the journal is corrupt: a person must look before the agent runs again \
+     (the systemd unit does not restart it)",
+    "the journal could not be synced; the unit restarts the agent and recovery runs",
+    "an internal thread died (a bug); the unit restarts the agent and recovery runs",
 ];
 
 pub const ENVIRONMENT: &[Entry] = &[

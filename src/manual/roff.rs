@@ -2,7 +2,7 @@
 
 use super::{
     option, Entry, ABOUT, COMMANDS, CONFIG_KEYS, DESCRIPTION, DESIRED_FIELDS, DESIRED_TEXT,
-    ENVIRONMENT, EXAMPLES, EXIT_CODES, FILES, SIGNALS, TOP_OPTIONS,
+    DETAILS, ENVIRONMENT, EXAMPLES, EXIT_CODES, EXIT_MEANINGS, FILES, SIGNALS, TOP_OPTIONS,
 };
 use std::fmt::Write as _;
 
@@ -36,6 +36,9 @@ pub fn man_page() -> String {
         };
         let _ = writeln!(out, ".SS {}", arg(&format!("{}{args}", c.name)));
         paragraphs(&mut out, c.text);
+        for (_, more) in DETAILS.iter().filter(|(name, _)| *name == c.name) {
+            paragraphs(&mut out, more);
+        }
         for (name, here) in c.options {
             let o = option(name).expect("every command option is in OPTIONS");
             let help = if here.is_empty() { o.help } else { here };
@@ -81,7 +84,7 @@ pub fn man_page() -> String {
     out.push_str(".SH SIGNALS\n");
     entries(&mut out, SIGNALS);
     out.push_str(".SH \"EXIT STATUS\"\n");
-    for (n, _, meaning) in EXIT_CODES {
+    for ((n, _), meaning) in EXIT_CODES.iter().zip(EXIT_MEANINGS) {
         item(&mut out, &format!(".B {n}"), meaning);
     }
     out.push_str(".SH ENVIRONMENT\n");

@@ -74,8 +74,9 @@ fn exit_codes_are_the_binarys() {
         ExitCode::Internal,
     ];
     let codes: Vec<i32> = all.into_iter().map(described).collect();
-    let documented: Vec<i32> = EXIT_CODES.iter().map(|(n, _, _)| *n).collect();
+    let documented: Vec<i32> = EXIT_CODES.iter().map(|(n, _)| *n).collect();
     assert_eq!(documented, codes);
+    assert_eq!(EXIT_MEANINGS.len(), EXIT_CODES.len());
 }
 
 #[test]
@@ -89,6 +90,9 @@ fn every_command_option_is_documented_and_text_is_ascii() {
             );
         }
         assert!(c.options.iter().any(|(n, _)| *n == "--help"), "{}", c.name);
+    }
+    for (name, _) in DETAILS {
+        assert!(command(name).is_some(), "DETAILS names {name}");
     }
     for o in OPTIONS {
         assert!(
