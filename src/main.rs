@@ -154,8 +154,7 @@ fn generate(args: &[String]) -> Result<ExitCode, AppError> {
         #[cfg(not(feature = "sim"))]
         "man" | "complete-bash" => {
             return Err(AppError::Usage(format!(
-                "--generate {kind} is not in the node build: `man 8 felhom-agent` and the \
-                 bash completion come with the Debian package (./build.sh deb)"
+                "--generate {kind}: development builds only; the Debian package installs it"
             )))
         }
         "vmids" => {

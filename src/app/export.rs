@@ -126,7 +126,7 @@ pub fn read(
         out.notes.extend(notes);
         if let Some((_, op)) = in_flight.iter().find(|(v, _)| *v == guest.vmid) {
             out.notes.push(format!(
-                "{}: the agent's {op} is still in flight: what was read may change when it ends",
+                "{}: the agent's {op} is in flight: it may still change",
                 guest.vmid
             ));
         }
@@ -146,7 +146,7 @@ pub fn read(
         }
         if out.desired.guests.is_empty() && !tags.is_empty() {
             out.notes.push(format!(
-                "no guest on node {node} has the tag {}: the export names no guest",
+                "no guest on node {node} has the tag {}",
                 tags.join(" or ")
             ));
         }
@@ -212,7 +212,7 @@ pub fn adopt(g: &Observed) -> (GuestSpec, Vec<String>) {
     let mut notes = Vec::new();
     if let Some(lock) = &g.lock {
         notes.push(format!(
-            "{}: locked ({lock}): its state was read while PVE works on it; check it before adopting",
+            "{}: locked ({lock}): read while PVE works on it; check it",
             g.vmid
         ));
     }
@@ -245,18 +245,13 @@ pub fn adopt(g: &Observed) -> (GuestSpec, Vec<String>) {
         ));
     };
     if a.cores.is_none() {
-        left_out(
-            &mut spec,
-            Field::Cores,
-            "not set (all host cores), which a desired state cannot say",
-        );
+        left_out(&mut spec, Field::Cores, "not set (all host cores)");
     }
     for field in Field::ALL {
         // A pending change applies at the next restart: adopting the active value
         // would have the agent undo it then.
         if g.pending.contains(&field) {
-            let why =
-                "has a change waiting in PVE's pending section (it applies at the next restart)";
+            let why = "has a change pending until the next restart";
             left_out(&mut spec, field, why);
         } else if let Some(d) = field.drift(&spec, a) {
             left_out(

@@ -1,6 +1,6 @@
 //! `--help` text: the command list, and one page per command.
 
-use super::{option, plain, Command, COMMANDS, EXIT_CODES, TOP_OPTIONS};
+use super::{option, Command, Opt, COMMANDS, EXIT_CODES, TOP_OPTIONS};
 use std::fmt::Write as _;
 
 const WIDTH: usize = 80;
@@ -15,28 +15,24 @@ pub fn usage(dev: bool) -> String {
     );
     for c in COMMANDS {
         let summary = if c.dev_only && !dev {
-            "(not in this build: development builds only)".to_string()
+            "(development builds only)"
         } else {
-            plain(c.summary)
+            c.summary
         };
         let _ = writeln!(out, "  {:<9} {summary}", c.name);
     }
     out.push_str("\noptions:\n");
-    let rows: Vec<(String, String)> = TOP_OPTIONS
-        .iter()
-        .map(|o| (label(o.name, o.value), plain(o.help)))
-        .collect();
-    table(&mut out, &rows);
-    out.push_str("\nconfig keys (`man 8 felhom-agent` says what each means):\n");
+    options(&mut out, TOP_OPTIONS.iter().map(|o| (o, "")));
+    out.push_str("\nconfig keys (man 8 felhom-agent):\n");
     // The parser's list, which tests hold equal to CONFIG_KEYS (whose meanings only
     // the man page needs).
-    wrap(&mut out, &crate::config::KEYS.join(", "), 2);
+    wrap(&mut out, &crate::config::KEYS.join(", "), "  ", 2);
     out.push_str("\nexit codes:\n");
     let codes: Vec<String> = EXIT_CODES
         .iter()
         .map(|(n, short)| format!("{n} {short}"))
         .collect();
-    wrap(&mut out, &codes.join(", "), 2);
+    wrap(&mut out, &codes.join(", "), "  ", 2);
     out.replace('`', "")
 }
 
@@ -45,79 +41,55 @@ pub fn command_help(c: &Command) -> String {
     let mut out = String::new();
     wrap(
         &mut out,
-        &format!("felhom-agent {}: {}", c.name, plain(c.summary)),
+        &format!("felhom-agent {}: {}", c.name, c.summary),
+        "",
         0,
     );
-    out.push('\n');
-    let args = if c.args.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", c.args)
-    };
-    let _ = writeln!(out, "usage: felhom-agent {}{args} [options]\n", c.name);
-    for para in c.text.split("\n\n") {
-        wrap(&mut out, &plain(para), 0);
-        out.push('\n');
-    }
-    out.push_str("options:\n");
-    let rows: Vec<(String, String)> = c
-        .options
-        .iter()
-        .map(|(name, here)| {
-            let o = option(name).expect("every command option is in OPTIONS");
-            let help = if here.is_empty() { o.help } else { here };
-            (label(o.name, o.value), plain(help))
-        })
-        .collect();
-    table(&mut out, &rows);
-    out
+    let args = if c.args.is_empty() { "" } else { " " };
+    let _ = writeln!(
+        out,
+        "\nusage: felhom-agent {}{args}{} [options]\n",
+        c.name, c.args
+    );
+    wrap(&mut out, c.text, "", 0);
+    out.push_str("\noptions:\n");
+    options(
+        &mut out,
+        c.options
+            .iter()
+            .map(|(name, here)| (option(name).expect("in OPTIONS"), *here)),
+    );
+    out.replace('`', "")
 }
 
-fn label(name: &str, value: &str) -> String {
-    if value.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name} {value}")
+/// One option per entry, its help beside it: `here`, or the option's own when empty.
+fn options<'a>(out: &mut String, rows: impl Iterator<Item = (&'a Opt, &'a str)>) {
+    for (o, here) in rows {
+        let label = format!("  {} {}", o.name, o.value);
+        let help = if here.is_empty() { o.help } else { here };
+        wrap(out, help, &format!("{:<21}", label.trim_end()), 21);
     }
 }
 
-/// Two columns: the label, then its text wrapped beside it.
-fn table(out: &mut String, rows: &[(String, String)]) {
-    let col = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 4;
-    for (label, text) in rows {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        for word in text.split_whitespace() {
-            if !line.is_empty() && col + line.len() + 1 + word.len() > WIDTH {
-                lines.push(std::mem::take(&mut line));
-            }
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(word);
-        }
-        lines.push(line);
-        let _ = writeln!(out, "  {label:<width$}{}", lines[0], width = col - 2);
-        for l in &lines[1..] {
-            let _ = writeln!(out, "{:col$}{l}", "");
-        }
-    }
-}
-
-/// `text` wrapped at [`WIDTH`], each line indented by `indent`.
-fn wrap(out: &mut String, text: &str, indent: usize) {
-    let mut line = String::new();
+/// `text` wrapped at [`WIDTH`], without code markers: the first line after `first`,
+/// the others indented by `indent`.
+fn wrap(out: &mut String, text: &str, first: &str, indent: usize) {
+    let mut line = first.to_string();
+    let mut empty = true;
     for word in text.split_whitespace() {
-        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
-            let _ = writeln!(out, "{:indent$}{line}", "");
-            line.clear();
+        let word = &word.replace('`', "");
+        if !empty && line.len() + 1 + word.len() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(indent);
+            empty = true;
         }
-        if !line.is_empty() {
+        if !empty {
             line.push(' ');
         }
         line.push_str(word);
+        empty = false;
     }
-    if !line.is_empty() {
-        let _ = writeln!(out, "{:indent$}{line}", "");
-    }
+    out.push_str(&line);
+    out.push('\n');
 }

@@ -93,7 +93,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt {
         name: "--log-level",
         value: "LEVEL",
-        help: "`debug`, `info`, `warn` or `error` (default `info`); log lines go to stderr",
+        help: "`debug`, `info`, `warn` or `error` (default `info`)",
     },
     Opt {
         name: "--json",
@@ -118,7 +118,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt {
         name: "--tag",
         value: "TAG",
-        help: "the guests with this tag (comma-separated for several); may be repeated",
+        help: "the guests with this tag; comma-separated, may be repeated",
     },
     Opt {
         name: "--all",
@@ -137,19 +137,18 @@ pub const TOP_OPTIONS: &[Opt] = &[
     Opt {
         name: "--help",
         value: "",
-        help: "the list of commands; `felhom-agent COMMAND --help` for one command",
+        help: "this list; `felhom-agent COMMAND --help` for one command",
     },
     Opt {
         name: "--version",
         value: "",
-        help: "the version, and whether this is the node build",
+        help: "the version, and which build this is",
     },
     Opt {
         name: "--generate",
         value: "KIND",
-        help: "print the man page (`man`) or the bash completion (`complete-bash`), \
-               both in development builds only, or the vmids of the desired state \
-               (`vmids`, for the completion; takes `--config`)",
+        help: "`man` or `complete-bash` (development builds), or the desired state's \
+               `vmids` (takes `--config`)",
     },
 ];
 
@@ -191,10 +190,10 @@ Recovers what an earlier run left in flight, then runs a pass every \
     Command {
         name: "once",
         args: "",
-        summary: "run one pass and wait for its actions (exit 0 converged, 1 failed)",
+        summary: "run one pass and wait for its actions",
         text: "\
-One pass, waiting for its actions: exit 0 when every guest converged or was \
-skipped, 1 when an action failed. It cannot run beside the service.",
+Exit 0 when every guest converged or was skipped, 1 when an action failed. It \
+cannot run beside the service.",
         options: &[
             ("--config", ""),
             ("--json", "print the pass report as JSON"),
@@ -212,10 +211,7 @@ What a pass would do, and which guests it would skip and why. Read-only: it \
 runs beside the service.",
         options: &[
             ("--config", ""),
-            (
-                "--json",
-                "print `{\"actions\": [...], \"skipped\": [...], \"pending\": [...]}`",
-            ),
+            ("--json", "print the plan as JSON"),
             ("--log-level", ""),
             ("--help", ""),
         ],
@@ -226,8 +222,7 @@ runs beside the service.",
         args: "",
         summary: "validate the config, the token file and the desired state",
         text: "\
-Validates the config, the token secret file and the desired state, naming the \
-file, line and key of each problem. It does not contact the node.",
+Names the file, line and key of every problem. It does not contact the node.",
         options: COMMON,
         dev_only: false,
     },
@@ -243,10 +238,7 @@ pending until a restart, are left out and noted on stderr. Read-only.",
             ("--vmid", ""),
             ("--tag", ""),
             ("--all", ""),
-            (
-                "--json",
-                "the default: the output is always the desired-state file format",
-            ),
+            ("--json", "the default"),
             ("--config", ""),
             ("--log-level", ""),
             ("--help", ""),
@@ -271,7 +263,7 @@ and why.",
     Command {
         name: "journal",
         args: "",
-        summary: "show the journal (--in-flight: ops not yet finished)",
+        summary: "show the journal, or the ops still in flight",
         text: "\
 The journal, read-only. With `--in-flight`, only the ops not yet ended, whose \
 guests are held.",
@@ -594,9 +586,4 @@ pub fn command(name: &str) -> Option<&'static Command> {
 /// The option named `name`.
 pub fn option(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name == name)
-}
-
-/// `text` without code markers, for `--help`.
-pub fn plain(text: &str) -> String {
-    text.replace('`', "")
 }

@@ -184,7 +184,7 @@ fn a_pending_change_stays_unmanaged_and_adopting_it_plans_nothing() {
     });
     let (text, notes) = export(&rig, &["--vmid", "101"]);
     assert!(
-        notes.contains("101: memory has a change waiting in PVE's pending section"),
+        notes.contains("101: memory has a change pending until the next restart"),
         "{notes}"
     );
     assert!(!text.contains("\"memory\""), "{text}");
@@ -210,9 +210,7 @@ fn export_runs_beside_an_agent_that_holds_the_journal() {
     let (text, notes) = export(&rig, &["--vmid", "101,102"]);
     assert_eq!(vmids(&text), [101, 102]);
     assert!(
-        notes.contains(&format!(
-            "102: the agent's op {op} start is still in flight"
-        )),
+        notes.contains(&format!("102: the agent's op {op} start is in flight")),
         "{notes}"
     );
     assert_eq!(

@@ -86,7 +86,7 @@ fn absent_keys_take_pves_meaning_and_unset_cores_stays_unmanaged() {
     }
   ]
 }
-note: 101: cores not set (all host cores), which a desired state cannot say: left out (unmanaged)
+note: 101: cores not set (all host cores): left out (unmanaged)
 "#,
     );
 }
@@ -106,9 +106,9 @@ fn a_pending_change_is_left_to_its_restart_and_a_lock_is_noted() {
     assert_eq!(
         notes,
         [
-            "101: locked (backup): its state was read while PVE works on it; check it before adopting",
-            "101: memory has a change waiting in PVE's pending section (it applies at the next restart): left out (unmanaged)",
-            "101: tags has a change waiting in PVE's pending section (it applies at the next restart): left out (unmanaged)",
+            "101: locked (backup): read while PVE works on it; check it",
+            "101: memory has a change pending until the next restart: left out (unmanaged)",
+            "101: tags has a change pending until the next restart: left out (unmanaged)",
         ]
     );
 }
