@@ -6,7 +6,7 @@
 #   ./build.sh fuzz     the randomized parser tests with many more cases
 #   ./build.sh soak     the crash soak with many more kills (prints seed, kills, result)
 #   ./build.sh deb      the Debian package of the static binary, checked with lintian
-#   ./build.sh package BIN DIR
+#   ./build.sh package BIN DIR [DOCBIN]
 #                       the Debian package of any binary BIN (no lintian), into DIR;
 #                       tests/it/deb.rs uses it with the test build
 set -euo pipefail
@@ -182,13 +182,14 @@ crate_version() {
   sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1
 }
 
-# package_deb BIN DIR: builds DIR/felhom-agent_<version>_amd64.deb around BIN with
-# dpkg-deb alone, and prints its path. The man page and the bash completion come
-# from BIN itself (`--generate`), so they describe exactly the binary shipped. The
-# maintainer is DEB_MAINTAINER when set. Files get the changelog's date, so the same
-# inputs give the same package.
+# package_deb BIN DIR [DOCBIN]: builds DIR/felhom-agent_<version>_amd64.deb around BIN
+# with dpkg-deb alone, and prints its path. The man page and the bash completion are
+# rendered by DOCBIN (default BIN), a development build of the same source: the node
+# binary leaves their renderers out to stay within its size budget. The maintainer is
+# DEB_MAINTAINER when set. Files get the changelog's date, so the same inputs give the
+# same package.
 package_deb() {
-  local bin=$1 out=$2 version changed stage doc deb
+  local bin=$1 out=$2 docbin=${3:-$1} version changed stage doc deb
   version=$(crate_version)
   changed=$(sed -n '1s/^felhom-agent (\([^)]*\)).*/\1/p' contrib/debian/changelog)
   if [[ $changed != "$version" ]]; then
@@ -208,8 +209,8 @@ package_deb() {
     | install -D -m 0644 /dev/stdin "$stage/usr/lib/systemd/system/felhom-agent.service"
   install -D -m 0644 contrib/debian/config.json "$stage/etc/felhom-agent/config.json"
   install -d -m 0755 "$stage/usr/share/man/man8" "$stage/usr/share/bash-completion/completions"
-  "$bin" --generate man | gzip -9n >"$stage/usr/share/man/man8/felhom-agent.8.gz"
-  "$bin" --generate complete-bash >"$stage/usr/share/bash-completion/completions/felhom-agent"
+  "$docbin" --generate man | gzip -9n >"$stage/usr/share/man/man8/felhom-agent.8.gz"
+  "$docbin" --generate complete-bash >"$stage/usr/share/bash-completion/completions/felhom-agent"
   install -D -m 0644 contrib/debian/lintian-overrides "$stage/usr/share/lintian/overrides/felhom-agent"
 
   doc=$stage/usr/share/doc/felhom-agent
@@ -264,7 +265,9 @@ build_deb() {
     echo "build.sh: contrib/debian/changelog does not start with version $(crate_version)" >&2
     exit 1
   fi
-  deb=$(package_deb "target/$target/release/felhom-agent" target/deb)
+  # The development build (the one `cargo test` makes) renders the man page.
+  cargo build --locked
+  deb=$(package_deb "target/$target/release/felhom-agent" target/deb target/debug/felhom-agent)
   echo "package: $deb"
   dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Installed-Size\):/  \1:/p'
   lintian --fail-on error,warning "$deb"
@@ -312,14 +315,14 @@ case "$cmd" in
     build_deb
     ;;
   package)
-    if (($# != 3)); then
-      echo "usage: ./build.sh package BIN DIR" >&2
+    if (($# < 3 || $# > 4)); then
+      echo "usage: ./build.sh package BIN DIR [DOCBIN]" >&2
       exit 2
     fi
-    package_deb "$2" "$3"
+    package_deb "$2" "$3" "${4:-$2}"
     ;;
   *)
-    echo "usage: ./build.sh [build|test|bench|fuzz|soak|deb|package BIN DIR]" >&2
+    echo "usage: ./build.sh [build|test|bench|fuzz|soak|deb|package BIN DIR [DOCBIN]]" >&2
     exit 2
     ;;
 esac
