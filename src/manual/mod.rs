@@ -548,18 +548,25 @@ pub const FILES: &[Entry] = &[
         "the cluster CA, trusted when `ca_file` is not set",
     ),
     (
-        "/lib/systemd/system/felhom-agent.service",
+        "/usr/lib/systemd/system/felhom-agent.service",
         "the systemd unit; the package neither enables nor starts it",
     ),
     (
-        "/usr/share/doc/felhom-agent/runit/",
-        "a runit service directory, for nodes without systemd",
+        "/usr/share/doc/felhom-agent/examples/",
+        "a runit service directory (runit/), a Grafana dashboard and Prometheus alerting rules",
     ),
 ];
 
 /// Shell lines with a comment above each group.
 pub const EXAMPLES: &str = "\
-# after installing the package: store the token's secret (paste it, then Ctrl-D)
+# an API token with only what the agent needs (privilege separation on)
+pveum role add FelhomAgent --privs \"VM.Audit VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options\"
+pveum user add felhom@pve
+pveum user token add felhom@pve agent --privsep 1
+pveum acl modify /vms --users felhom@pve --tokens 'felhom@pve!agent' --roles FelhomAgent
+pveum acl modify /nodes/$(hostname -s) --users felhom@pve --tokens 'felhom@pve!agent' --roles PVEAuditor
+
+# store the token's secret (paste it, then Ctrl-D)
 install -m 600 /dev/stdin /etc/felhom-agent/token
 # adopt what runs today, check it, and see that a pass would change nothing
 felhom-agent export --all > /etc/felhom-agent/desired.json
