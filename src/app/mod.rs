@@ -1,6 +1,6 @@
 //! The one-shot commands behind the binary: `check`, `plan`, `once`, `status`,
-//! `journal` and `export`. The agent they run is built in [`crate::agent`]; the long-running `run`
-//! lives in [`crate::daemon`].
+//! `journal` and `export`. The agent they run is built in [`crate::agent`]; the
+//! long-running `run` lives in [`crate::daemon`].
 
 pub mod export;
 mod journal;
