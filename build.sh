@@ -5,6 +5,10 @@
 #   ./build.sh bench    the benchmark (tests/bench, `cargo bench --bench bench`)
 #   ./build.sh fuzz     the randomized parser tests with many more cases
 #   ./build.sh soak     the crash soak with many more kills (prints seed, kills, result)
+#   ./build.sh deb      the Debian package of the static binary, checked with lintian
+#   ./build.sh package BIN DIR [DOCBIN]
+#                       the Debian package of any binary BIN (no lintian), into DIR;
+#                       tests/it/deb.rs uses it with the test build
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,6 +43,31 @@ ensure_musl_target() {
   rustup target add "$target"
 }
 
+# Installs the Debian packages named after each command that is missing, e.g.
+# `ensure_apt lintian:lintian dpkg-parsechangelog:dpkg-dev`.
+ensure_apt() {
+  local pair packages=()
+  for pair in "$@"; do
+    if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
+      packages+=("${pair#*:}")
+    fi
+  done
+  if ((${#packages[@]} == 0)); then
+    return
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "build.sh: ${packages[*]} missing; install them with your package manager" >&2
+    exit 1
+  fi
+  echo "build.sh: installing ${packages[*]}" >&2
+  # A fresh machine may have no package lists yet: update only when the install
+  # cannot find a package.
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"; then
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+  fi
+}
+
 # aws-lc-sys (rustls' crypto provider) is C, compiled with the cc crate, which for
 # this target looks for x86_64-linux-musl-gcc and then musl-gcc: the host gcc would
 # compile against glibc's headers. Debian's musl-tools provides musl-gcc, a wrapper
@@ -61,13 +90,7 @@ ensure_musl_cc() {
       "with your package manager, or set CC_x86_64_unknown_linux_musl" >&2
     exit 1
   fi
-  echo "build.sh: installing musl-tools for musl-gcc" >&2
-  # A fresh machine may have no package lists yet: update only when the install
-  # cannot find the package.
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y musl-tools; then
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y musl-tools
-  fi
+  ensure_apt musl-gcc:musl-tools
   export CC_x86_64_unknown_linux_musl=musl-gcc
 }
 
@@ -164,6 +187,103 @@ build_static() {
   fi
 }
 
+# The package's version is the crate's; the changelog's newest entry must say the same.
+crate_version() {
+  sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1
+}
+
+# package_deb BIN DIR [DOCBIN]: builds DIR/felhom-agent_<version>_amd64.deb around BIN
+# with dpkg-deb alone, and prints its path. The man page and the bash completion are
+# rendered by DOCBIN (default BIN), a development build of the same source: the node
+# binary leaves their renderers out to stay within its size budget. The maintainer is
+# DEB_MAINTAINER when set. Files get the changelog's date, so the same inputs give the
+# same package.
+package_deb() {
+  local bin=$1 out=$2 docbin=${3:-$1} version changed stage doc deb
+  version=$(crate_version)
+  changed=$(sed -n '1s/^felhom-agent (\([^)]*\)).*/\1/p' contrib/debian/changelog)
+  if [[ $changed != "$version" ]]; then
+    echo "build.sh: contrib/debian/changelog's newest entry is $changed, Cargo.toml says $version" >&2
+    exit 1
+  fi
+  export SOURCE_DATE_EPOCH
+  SOURCE_DATE_EPOCH=$(date -d "$(sed -n 's/^ -- .*>  //p' contrib/debian/changelog | head -n 1)" +%s)
+  stage=$(mktemp -d)
+  chmod 0755 "$stage"
+  # shellcheck disable=SC2064 # expand now: $stage is local
+  trap "rm -rf '$stage'; trap - RETURN" RETURN
+  umask 022
+  install -D -m 0755 "$bin" "$stage/usr/bin/felhom-agent"
+  # The unit and the runit script name /usr/local/bin, where a hand install puts it.
+  sed 's|/usr/local/bin/felhom-agent|/usr/bin/felhom-agent|' contrib/felhom-agent.service \
+    | install -D -m 0644 /dev/stdin "$stage/usr/lib/systemd/system/felhom-agent.service"
+  install -D -m 0644 contrib/debian/config.json "$stage/etc/felhom-agent/config.json"
+  install -d -m 0755 "$stage/usr/share/man/man8" "$stage/usr/share/bash-completion/completions"
+  "$docbin" --generate man | gzip -9n >"$stage/usr/share/man/man8/felhom-agent.8.gz"
+  "$docbin" --generate complete-bash >"$stage/usr/share/bash-completion/completions/felhom-agent"
+  install -D -m 0644 contrib/debian/lintian-overrides "$stage/usr/share/lintian/overrides/felhom-agent"
+
+  doc=$stage/usr/share/doc/felhom-agent
+  install -d -m 0755 "$doc/examples/runit/log"
+  gzip -9n <contrib/debian/changelog >"$doc/changelog.gz"
+  gzip -9n <README.md >"$doc/README.md.gz"
+  # The machine-readable copyright format, with LICENSE as its Expat text.
+  {
+    echo "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+    echo "Upstream-Name: felhom-agent"
+    echo "Comment: The binary is statically linked with the Rust crates in Cargo.lock,"
+    echo " each under its own license (MIT, Apache-2.0, ISC, BSD or OpenSSL-style)."
+    echo
+    echo "Files: *"
+    sed -n 's/^Copyright (c) /Copyright: /p' LICENSE
+    echo "License: Expat"
+    sed -n '/^Permission is hereby granted/,$p' LICENSE | sed 's/^$/./; s/^/ /'
+  } >"$doc/copyright"
+  sed 's|/usr/local/bin/felhom-agent|/usr/bin/felhom-agent|' contrib/runit/run >"$doc/examples/runit/run"
+  cp contrib/runit/log/run "$doc/examples/runit/log/run"
+  chmod 0755 "$doc/examples/runit/run" "$doc/examples/runit/log/run"
+  cp contrib/config.example.json contrib/desired.example.json \
+    contrib/grafana-dashboard.json contrib/prometheus-alerts.yml "$doc/examples/"
+  chmod 0644 "$doc"/examples/*.*
+
+  install -d -m 0755 "$stage/DEBIAN"
+  sed -e "s/@VERSION@/$version/" \
+    -e "s|@MAINTAINER@|${DEB_MAINTAINER:-felhom-agent developers <maintainers@felhom.invalid>}|" \
+    -e "s/@INSTALLED_SIZE@/$(du -sk --exclude=DEBIAN "$stage" | cut -f1)/" \
+    contrib/debian/control >"$stage/DEBIAN/control"
+  echo /etc/felhom-agent/config.json >"$stage/DEBIAN/conffiles"
+  # Checksums of every file but the conffiles, which dpkg tracks itself (as dh_md5sums).
+  (cd "$stage" && find . -type f ! -path './DEBIAN/*' ! -path './etc/*' -printf '%P\n' \
+    | LC_ALL=C sort | xargs -d '\n' md5sum) >"$stage/DEBIAN/md5sums"
+  install -m 0755 contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm "$stage/DEBIAN/"
+  chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"
+  find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+
+  mkdir -p "$out"
+  deb=$out/felhom-agent_${version}_amd64.deb
+  dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+  echo "$deb"
+}
+
+# The package of the static binary (build_static first), checked with lintian: no
+# error, and no warning that is not overridden with its reason in
+# contrib/debian/lintian-overrides.
+build_deb() {
+  ensure_apt dpkg-deb:dpkg dpkg-parsechangelog:dpkg-dev lintian:lintian
+  local deb
+  if [[ $(dpkg-parsechangelog -l contrib/debian/changelog -S Version) != "$(crate_version)" ]]; then
+    echo "build.sh: contrib/debian/changelog does not start with version $(crate_version)" >&2
+    exit 1
+  fi
+  # The development build (the one `cargo test` makes) renders the man page.
+  cargo build --locked
+  deb=$(package_deb "target/$target/release/felhom-agent" target/deb target/debug/felhom-agent)
+  echo "package: $deb"
+  dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Installed-Size\):/  \1:/p'
+  lintian --fail-on error,warning "$deb"
+  echo "lintian: no errors or warnings"
+}
+
 cmd=${1:-build}
 case "$cmd" in
   build)
@@ -176,10 +296,12 @@ case "$cmd" in
     cargo test --all-targets
     # The shipped binary: static and under budget. It needs musl-gcc, which build.sh
     # installs only as root; elsewhere (and outside CI) the check is skipped, loudly.
+    # The package of it, checked with lintian, likewise.
     if [[ ${CI:-} == true || $(id -u) == 0 ]] || command -v musl-gcc >/dev/null 2>&1; then
       build_static
+      build_deb
     else
-      echo "build.sh: skipping the static build check (needs musl-gcc; run ./build.sh as root once)" >&2
+      echo "build.sh: skipping the static build and package checks (needs musl-gcc; run ./build.sh as root once)" >&2
     fi
     ;;
   bench)
@@ -198,8 +320,19 @@ case "$cmd" in
     # to rerun a failure.
     FELHOM_FUZZ_ITERS=${FELHOM_FUZZ_ITERS:-200000} cargo test --release --lib fuzz_ -- --nocapture
     ;;
+  deb)
+    build_static
+    build_deb
+    ;;
+  package)
+    if (($# < 3 || $# > 4)); then
+      echo "usage: ./build.sh package BIN DIR [DOCBIN]" >&2
+      exit 2
+    fi
+    package_deb "$2" "$3" "${4:-$2}"
+    ;;
   *)
-    echo "usage: ./build.sh [build|test|bench|fuzz|soak]" >&2
+    echo "usage: ./build.sh [build|test|bench|fuzz|soak|deb|package BIN DIR [DOCBIN]]" >&2
     exit 2
     ;;
 esac

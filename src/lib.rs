@@ -20,6 +20,7 @@ pub mod journal;
 pub mod json;
 pub mod lanes;
 pub mod log;
+pub mod manual;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

@@ -1,43 +1,22 @@
 //! The `felhom-agent` binary: parses arguments, sets up logging, and maps errors to exit
-//! codes. Everything else lives in the library.
+//! codes. Everything else lives in the library; what the commands and options are,
+//! and their help, comes from [`felhom_agent::manual`].
 
 use felhom_agent::agent::AppError;
 use felhom_agent::app;
+use felhom_agent::app::export::Selection;
 use felhom_agent::config::DEFAULT_PATH;
 use felhom_agent::exit::ExitCode;
 use felhom_agent::log;
+use felhom_agent::manual;
+use felhom_agent::pve::Vmid;
 use std::path::PathBuf;
 
-/// `{config}` stands for the default config path.
-const USAGE: &str = "\
-felhom-agent: keeps a Proxmox VE node's guests converged to a desired state
-
-usage: felhom-agent <command> [options]
-
-commands:
-  run       run as a service: recover, then reconcile every interval
-  once      recover, run one pass, wait for its actions, exit (0 converged, 1 failed)
-  plan      show what a pass would do; changes nothing
-  check     validate the config, the token file and the desired state
-  status    show the last pass of the running agent
-  journal   show the journal (--in-flight: ops not yet finished)
-  demo      run the agent against an embedded simulated node
-  sim       serve a simulated Proxmox node (see `felhom-agent sim --help`)
-
-options:
-  --config FILE      config file (default {config})
-  --json             machine-readable output (plan, once, status, journal)
-  --log-level LEVEL  debug, info, warn or error (default info)
-  --in-flight        journal: only ops still in flight
-  --tail N           journal: only the last N records
-  --version          print the version
-
-exit codes: 0 ok, 1 runtime error or failed action, 2 usage or config error,
-            3 journal corruption, 4 journal could not be synced
-";
+/// Whether this build has the development commands (`sim`, `demo`).
+const DEV: bool = cfg!(feature = "sim");
 
 fn usage() -> String {
-    USAGE.replace("{config}", DEFAULT_PATH)
+    manual::usage(DEV)
 }
 
 struct Args {
@@ -46,52 +25,180 @@ struct Args {
     json: bool,
     in_flight: bool,
     tail: Option<usize>,
+    help: bool,
+    all: bool,
+    vmids: Vec<Vmid>,
+    tags: Vec<String>,
+}
+
+fn usage_error(m: String) -> AppError {
+    AppError::Usage(format!("{m}\n\n{}", usage()))
 }
 
 fn parse(args: &[String]) -> Result<Args, AppError> {
-    let usage = |m: String| AppError::Usage(format!("{m}\n\n{}", usage()));
     let mut out = Args {
         command: String::new(),
         config: PathBuf::from(DEFAULT_PATH),
         json: false,
         in_flight: false,
         tail: None,
+        help: false,
+        all: false,
+        vmids: Vec::new(),
+        tags: Vec::new(),
     };
+    let mut given = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| {
             it.next()
                 .cloned()
-                .ok_or_else(|| usage(format!("{flag} needs a value")))
+                .ok_or_else(|| usage_error(format!("{flag} needs a value")))
         };
-        match arg.as_str() {
-            "--config" => out.config = PathBuf::from(value("--config")?),
+        let flag = if arg == "-h" { "--help" } else { arg.as_str() };
+        match flag {
+            "--config" => out.config = PathBuf::from(value(flag)?),
             "--json" => out.json = true,
             "--in-flight" => out.in_flight = true,
+            "--help" => out.help = true,
+            "--all" => out.all = true,
             "--tail" => {
-                let v = value("--tail")?;
-                out.tail = Some(
-                    v.parse()
-                        .map_err(|_| usage(format!("--tail takes a whole number, got {v:?}")))?,
-                );
+                let v = value(flag)?;
+                out.tail =
+                    Some(v.parse().map_err(|_| {
+                        usage_error(format!("--tail takes a whole number, got {v:?}"))
+                    })?);
             }
+            "--vmid" => {
+                for v in value(flag)?.split(',').filter(|v| !v.trim().is_empty()) {
+                    out.vmids
+                        .push(v.parse().map_err(|e| usage_error(format!("--vmid: {e}")))?);
+                }
+            }
+            "--tag" => out.tags.extend(
+                value(flag)?
+                    .split(',')
+                    .map(|t| t.trim().to_lowercase())
+                    .filter(|t| !t.is_empty()),
+            ),
             "--log-level" => {
-                let v = value("--log-level")?;
-                log::set_level(v.parse().map_err(usage)?);
+                let v = value(flag)?;
+                log::set_level(v.parse().map_err(usage_error)?);
             }
-            flag if flag.starts_with('-') => return Err(usage(format!("unknown option {flag:?}"))),
-            cmd if out.command.is_empty() => out.command = cmd.to_string(),
-            extra => return Err(usage(format!("unexpected argument {extra:?}"))),
+            flag if flag.starts_with('-') => {
+                return Err(usage_error(format!("unknown option {flag:?}")))
+            }
+            cmd if out.command.is_empty() => {
+                out.command = cmd.to_string();
+                continue;
+            }
+            extra => return Err(usage_error(format!("unexpected argument {extra:?}"))),
+        }
+        given.push(flag.to_string());
+    }
+    // Each command takes only its own options.
+    if let Some(cmd) = manual::command(&out.command) {
+        if let Some(flag) = given
+            .iter()
+            .find(|f| !cmd.options.iter().any(|(name, _)| name == f))
+        {
+            return Err(AppError::Usage(format!(
+                "{} does not take {flag}\n\n{}",
+                cmd.name,
+                manual::command_help(cmd)
+            )));
         }
     }
     Ok(out)
 }
 
+/// The guests `export` should write, from its options.
+fn selection(args: &Args) -> Result<Selection, AppError> {
+    let chosen = !args.vmids.is_empty() || !args.tags.is_empty();
+    let help = || manual::command_help(manual::command("export").expect("export is documented"));
+    match (args.all, chosen) {
+        (true, false) => Ok(Selection::All),
+        (false, true) => Ok(Selection::Chosen {
+            vmids: args.vmids.clone(),
+            tags: args.tags.clone(),
+        }),
+        (true, true) => Err(AppError::Usage(format!(
+            "export: --all cannot be combined with --vmid or --tag\n\n{}",
+            help()
+        ))),
+        (false, false) => Err(AppError::Usage(format!(
+            "export: choose the guests with --vmid, --tag or --all\n\n{}",
+            help()
+        ))),
+    }
+}
+
+/// `felhom-agent --generate KIND [--config FILE]`.
+fn generate(args: &[String]) -> Result<ExitCode, AppError> {
+    let (kind, rest) = match args {
+        [kind, rest @ ..] => (kind.as_str(), rest),
+        [] => return Err(usage_error("--generate needs a value".into())),
+    };
+    let config = match rest {
+        [] => PathBuf::from(DEFAULT_PATH),
+        [flag, path] if flag == "--config" && kind == "vmids" => PathBuf::from(path),
+        _ => return Err(usage_error(format!("unexpected arguments {rest:?}"))),
+    };
+    match kind {
+        // Rendered by development builds only: the node binary has a size budget, and
+        // the Debian package installs both (./build.sh deb renders them).
+        #[cfg(feature = "sim")]
+        "man" => print!("{}", manual::man_page()),
+        #[cfg(feature = "sim")]
+        "complete-bash" => print!("{}", manual::completion()),
+        #[cfg(not(feature = "sim"))]
+        "man" | "complete-bash" => {
+            return Err(AppError::Usage(format!(
+                "--generate {kind}: development builds only; the Debian package installs it"
+            )))
+        }
+        "vmids" => {
+            let config = felhom_agent::config::Config::load(&config)?;
+            let desired = felhom_agent::agent::provider_for(&config.live).load()?;
+            for vmid in desired.guests.keys() {
+                println!("{vmid}");
+            }
+        }
+        other => {
+            return Err(usage_error(format!(
+                "--generate takes {}, got {other:?}",
+                manual::GENERATE.join(", ")
+            )))
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Prints a command's help; `sim` has its own.
+fn help(command: &str) -> ExitCode {
+    #[cfg(feature = "sim")]
+    if command == "sim" {
+        return felhom_agent::sim::cli::main(&["--help".to_string()]);
+    }
+    match manual::command(command) {
+        Some(c) => {
+            print!("{}", manual::command_help(c));
+            ExitCode::Ok
+        }
+        None => {
+            eprintln!("felhom-agent: unknown command {command:?}\n\n{}", usage());
+            ExitCode::Usage
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let first = argv.get(1).map(String::as_str);
+    let wants_help = matches!(argv.get(2).map(String::as_str), Some("--help" | "-h"));
     // These parse their own arguments.
     match first {
+        Some("demo") if wants_help => return help("demo").into(),
         #[cfg(feature = "sim")]
         Some("sim") => return felhom_agent::sim::cli::main(&argv[2..]).into(),
         #[cfg(feature = "sim")]
@@ -106,7 +213,7 @@ fn main() -> std::process::ExitCode {
         }
         Some("--version" | "version") => {
             // Says which build this is, so the wrong one is not copied onto a node.
-            let build = if cfg!(feature = "sim") {
+            let build = if DEV {
                 "development build with the simulated node (sim, demo); build the node binary with ./build.sh"
             } else {
                 "node build"
@@ -114,6 +221,16 @@ fn main() -> std::process::ExitCode {
             println!("felhom-agent {} ({build})", env!("CARGO_PKG_VERSION"));
             return ExitCode::Ok.into();
         }
+        Some("--generate") => {
+            return match generate(&argv[2..]) {
+                Ok(code) => code.into(),
+                Err(e) => {
+                    eprintln!("felhom-agent: {e}");
+                    e.exit_code().into()
+                }
+            }
+        }
+        Some("help") if argv.len() == 3 => return help(&argv[2]).into(),
         Some("--help" | "-h" | "help") | None => {
             print!("{}", usage());
             return if first.is_none() {
@@ -132,11 +249,19 @@ fn main() -> std::process::ExitCode {
             return e.exit_code().into();
         }
     };
+    if args.help {
+        if args.command.is_empty() {
+            print!("{}", usage());
+            return ExitCode::Ok.into();
+        }
+        return help(&args.command).into();
+    }
     let result = match args.command.as_str() {
         "run" => felhom_agent::daemon::run(&args.config),
         "once" => app::once(&args.config, args.json),
         "plan" => app::plan(&args.config, args.json),
         "check" => app::check(&args.config),
+        "export" => selection(&args).and_then(|s| app::export(&args.config, &s)),
         "status" => app::status(&args.config, args.json),
         "journal" => app::journal(&args.config, args.in_flight, args.json, args.tail),
         other => Err(AppError::Usage(format!(

@@ -1,9 +1,11 @@
-//! The one-shot commands behind the binary: `check`, `plan`, `once`, `status` and
-//! `journal`. The agent they run is built in [`crate::agent`]; the long-running `run`
-//! lives in [`crate::daemon`].
+//! The one-shot commands behind the binary: `check`, `plan`, `once`, `status`,
+//! `journal` and `export`. The agent they run is built in [`crate::agent`]; the
+//! long-running `run` lives in [`crate::daemon`].
 
+pub mod export;
 mod journal;
 
+pub use export::export;
 pub use journal::journal;
 
 use crate::agent::{self, Agent, AppError};

@@ -68,7 +68,8 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Where PVE's node name comes from when `node` is not set.
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
-const KEYS: &[&str] = &[
+/// Every key the config file may hold, in the documented order.
+pub const KEYS: &[&str] = &[
     "api_url",
     "node",
     "token_id",

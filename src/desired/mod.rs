@@ -21,6 +21,7 @@
 //! does not keep them.
 
 mod guest;
+mod print;
 mod provider;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ mod tests_syntax;
 pub use crate::json::diag::{Problem, MAX_PROBLEMS};
 pub use crate::json::Pos;
 pub use guest::is_tag;
+pub use print::FIELDS;
 pub use provider::{EmptyProvider, FileProvider, Provider};
 
 use crate::json;
