@@ -427,7 +427,10 @@ fn run_job<E: Executor + ?Sized>(exec: &E, job: Job, ctx: &LaneCtx) -> JobResult
             );
             break;
         }
-        let outcome = exec.execute(action, &ctx.cancel);
+        let outcome = {
+            let _acting = crate::quarantine::acting_on(job.vmid, job.fingerprint);
+            exec.execute(action, &ctx.cancel)
+        };
         let proceeds = outcome.proceeds();
         outcomes.push((action.clone(), outcome));
         if !proceeds {

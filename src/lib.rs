@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod pve;
+pub mod quarantine;
 pub mod rng;
 pub mod secret;
 #[cfg(feature = "sim")]

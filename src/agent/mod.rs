@@ -22,6 +22,7 @@ use crate::journal::{Journal, JournalOptions};
 use crate::log;
 use crate::plan::PlanSettings;
 use crate::pve::client::{Client, ClientOptions};
+use crate::quarantine::Quarantine;
 use crate::secret::Secret;
 use crossbeam_channel::Sender;
 use std::path::Path;
@@ -93,6 +94,8 @@ pub struct Agent {
     pub journal: Journal,
     /// Shared by recovery and every later pass, so an op's grace keeps counting.
     pub tracker: Tracker,
+    /// Guests the agent panicked acting on (see [`crate::quarantine`]).
+    pub quarantine: Quarantine,
 }
 
 impl Agent {
@@ -113,6 +116,7 @@ impl Agent {
         }
         Ok(Agent {
             tracker: Tracker::new(fixed.unanswered_grace),
+            quarantine: Quarantine::open(&fixed.state_dir),
             fixed,
             client,
             journal,
@@ -176,6 +180,7 @@ impl Agent {
             self.client.clone(),
             self.journal.clone(),
             self.tracker.clone(),
+            self.quarantine.clone(),
             settings,
             cancel,
             progress,

@@ -46,7 +46,7 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
         client: &client,
         node: &fixed.node,
     };
-    let holds = crate::inflight::preview(
+    let mut holds = crate::inflight::preview(
         &crate::journal::in_flight_of(&records),
         &owned,
         &node,
@@ -56,6 +56,18 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     .into_iter()
     .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
     .collect::<std::collections::BTreeMap<_, _>>();
+    let fingerprints = loaded
+        .desired
+        .guests
+        .iter()
+        .map(|(v, s)| (*v, s.fingerprint()))
+        .collect();
+    for (vmid, e) in crate::quarantine::Quarantine::read(&fixed.state_dir).holds(&fingerprints) {
+        holds.entry(vmid).or_insert(crate::plan::Hold::Quarantined {
+            panic: e.panic,
+            at: e.at,
+        });
+    }
     let settings = agent::plan_settings(&loaded.config.live);
     let obs = crate::engine::observe(
         &client,

@@ -88,6 +88,9 @@ impl Recorder<'_> {
 
 impl Executor for ApiExecutor {
     fn execute(&self, action: &Action, cancel: &Cancel) -> Outcome {
+        if crate::failpoint::hit("action-panic") {
+            panic!("failpoint action-panic");
+        }
         if cancel.is_cancelled() {
             return Outcome::Cancelled("shutting down before the action started".into());
         }

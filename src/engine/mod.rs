@@ -139,6 +139,7 @@ pub struct Engine {
     reader: NodeReader,
     journal: Journal,
     tracker: Tracker,
+    quarantine: crate::quarantine::Quarantine,
     settings: EngineSettings,
     lanes: Lanes<ApiExecutor>,
     backoff: Backoff,
@@ -234,6 +235,7 @@ impl Engine {
         client: Client,
         journal: Journal,
         tracker: Tracker,
+        quarantine: crate::quarantine::Quarantine,
         settings: EngineSettings,
         cancel: Cancel,
         progress: Option<Sender<crate::engine::exec::Progress>>,
@@ -259,6 +261,7 @@ impl Engine {
             },
             journal,
             tracker,
+            quarantine,
             lanes: Lanes::new(exec, settings.max_parallel, cancel),
             settings,
             backoff: Backoff::new(seed),
@@ -296,6 +299,20 @@ impl Engine {
                 .why(op.op)
                 .unwrap_or_else(|| format!("op {} {} is still in flight", op.op, op.kind));
             holds.insert(op.vmid, Hold::InFlight { what });
+        }
+        let fingerprints = desired
+            .guests
+            .iter()
+            .map(|(v, s)| (*v, s.fingerprint()))
+            .collect();
+        for (vmid, e) in self.quarantine.holds(&fingerprints) {
+            holds.insert(
+                vmid,
+                Hold::Quarantined {
+                    panic: e.panic,
+                    at: e.at,
+                },
+            );
         }
         // Queued, running, or staged behind an earlier startup order.
         let staged = self.open.iter().flat_map(|p| &p.outstanding);

@@ -112,6 +112,9 @@ pub enum Hold {
     Backoff { until: String, error: String },
     /// A parameter error that will recur until the desired state changes.
     Terminal { error: String },
+    /// The agent panicked acting on this guest (a bug): held until its desired spec
+    /// changes.
+    Quarantined { panic: String, at: String },
     /// An earlier op's outcome is not known yet (its task still runs, or its request
     /// went unanswered): nothing more is done to the guest until it is.
     InFlight { what: String },
@@ -243,6 +246,7 @@ impl SkipReason {
             SkipReason::Held(Hold::Backoff { .. }) => "backoff",
             SkipReason::Held(Hold::Terminal { .. }) => "terminal",
             SkipReason::Held(Hold::InFlight { .. }) => "in_flight",
+            SkipReason::Held(Hold::Quarantined { .. }) => "quarantined",
         }
     }
 }
@@ -279,6 +283,10 @@ impl fmt::Display for SkipReason {
                 "failed permanently ({error}): change its desired state to retry"
             ),
             SkipReason::Held(Hold::InFlight { what }) => write!(f, "in flight: {what}"),
+            SkipReason::Held(Hold::Quarantined { panic, at }) => write!(
+                f,
+                "quarantined: the agent crashed acting on it at {at} ({panic}); change its desired state to retry"
+            ),
         }
     }
 }

@@ -162,3 +162,43 @@ fn a_guest_that_migrates_between_the_read_and_the_action_is_left_to_its_new_node
     engine.shutdown(std::time::Instant::now(), || cancel.cancel());
     journal.close().unwrap();
 }
+
+#[test]
+fn a_guest_the_agent_panicked_on_is_quarantined_until_its_desired_state_changes() {
+    let rig = Rig::one_stopped_guest("controls-quarantine");
+    // The agent panics as it starts acting on 101 (a bug, simulated).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
+        .args(["once", "--config"])
+        .arg(&rig.config_path)
+        .env("FELHOM_FAILPOINT", "action-panic")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let file = rig.state_dir().join("quarantine.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("failpoint action-panic"), "{text}");
+    // Held from then on, across restarts: nothing is sent for it.
+    let out = rig.bin(&["plan"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("skipped: quarantined: the agent crashed acting on it"),
+        "{plan}"
+    );
+    let out = rig.bin(&["once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rig.sim.mutations().is_empty());
+    // A new desired spec for it lifts the quarantine.
+    rig.write_desired(r#"{"guests": [{"vmid": 101, "state": "running", "memory": 1024}]}"#);
+    let out = rig.bin(&["once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mutations_of(&rig.sim, 101), ["PUT config", "POST start"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{}");
+}
