@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod pve;
+pub mod remote;
 pub mod rng;
 pub mod secret;
 #[cfg(feature = "sim")]
@@ -31,6 +32,7 @@ pub mod sim;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod trust;
 
 #[cfg(test)]
 mod fuzz;
