@@ -20,3 +20,4 @@ mod rig;
 mod secrets;
 mod sim;
 mod soak;
+mod source;
