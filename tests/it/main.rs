@@ -21,3 +21,4 @@ mod secrets;
 mod sim;
 mod soak;
 mod source;
+mod source_run;
