@@ -40,7 +40,8 @@ pub enum Serve {
     Truncated,
     /// A redirect (301, 302, 303, 307, 308) to this location.
     Redirect(u16, String),
-    /// 200 JSON whose body repeats the request's `Authorization` header.
+    /// 200 JSON whose body repeats the request's `Authorization` header, as the state
+    /// of guest 101.
     Reflect,
     /// 200 JSON of this many bytes.
     Huge(u64),
@@ -342,7 +343,8 @@ fn answer(st: &State, req: &Request) -> Response {
         }
         Serve::Reflect => {
             let auth = req.header("authorization").unwrap_or("");
-            let body = serde_json::json!({"guests": [], "you_sent": auth}).to_string();
+            // In a value, where a refused document's error would quote it.
+            let body = serde_json::json!({"guests": [{"vmid": 101, "state": auth}]}).to_string();
             Response::json(200, "OK", body.into_bytes())
         }
         Serve::Huge(size) => {

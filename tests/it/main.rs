@@ -20,5 +20,5 @@ mod rig;
 mod secrets;
 mod sim;
 mod soak;
-mod source;
-mod source_run;
+pub mod source;
+pub mod source_run;
