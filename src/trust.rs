@@ -22,8 +22,62 @@
 
 use crate::config::{Fixed, Live};
 use crate::log;
+use crate::pve::ApiError;
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Why the trust store could not be set up.
+#[derive(Debug)]
+pub enum TrustError {
+    /// A CA file (`ca_file`, `desired_ca_file`, the system's bundle, or the combined
+    /// bundle) is unusable, or the store was set too late (see
+    /// [`crate::pve::trust_ca_file`]).
+    Ca {
+        from: &'static str,
+        source: ApiError,
+    },
+    /// No system bundle was found for an https URL without `desired_ca_file`.
+    NoSystemStore,
+    /// The combined bundle could not be written.
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl TrustError {
+    /// Whether the config can fix it (exit code 2), rather than the machine.
+    pub fn is_config(&self) -> bool {
+        !matches!(self, TrustError::Write { .. })
+    }
+}
+
+impl fmt::Display for TrustError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustError::Ca { from, source } => write!(f, "{from}: {}", log::Chain(source)),
+            TrustError::NoSystemStore => write!(
+                f,
+                "no system trust store found (looked for {}): set desired_ca_file to the CA of desired_url and report_url",
+                SYSTEM_BUNDLES.join(", ")
+            ),
+            TrustError::Write { path, .. } => {
+                write!(f, "cannot write the trust bundle {}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for TrustError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TrustError::Write { source, .. } => Some(source),
+            // Display already follows the CA error's chain.
+            TrustError::Ca { .. } | TrustError::NoSystemStore => None,
+        }
+    }
+}
 
 /// Where the system's roots are, when the process was not given `SSL_CERT_FILE`: the
 /// bundle files of Debian (and so Proxmox VE), Fedora and RHEL, openSUSE, Alpine.
@@ -74,23 +128,20 @@ pub fn bundle_path(state_dir: &Path) -> PathBuf {
     state_dir.join("tls-trust.pem")
 }
 
-/// Why the trust store could not be set up. Exit code 2: it is the config's doing.
-fn usage(msg: String) -> crate::agent::AppError {
-    crate::agent::AppError::Usage(msg)
-}
-
 /// Sets the process up to trust what `plan` says (see the module doc). Call it from
 /// `main`'s thread **before any other thread starts** (it changes the environment) and
 /// **before the first https request**; `state_dir` is where a combined bundle goes.
-pub fn install(plan: &TrustPlan, state_dir: &Path) -> Result<(), crate::agent::AppError> {
-    let parts: Vec<(&str, &Roots)> = match &plan.remote {
+pub fn install(plan: &TrustPlan, state_dir: &Path) -> Result<(), TrustError> {
+    let parts: Vec<(&'static str, &Roots)> = match &plan.remote {
         None => vec![("ca_file", &plan.api)],
         Some(remote) if *remote == plan.api => vec![("ca_file", &plan.api)],
         Some(remote) => vec![("ca_file", &plan.api), ("desired_ca_file", remote)],
     };
     match parts.as_slice() {
         [(_, Roots::System)] => return Ok(()),
-        [(_, Roots::File(ca))] => return Ok(crate::pve::trust_ca_file(ca)?),
+        [(from, Roots::File(ca))] => {
+            return crate::pve::trust_ca_file(ca).map_err(|source| TrustError::Ca { from, source })
+        }
         _ => {}
     }
     let mut text = String::new();
@@ -99,25 +150,33 @@ pub fn install(plan: &TrustPlan, state_dir: &Path) -> Result<(), crate::agent::A
             Roots::File(p) => (*key, p.clone()),
             Roots::System => ("the system roots", system_bundle()?),
         };
-        let file = crate::pve::tls::check_ca_file(&file)
-            .map_err(|e| usage(format!("{from}: {}", crate::log::Chain(&e))))?;
-        let pem = std::fs::read_to_string(&file)
-            .map_err(|e| usage(format!("{from}: cannot read {}: {e}", file.display())))?;
+        let ca = |source| TrustError::Ca { from, source };
+        let file = crate::pve::tls::check_ca_file(&file).map_err(ca)?;
+        let pem = std::fs::read_to_string(&file).map_err(|e| {
+            ca(ApiError::Config(format!(
+                "cannot read ca file {}: {e}",
+                file.display()
+            )))
+        })?;
         text.push_str(&format!("# {from}: {}\n", file.display()));
         text.push_str(pem.trim_end());
         text.push('\n');
     }
     let bundle = bundle_path(state_dir);
-    write_bundle(&bundle, &text).map_err(|e| {
-        crate::agent::AppError::Io(format!("writing the trust bundle {}", bundle.display()), e)
+    write_bundle(&bundle, &text).map_err(|source| TrustError::Write {
+        path: bundle.clone(),
+        source,
     })?;
     log::debug("trusting a combined bundle", &[("file", &bundle.display())]);
-    Ok(crate::pve::trust_ca_file(&bundle)?)
+    crate::pve::trust_ca_file(&bundle).map_err(|source| TrustError::Ca {
+        from: "the combined bundle",
+        source,
+    })
 }
 
 /// The system's bundle file: `SSL_CERT_FILE` as the process got it, else the first of
 /// [`SYSTEM_BUNDLES`] that exists.
-fn system_bundle() -> Result<PathBuf, crate::agent::AppError> {
+fn system_bundle() -> Result<PathBuf, TrustError> {
     if let Some(p) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
@@ -125,12 +184,7 @@ fn system_bundle() -> Result<PathBuf, crate::agent::AppError> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            usage(format!(
-                "no system trust store found (looked for {}): set desired_ca_file to the CA of desired_url and report_url",
-                SYSTEM_BUNDLES.join(", ")
-            ))
-        })
+        .ok_or(TrustError::NoSystemStore)
 }
 
 /// Writes the bundle unless it already holds `text`. The temporary name is the
