@@ -106,3 +106,51 @@ impl Drop for Reporter {
         }
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+    use crate::remote::RemoteUrl;
+    use crate::sim::{Source, SourceOptions};
+    use std::time::Duration;
+
+    #[test]
+    fn the_newest_document_is_posted_and_the_counts_kept() {
+        let source = Source::start(SourceOptions::default(), "{}").unwrap();
+        let target = ReportTarget {
+            url: RemoteUrl::parse(&format!("{}/report", source.origin())).unwrap(),
+            token: None,
+        };
+        let reporter = Reporter::spawn().unwrap();
+        for n in 1..=5 {
+            reporter.post(target.clone(), format!("{{\"n\": {n}}}").into_bytes());
+        }
+        // Each posted or replaced by a newer one; the newest always arrives.
+        assert!(source.wait_until(Duration::from_secs(10), |log| log
+            .last()
+            .is_some_and(|r| r.body == b"{\"n\": 5}")));
+        let posts = source.requests();
+        assert!((1..=5).contains(&posts.len()), "{}", posts.len());
+        let bodies: Vec<_> = posts.iter().map(|r| r.body.clone()).collect();
+        let mut sorted = bodies.clone();
+        sorted.sort();
+        assert_eq!(bodies, sorted, "in order, none twice");
+        // The source logs a report before it answers; the count follows the answer.
+        let counted = |want: (u64, u64)| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while reporter.counts() != want && std::time::Instant::now() < deadline {
+                let _ = crossbeam_channel::after(Duration::from_millis(10)).recv();
+            }
+            reporter.counts()
+        };
+        let sent = posts.len() as u64;
+        assert_eq!(counted((sent, 0)), (sent, 0));
+        // A target that refuses connections is counted as a failure.
+        let gone = ReportTarget {
+            url: RemoteUrl::parse("http://127.0.0.1:1/report").unwrap(),
+            token: None,
+        };
+        reporter.post(gone, b"{}".to_vec());
+        assert_eq!(counted((sent, 1)), (sent, 1));
+    }
+}
