@@ -123,6 +123,8 @@ struct Daemon {
     fixed: Fixed,
     /// What a reload may change.
     live: Live,
+    /// The certificates trusted since start (the TLS stack reads them once).
+    trust: crate::trust::TrustPlan,
     /// `None` while it is lent to the loader for a fetch.
     provider: Option<Box<dyn Provider>>,
     /// The remote source's status as of its last answer.
@@ -208,6 +210,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     let remote = provider.refresh_every().is_some();
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
+        trust: crate::trust::TrustPlan::of(&agent.fixed, &config.live),
         fixed: agent.fixed,
         live: config.live,
         source: provider.source_status(),

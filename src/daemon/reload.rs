@@ -204,8 +204,7 @@ impl Daemon {
                         &[("keys", &restart.join(","))],
                     );
                 }
-                let trust = crate::trust::TrustPlan::of(&self.fixed, &self.live);
-                if crate::trust::TrustPlan::of(&new.config.fixed, &new.config.live) != trust {
+                if crate::trust::TrustPlan::of(&new.config.fixed, &new.config.live) != self.trust {
                     log::warn(
                         "reload: the certificates to trust changed (a CA file, or a desired_url or report_url that turned https); that takes effect only after a restart",
                         &[],
@@ -248,7 +247,6 @@ impl Daemon {
                 self.reload_error = Some(e.to_string());
                 self.telemetry.record_reload_failure();
                 self.write_outputs();
-                // The provider in force was not lent out, so its timer goes on.
             }
         }
     }
