@@ -26,6 +26,7 @@ pub mod notify;
 pub mod plan;
 pub mod pve;
 pub mod quarantine;
+pub mod remote;
 pub mod rng;
 pub mod secret;
 #[cfg(feature = "sim")]
@@ -33,6 +34,7 @@ pub mod sim;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod trust;
 
 #[cfg(test)]
 mod fuzz;

@@ -159,7 +159,8 @@ fn generate(args: &[String]) -> Result<ExitCode, AppError> {
         }
         "vmids" => {
             let config = felhom_agent::config::Config::load(&config)?;
-            let desired = felhom_agent::agent::provider_for(&config.live).load()?;
+            // The last good state, for a URL: completion never fetches.
+            let desired = felhom_agent::agent::provider_for(&config)?.load()?;
             for vmid in desired.guests.keys() {
                 println!("{vmid}");
             }

@@ -1,10 +1,12 @@
-//! A string that never prints: the API token secret.
+//! A string that never prints: the API token secret, and the desired-state source's
+//! bearer token.
 
 use std::fmt;
 
 /// Holds a secret. `Debug` and `Display` print `<redacted>`; the only way to read
-/// the value is [`Secret::expose`], which is called in one place: building the
-/// Authorization header.
+/// the value is [`Secret::expose`], which is called where an Authorization header is
+/// built (the Proxmox client's, and `remote`'s) and where `remote` checks that an
+/// answer does not repeat the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

@@ -2,6 +2,7 @@
 //! and for tools. One typed document, written and read through the same struct, with a
 //! version so that a reader can refuse a document it does not know.
 
+use crate::desired::SourceStatus;
 use crate::engine::PassReport;
 use serde::{Deserialize, Serialize};
 use std::fmt::{self, Write as _};
@@ -18,11 +19,16 @@ pub struct Status {
     pub pid: u32,
     /// When it was written, RFC 3339 UTC.
     pub written: String,
-    /// The last pass, in one line (the same as the sd_notify STATUS line).
+    /// The last pass, in one line (the same as the sd_notify STATUS line), with a
+    /// note when the desired-state source is failing.
     pub summary: String,
     pub last_pass: PassReport,
     /// The last reload's error; the last good config and desired state stay in force.
     pub reload_error: Option<String>,
+    /// How the desired-state source stands, when it is a URL: where the state in force
+    /// came from, how old it is, and the last fetch's error.
+    #[serde(default)]
+    pub source: Option<SourceStatus>,
 }
 
 impl Status {
@@ -35,7 +41,17 @@ impl Status {
             summary: report.summary(),
             last_pass: report.clone(),
             reload_error: reload_error.map(str::to_string),
+            source: None,
         }
+    }
+
+    /// With the desired-state source's status; a failing source is noted in `summary`.
+    pub fn with_source(mut self, source: Option<SourceStatus>) -> Status {
+        if let Some(note) = source.as_ref().and_then(SourceStatus::note) {
+            self.summary = format!("{}; {note}", self.summary);
+        }
+        self.source = source;
+        self
     }
 }
 
@@ -125,6 +141,32 @@ pub fn render(s: &Status) -> String {
     for p in &pass.pending {
         let _ = writeln!(out, "pending:   {} {}", p.vmid, p.keys.join(", "));
     }
+    if let Some(src) = &s.source {
+        let time = |t: Option<i64>| t.map_or("never".to_string(), crate::time::rfc3339);
+        let _ = writeln!(out, "source:    {}", src.url);
+        let _ = writeln!(
+            out,
+            "  fetched {}, confirmed {}{}{}",
+            time(src.fetched),
+            time(src.confirmed),
+            src.age_secs.map_or(String::new(), |a| format!(
+                " ({} old)",
+                crate::desired::short_duration(a)
+            )),
+            if src.from_state_dir {
+                ", kept from an earlier run"
+            } else {
+                ""
+            }
+        );
+        if let Some(e) = &src.error {
+            let _ = writeln!(
+                out,
+                "  failing since {} (the state above stays in force):\n  {e}",
+                time(src.error_at)
+            );
+        }
+    }
     if let Some(e) = &s.reload_error {
         let _ = writeln!(
             out,
@@ -152,10 +194,42 @@ mod tests {
         let (_, back) = read(&dir).unwrap();
         assert_eq!(back.last_pass.pass, 3);
         assert_eq!(back.reload_error.as_deref(), Some("bad desired file"));
+        assert_eq!(back.source, None);
         let text = render(&back);
         assert!(
             text.contains("in sync:   101") && text.contains("bad desired file"),
             "{text}"
+        );
+        // With a failing source: noted in the summary, its times as RFC 3339.
+        let source = SourceStatus {
+            url: "https://cp/d.json".into(),
+            fetched: Some(1_700_000_000),
+            confirmed: Some(1_700_000_000),
+            error: Some("GET https://cp/d.json: answered 503".into()),
+            error_at: Some(1_700_000_720),
+            ..SourceStatus::default()
+        }
+        .aged(1_700_000_720);
+        let s = Status::new("pve1", &report, None).with_source(Some(source.clone()));
+        assert!(
+            s.summary
+                .ends_with("; desired source failing, state in force 12m old"),
+            "{}",
+            s.summary
+        );
+        write(&dir, &s).unwrap();
+        let (text, back) = read(&dir).unwrap();
+        assert_eq!(back.source, Some(source));
+        assert!(
+            text.contains(r#""fetched":"2023-11-14T22:13:20Z""#),
+            "{text}"
+        );
+        let shown = render(&back);
+        assert!(
+            shown.contains("source:    https://cp/d.json")
+                && shown.contains("(12m old)")
+                && shown.contains("answered 503"),
+            "{shown}"
         );
         std::fs::write(path(&dir), r#"{"version": 2}"#).unwrap();
         let err = read(&dir).unwrap_err();

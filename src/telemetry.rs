@@ -1,6 +1,7 @@
 //! The agent's metrics: cumulative counters kept across passes, rendered in Prometheus
 //! text format after every pass.
 
+use crate::desired::SourceStatus;
 use crate::engine::PassReport;
 use crate::metrics::MetricsText;
 use std::collections::BTreeMap;
@@ -13,6 +14,35 @@ pub struct Telemetry {
     actions: BTreeMap<(String, String), u64>,
     last: Option<PassReport>,
     reload_failures: u64,
+    /// Requests to the desired-state source, by [`FetchOutcome`].
+    fetches: BTreeMap<&'static str, u64>,
+}
+
+/// What one request to the desired-state source did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// It sent a state (200).
+    New,
+    /// It confirmed the state held (304).
+    Unchanged,
+    /// It failed, or its answer was refused.
+    Failed,
+}
+
+impl FetchOutcome {
+    pub const ALL: [FetchOutcome; 3] = [
+        FetchOutcome::New,
+        FetchOutcome::Unchanged,
+        FetchOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchOutcome::New => "new",
+            FetchOutcome::Unchanged => "unchanged",
+            FetchOutcome::Failed => "failed",
+        }
+    }
 }
 
 /// Gauges read from the live agent when rendering.
@@ -21,6 +51,10 @@ pub struct Live {
     pub in_flight_ops: usize,
     pub busy_guests: usize,
     pub reload_error: bool,
+    /// The desired-state source, when it is a URL.
+    pub source: Option<SourceStatus>,
+    /// Status reports (sent, failed), when `report_url` is set.
+    pub reports: Option<(u64, u64)>,
 }
 
 impl Telemetry {
@@ -40,6 +74,10 @@ impl Telemetry {
 
     pub fn record_reload_failure(&mut self) {
         self.reload_failures += 1;
+    }
+
+    pub fn record_fetch(&mut self, outcome: FetchOutcome) {
+        *self.fetches.entry(outcome.as_str()).or_default() += 1;
     }
 
     pub fn render(&self, live: &Live) -> String {
@@ -160,6 +198,49 @@ impl Telemetry {
             &[],
             f64::from(u8::from(live.reload_error)),
         );
+        if let Some(src) = &live.source {
+            for outcome in FetchOutcome::ALL {
+                let n = self.fetches.get(outcome.as_str()).copied().unwrap_or(0);
+                m.counter(
+                    "felhom_desired_fetches_total",
+                    "Requests to the desired-state source: new (a state sent), unchanged (304), failed.",
+                    &[("result", outcome.as_str())],
+                    n as f64,
+                )
+                .expect("valid metric");
+            }
+            let mut gauge = |name: &str, help: &str, v: f64| {
+                m.gauge(name, help, &[], v).expect("valid metric");
+            };
+            gauge(
+                "felhom_desired_source_error",
+                "1 when the last request to the desired-state source failed; the last good state stays in force.",
+                f64::from(u8::from(src.error.is_some())),
+            );
+            if let (Some(confirmed), Some(age)) = (src.confirmed, src.age_secs) {
+                gauge(
+                    "felhom_desired_confirmed_timestamp_seconds",
+                    "Unix time when the source last sent or confirmed the desired state in force.",
+                    confirmed as f64,
+                );
+                gauge(
+                    "felhom_desired_age_seconds",
+                    "Seconds since the source last sent or confirmed the desired state in force.",
+                    age as f64,
+                );
+            }
+        }
+        if let Some((ok, failed)) = live.reports {
+            for (result, n) in [("ok", ok), ("failed", failed)] {
+                m.counter(
+                    "felhom_status_reports_total",
+                    "Status documents posted to report_url, by result.",
+                    &[("result", result)],
+                    n as f64,
+                )
+                .expect("valid metric");
+            }
+        }
         m.render()
     }
 }

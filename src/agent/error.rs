@@ -14,6 +14,11 @@ pub enum AppError {
     Usage(String),
     Config(ConfigError),
     Desired(DesiredError),
+    /// The desired-state source failed or answered something that is not a valid
+    /// state (for `check`, which says whether the source is good now).
+    Source(crate::desired::SourceError),
+    /// The certificates to trust could not be set up.
+    Trust(crate::trust::TrustError),
     Journal(JournalError),
     Api(ApiError),
     Io(String, std::io::Error),
@@ -27,6 +32,10 @@ impl AppError {
         match self {
             AppError::Usage(_) | AppError::Config(_) | AppError::Desired(_) => ExitCode::Usage,
             AppError::Journal(e) => e.exit_code(),
+            AppError::Source(crate::desired::SourceError::Invalid(_)) => ExitCode::Usage,
+            AppError::Source(_) => ExitCode::Failure,
+            AppError::Trust(e) if e.is_config() => ExitCode::Usage,
+            AppError::Trust(_) => ExitCode::Failure,
             AppError::Api(_) | AppError::Io(..) | AppError::Status(_) => ExitCode::Failure,
             AppError::Internal(_) => ExitCode::Internal,
         }
@@ -39,6 +48,8 @@ impl fmt::Display for AppError {
             AppError::Usage(m) => f.write_str(m),
             AppError::Config(e) => write!(f, "{e}"),
             AppError::Desired(e) => write!(f, "{e}"),
+            AppError::Source(e) => write!(f, "desired state source: {e}"),
+            AppError::Trust(e) => write!(f, "{e}"),
             AppError::Journal(e) => write!(f, "{e}"),
             AppError::Api(e) => write!(f, "proxmox api: {e}"),
             AppError::Internal(m) => write!(f, "internal error: {m}"),
@@ -53,6 +64,8 @@ impl std::error::Error for AppError {
         match self {
             AppError::Config(e) => Some(e),
             AppError::Desired(e) => Some(e),
+            AppError::Source(e) => Some(e),
+            AppError::Trust(e) => Some(e),
             AppError::Journal(e) => Some(e),
             AppError::Api(e) => Some(e),
             AppError::Io(_, e) => Some(e),
@@ -80,5 +93,10 @@ impl From<JournalError> for AppError {
 impl From<ApiError> for AppError {
     fn from(e: ApiError) -> Self {
         AppError::Api(e)
+    }
+}
+impl From<crate::trust::TrustError> for AppError {
+    fn from(e: crate::trust::TrustError) -> Self {
+        AppError::Trust(e)
     }
 }

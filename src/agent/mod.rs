@@ -3,8 +3,10 @@
 //! from a config to a client, a journal, start-up recovery and an engine.
 //!
 //! Order matters and is kept here: the config, the token secret and the desired state
-//! are loaded and validated first (a bad one stops everything before any I/O); the CA is
-//! trusted before any thread starts (it sets `SSL_CERT_FILE` for the TLS stack); then
+//! are loaded and validated first (a bad one stops everything before any I/O; a URL's
+//! state is its last good one, kept in the state directory, and is fetched later); the
+//! CAs are trusted before any thread starts (see [`crate::trust`]: it sets
+//! `SSL_CERT_FILE` for the TLS stack); then
 //! the client is built and the journal opened (which takes the state directory's lock);
 //! then recovery resolves what an earlier run left in flight; only then is an engine
 //! built.
@@ -15,7 +17,9 @@ pub use error::AppError;
 
 use crate::cancel::Cancel;
 use crate::config::{Config, Fixed, Live, StopMode};
-use crate::desired::{DesiredState, EmptyProvider, FileProvider, Provider};
+use crate::desired::{
+    DesiredState, EmptyProvider, FileProvider, Provider, Refresh, UrlOptions, UrlProvider,
+};
 use crate::engine::{Engine, EngineSettings, Progress};
 use crate::inflight::{ClientNode, RecoverError, RecoverOptions, Tracker};
 use crate::journal::{Journal, JournalOptions};
@@ -23,6 +27,7 @@ use crate::log;
 use crate::plan::PlanSettings;
 use crate::pve::client::{Client, ClientOptions};
 use crate::quarantine::Quarantine;
+use crate::remote::ReportTarget;
 use crate::secret::Secret;
 use crossbeam_channel::Sender;
 use std::path::Path;
@@ -35,27 +40,87 @@ pub struct Loaded {
     pub secret: Secret,
     pub provider: Box<dyn Provider>,
     pub desired: DesiredState,
+    /// Where the status is posted after every pass (`report_url`).
+    pub report: Option<ReportTarget>,
 }
 
-/// Loads and validates the config, the token secret and the desired state.
+/// Loads and validates the config, the token secret and the desired state to start
+/// from (see [`Provider::load`]: a URL's is its last good state; nothing is fetched).
 pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
     let config = Config::load(config_path)?;
     let secret = config.fixed.token_secret()?;
-    let provider = provider_for(&config.live);
+    let token = config.live.desired_token()?;
+    let provider = provider_with(&config, token.clone());
     let desired = provider.load()?;
+    let live = &config.live;
+    let report = ReportTarget::of(
+        live.report_url.as_ref(),
+        live.desired_url.as_ref(),
+        token.as_ref(),
+    );
     Ok(Loaded {
         config,
         secret,
         provider,
         desired,
+        report,
     })
 }
 
-/// Where the desired state comes from: `desired_file`, or nowhere (nothing is managed).
-pub fn provider_for(live: &Live) -> Box<dyn Provider> {
+/// Where the desired state comes from: `desired_file`, `desired_url` (whose token file
+/// is read here), or nowhere (nothing is managed).
+pub fn provider_for(config: &Config) -> Result<Box<dyn Provider>, AppError> {
+    Ok(provider_with(config, config.live.desired_token()?))
+}
+
+/// [`provider_for`] with the token already read.
+fn provider_with(config: &Config, token: Option<Secret>) -> Box<dyn Provider> {
+    let live = &config.live;
+    if let Some(url) = &live.desired_url {
+        return Box::new(UrlProvider::new(UrlOptions {
+            url: url.clone(),
+            token,
+            every: live.desired_interval(),
+            state_dir: config.fixed.state_dir.clone(),
+            timeout: crate::desired::FETCH_TIMEOUT,
+        }));
+    }
     match &live.desired_file {
         Some(path) => Box::new(FileProvider { path: path.clone() }),
         None => Box::new(EmptyProvider),
+    }
+}
+
+/// Asks a remote source for its state once (nothing for a file) and takes a good
+/// answer into `loaded`; `Ok(true)` when the source sent a state (rather than confirm
+/// the one held). `save`: keep it in the state directory (only a process holding its
+/// lock). A failure is returned, `loaded.desired` staying the last good state.
+pub fn refresh(loaded: &mut Loaded, save: bool) -> Result<bool, crate::desired::SourceError> {
+    if loaded.provider.refresh_every().is_none() {
+        return Ok(false);
+    }
+    match loaded.provider.refresh(save) {
+        Refresh::New(state) => {
+            loaded.desired = state;
+            Ok(true)
+        }
+        Refresh::Unchanged => Ok(false),
+        Refresh::Failed(e) => Err(e),
+    }
+}
+
+/// [`refresh`] for the commands that go on with the last good state when the source
+/// fails (`plan`, `once`): the failure is logged, with how old that state is.
+pub fn refresh_or_keep(loaded: &mut Loaded, save: bool) {
+    if let Err(e) = refresh(loaded, save) {
+        let status = loaded.provider.source_status().unwrap_or_default();
+        let age = status
+            .age_secs
+            .map_or("none".to_string(), crate::desired::short_duration);
+        log::warn(
+            "the desired-state source failed; going on with the last good state",
+            &[("error", &e), ("age", &age)],
+        );
     }
 }
 
@@ -70,14 +135,14 @@ pub fn plan_settings(live: &Live) -> PlanSettings {
     }
 }
 
-/// Trusts the configured CA (this must happen before any thread starts) and builds the
-/// client; for the read-only commands, which must not take the journal's lock.
-/// `cancel` (shutdown) cuts the client's pauses between retries short.
+/// Trusts the configured CAs (see [`crate::trust`]; this must happen before any thread
+/// starts and before the first https request, the desired-state source's included) and
+/// builds the client; for the read-only commands, which must not take the journal's
+/// lock. `cancel` (shutdown) cuts the client's pauses between retries short.
 pub fn client(loaded: &Loaded, cancel: &Cancel) -> Result<Client, AppError> {
     let fixed = &loaded.config.fixed;
-    if let Some(ca) = fixed.resolved_ca_file() {
-        crate::pve::trust_ca_file(&ca)?;
-    }
+    let plan = crate::trust::TrustPlan::of(fixed, &loaded.config.live);
+    crate::trust::install(&plan, &fixed.state_dir)?;
     Ok(Client::new(ClientOptions {
         base_url: fixed.api_url.clone(),
         token_id: fixed.token_id.clone(),
@@ -193,18 +258,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_provider_follows_desired_file() {
-        let mut live = crate::config::Config::parse(
+    fn the_provider_follows_desired_file_and_desired_url() {
+        let mut config = crate::config::Config::parse(
             r#"{"token_id": "agent@pve!reconciler", "token_secret_file": "t", "node": "pve1"}"#,
             Path::new("/etc/felhom-agent/config.json"),
         )
-        .unwrap()
-        .live;
-        assert_eq!(provider_for(&live).name(), "none");
-        live.desired_file = Some("/etc/felhom-agent/desired.json".into());
-        assert_eq!(
-            provider_for(&live).name(),
-            "file /etc/felhom-agent/desired.json"
+        .unwrap();
+        let name = |c: &Config| provider_for(c).unwrap().name();
+        assert_eq!(name(&config), "none");
+        config.live.desired_file = Some("/etc/felhom-agent/desired.json".into());
+        assert_eq!(name(&config), "file /etc/felhom-agent/desired.json");
+        config.live.desired_file = None;
+        config.fixed.state_dir = "/nonexistent/felhom".into();
+        config.live.desired_url = crate::remote::RemoteUrl::parse("https://cp/d.json?x=1").ok();
+        assert_eq!(name(&config), "url https://cp/d.json?...");
+        // Nothing kept and nothing fetched yet: nothing is managed.
+        let p = provider_for(&config).unwrap();
+        assert_eq!(p.load().unwrap(), DesiredState::default());
+        assert_eq!(p.refresh_every(), Some(Duration::from_secs(30)));
+        config.live.desired_token_file = Some("/nonexistent/felhom/token".into());
+        let e = provider_for(&config).err().unwrap();
+        assert!(
+            e.to_string().starts_with("cannot read desired token file"),
+            "{e}"
         );
     }
 }

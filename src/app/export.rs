@@ -89,10 +89,11 @@ pub fn export(config_path: &Path, select: &Selection) -> Result<ExitCode, AppErr
         secret,
         provider: Box::new(EmptyProvider),
         desired: DesiredState::default(),
+        report: None,
     };
     let client = agent::client(&loaded, &Cancel::never())?;
     let fixed = &loaded.config.fixed;
-    let journal = fixed.state_dir.join("journal");
+    let journal = crate::journal::file_in(&fixed.state_dir);
     let records = if journal.exists() {
         crate::journal::read_records(&journal)?
     } else {

@@ -16,9 +16,17 @@ use crate::inflight::{ClientNode, Tracker};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `felhom-agent check`: config, token file and desired state are valid.
+/// `felhom-agent check`: config, token file and desired state are valid; a
+/// `desired_url` is fetched (conditionally, against the last good state kept) and must
+/// answer a valid state now.
 pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
-    let loaded = agent::load(config_path)?;
+    let mut loaded = agent::load(config_path)?;
+    if loaded.provider.refresh_every().is_some() {
+        let fixed = &loaded.config.fixed;
+        let plan = crate::trust::TrustPlan::of(fixed, &loaded.config.live);
+        crate::trust::install(&plan, &fixed.state_dir)?;
+        agent::refresh(&mut loaded, false).map_err(AppError::Source)?;
+    }
     println!(
         "ok: {} ({} guests desired, source {})",
         config_path.display(),
@@ -30,8 +38,10 @@ pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
 
 /// `felhom-agent plan`: read-only.
 pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
-    let loaded = agent::load(config_path)?;
+    let mut loaded = agent::load(config_path)?;
     let client = agent::client(&loaded, &Cancel::never())?;
+    // Read-only: what the source gives is not kept.
+    agent::refresh_or_keep(&mut loaded, false);
     let fixed = &loaded.config.fixed;
     // Read-only: the journal is read, not opened (the service may hold it). Its ops
     // still in flight hold their guests, decided as a pass would decide them.
@@ -107,9 +117,11 @@ pub fn plan_json(plan: &crate::plan::Plan) -> String {
 
 /// `felhom-agent once`: recovery, then one pass, waiting for every action.
 pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
-    let loaded = agent::load(config_path)?;
+    let mut loaded = agent::load(config_path)?;
     let mut cancel = crate::cancel::CancelSource::new();
     let agent = Agent::start(&loaded, &cancel.token())?;
+    // After the state directory's lock is taken: a good state is kept there.
+    agent::refresh_or_keep(&mut loaded, true);
     agent.recover(&cancel.token())?;
     let mut engine = agent.engine(&loaded.config.live, cancel.token(), None);
     // Every task wait is bounded by task_timeout; the pass by the slowest guest's chain.
@@ -117,9 +129,20 @@ pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let (_plan, report) = engine.run_pass(&loaded.desired, deadline);
     engine.shutdown(Instant::now(), || cancel.cancel());
     agent.journal.close()?;
-    let status = crate::status::Status::new(&agent.fixed.node, &report, None);
+    let status = crate::status::Status::new(&agent.fixed.node, &report, None)
+        .with_source(loaded.provider.source_status());
     crate::status::write(&agent.fixed.state_dir, &status)
         .map_err(|e| AppError::Io("writing the status file".into(), e))?;
+    if let Some(target) = &loaded.report {
+        // Best effort, bounded by the report's timeout; the pass is over.
+        let body = serde_json::to_vec(&status).expect("the status serializes");
+        if let Err(e) = target.post(body) {
+            crate::log::warn(
+                "cannot report the status",
+                &[("error", &crate::log::Chain(&e))],
+            );
+        }
+    }
     if json {
         println!(
             "{}",

@@ -22,14 +22,50 @@ pub enum ConfigError {
         /// Problems found beyond the cap, counted but not kept.
         omitted: usize,
     },
-    /// The token secret file could not be opened or read.
-    SecretRead { path: PathBuf, source: io::Error },
-    /// The token secret file can be read or written by group or others.
-    SecretPermissions { path: PathBuf, mode: u32 },
-    /// The token secret file holds nothing but whitespace.
-    SecretEmpty { path: PathBuf },
-    /// The token secret file holds more than one printable ASCII word, or is too long.
-    SecretMalformed { path: PathBuf },
+    /// A secret file (the token secret or the desired-state source's token) could not
+    /// be opened or read.
+    SecretRead {
+        kind: SecretKind,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The secret file can be read or written by group or others.
+    SecretPermissions {
+        kind: SecretKind,
+        path: PathBuf,
+        mode: u32,
+    },
+    /// The secret file holds nothing but whitespace.
+    SecretEmpty { kind: SecretKind, path: PathBuf },
+    /// The secret file holds more than one printable ASCII word, or is too long.
+    SecretMalformed { kind: SecretKind, path: PathBuf },
+}
+
+/// Which secret file an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKind {
+    /// `token_secret_file`: the API token's secret.
+    ApiToken,
+    /// `desired_token_file`: the bearer token for `desired_url`.
+    DesiredToken,
+}
+
+impl SecretKind {
+    /// How a message names the file.
+    fn file(self) -> &'static str {
+        match self {
+            SecretKind::ApiToken => "token secret file",
+            SecretKind::DesiredToken => "desired token file",
+        }
+    }
+
+    /// What the file holds, and what it must hold only.
+    fn holds(self) -> (&'static str, &'static str) {
+        match self {
+            SecretKind::ApiToken => ("the API token's secret", "a single token secret"),
+            SecretKind::DesiredToken => ("the token for desired_url", "a single token"),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -43,25 +79,33 @@ impl fmt::Display for ConfigError {
                 problems,
                 omitted,
             } => write_problems(f, path, problems, *omitted),
-            ConfigError::SecretRead { path, source } => write!(
+            ConfigError::SecretRead { kind, path, source } => write!(
                 f,
-                "cannot read token secret file {}: {source}",
+                "cannot read {} {}: {source}",
+                kind.file(),
                 path.display()
             ),
-            ConfigError::SecretPermissions { path, mode } => write!(
+            ConfigError::SecretPermissions { kind, path, mode } => write!(
                 f,
-                "token secret file {0} is readable or writable by group or others (mode {mode:04o}): run chmod 600 {0}",
+                "{} {1} is readable or writable by group or others (mode {mode:04o}): run chmod 600 {1}",
+                kind.file(),
                 path.display()
             ),
-            ConfigError::SecretEmpty { path } => write!(
+            ConfigError::SecretEmpty { kind, path } => write!(
                 f,
-                "token secret file {} is empty: write the API token's secret into it",
-                path.display()
+                "{} {} is empty: write {} into it",
+                kind.file(),
+                path.display(),
+                kind.holds().0
             ),
-            ConfigError::SecretMalformed { path } => write!(
+            ConfigError::SecretMalformed { kind, path } => write!(
                 f,
-                "token secret file {} does not hold a single token secret (it has spaces, control characters or non-ASCII text inside, or is over 4096 bytes): it must hold only the API token's secret (a UUID)",
-                path.display()
+                "{} {} does not hold {} (it has spaces, control characters or non-ASCII text inside, or is over 4096 bytes): it must hold only {}{}",
+                kind.file(),
+                path.display(),
+                kind.holds().1,
+                kind.holds().0,
+                if *kind == SecretKind::ApiToken { " (a UUID)" } else { "" }
             ),
         }
     }

@@ -17,6 +17,11 @@
 //! | `token_secret_file` | required | a path; mode must deny group and others; a file name holding a UUID is refused (it is the secret itself) |
 //! | `ca_file` | `/etc/pve/pve-root-ca.pem` if it exists | a path |
 //! | `desired_file` | none: nothing is managed | a path |
+//! | `desired_url` | none | `https://host[:port]/path[?query]` (or `http://` to a loopback IPv4 address); not with `desired_file` |
+//! | `desired_token_file` | none | a path (with `desired_url`); mode must deny group and others |
+//! | `desired_ca_file` | the system roots | a path |
+//! | `desired_interval_secs` | `interval_secs` | 1..=86400 (with `desired_url`) |
+//! | `report_url` | none | as `desired_url` |
 //! | `state_dir` | `/var/lib/felhom-agent` | a path |
 //! | `interval_secs` | 30 | 1..=86400 |
 //! | `max_parallel` | 4 | 1..=64 |
@@ -48,10 +53,11 @@ mod tests_keys;
 mod tests_secret;
 mod values;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, SecretKind};
 
 use crate::json::diag::{boolean, choice, decode, integer, known_members, string, Problems};
 use crate::json::{self, Value};
+use crate::remote::RemoteUrl;
 use crate::secret::Secret;
 use std::fmt;
 use std::io::{self, Read};
@@ -76,6 +82,11 @@ pub const KEYS: &[&str] = &[
     "token_secret_file",
     "ca_file",
     "desired_file",
+    "desired_url",
+    "desired_token_file",
+    "desired_ca_file",
+    "desired_interval_secs",
+    "report_url",
     "state_dir",
     "interval_secs",
     "max_parallel",
@@ -143,6 +154,9 @@ pub struct Fixed {
     pub token_secret_file: PathBuf,
     /// As configured; [`Fixed::resolved_ca_file`] applies the default.
     pub ca_file: Option<PathBuf>,
+    /// The CA that vouches for `desired_url` and `report_url`, instead of the system
+    /// roots. Fixed because the TLS stack reads its trust once (see [`crate::trust`]).
+    pub desired_ca_file: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub max_parallel: usize,
     #[serde(rename = "task_timeout_secs", serialize_with = "as_secs")]
@@ -158,6 +172,14 @@ pub struct Fixed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Live {
     pub desired_file: Option<PathBuf>,
+    /// Where the desired state is fetched from, instead of `desired_file`.
+    pub desired_url: Option<RemoteUrl>,
+    /// The bearer token for `desired_url` (and `report_url` on the same origin).
+    pub desired_token_file: Option<PathBuf>,
+    /// How often `desired_url` is asked; `None`: every `interval`.
+    pub desired_interval: Option<Duration>,
+    /// Where the status is posted after every pass.
+    pub report_url: Option<RemoteUrl>,
     pub interval: Duration,
     pub shutdown_timeout: Duration,
     /// How long SIGTERM waits for in-flight work.
@@ -170,6 +192,22 @@ pub struct Live {
     pub identity_guard: bool,
     /// Whether HA-managed guests are left to ha-manager or driven through requests.
     pub ha_mode: HaMode,
+}
+
+impl Live {
+    /// How often the desired-state source is asked.
+    pub fn desired_interval(&self) -> Duration {
+        self.desired_interval.unwrap_or(self.interval)
+    }
+
+    /// Reads the bearer token for `desired_url` from `desired_token_file`, by the rules
+    /// of [`Fixed::token_secret`].
+    pub fn desired_token(&self) -> Result<Option<Secret>, ConfigError> {
+        self.desired_token_file
+            .as_deref()
+            .map(|p| read_secret(p, SecretKind::DesiredToken))
+            .transpose()
+    }
 }
 
 /// What the agent does with a guest that HA manages.
@@ -247,34 +285,7 @@ impl Fixed {
     /// surrounding whitespace trimmed. Refuses a file that group or others can read
     /// or write, an empty one, and one with spaces or control characters inside.
     pub fn token_secret(&self) -> Result<Secret, ConfigError> {
-        let path = &self.token_secret_file;
-        let read_err = |source| ConfigError::SecretRead {
-            path: path.clone(),
-            source,
-        };
-        // Checked on the open handle, so the file checked is the file read.
-        let (file, meta) = crate::fsutil::open_regular(path).map_err(read_err)?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(ConfigError::SecretPermissions {
-                path: path.clone(),
-                mode: mode & 0o7777,
-            });
-        }
-        // A token secret is a UUID; anything much longer is the wrong file.
-        const MAX: u64 = 4096;
-        let mut text = String::new();
-        file.take(MAX + 1)
-            .read_to_string(&mut text)
-            .map_err(read_err)?;
-        let secret = text.trim();
-        if secret.is_empty() {
-            return Err(ConfigError::SecretEmpty { path: path.clone() });
-        }
-        if text.len() as u64 > MAX || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::SecretMalformed { path: path.clone() });
-        }
-        Ok(Secret::new(secret))
+        read_secret(&self.token_secret_file, SecretKind::ApiToken)
     }
 
     /// The CA file to trust: `ca_file` if set, else [`PVE_ROOT_CA`] if it exists,
@@ -282,6 +293,48 @@ impl Fixed {
     pub fn resolved_ca_file(&self) -> Option<PathBuf> {
         resolve_ca(self.ca_file.as_deref(), Path::new(PVE_ROOT_CA))
     }
+}
+
+/// Reads a secret file: its content with surrounding whitespace trimmed. Refuses a file
+/// that group or others can read or write, an empty one, and one with spaces or control
+/// characters inside.
+fn read_secret(path: &Path, kind: SecretKind) -> Result<Secret, ConfigError> {
+    let read_err = |source| ConfigError::SecretRead {
+        kind,
+        path: path.to_path_buf(),
+        source,
+    };
+    // Checked on the open handle, so the file checked is the file read.
+    let (file, meta) = crate::fsutil::open_regular(path).map_err(read_err)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::SecretPermissions {
+            kind,
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    // A token secret is a UUID, a bearer token rarely over a few hundred bytes;
+    // anything much longer is the wrong file.
+    const MAX: u64 = 4096;
+    let mut text = String::new();
+    file.take(MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(ConfigError::SecretEmpty {
+            kind,
+            path: path.to_path_buf(),
+        });
+    }
+    if text.len() as u64 > MAX || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::SecretMalformed {
+            kind,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Secret::new(secret))
 }
 
 fn resolve_ca(configured: Option<&Path>, default: &Path) -> Option<PathBuf> {
@@ -331,6 +384,7 @@ fn parse_with(
             token_id: String::new(),
             token_secret_file: PathBuf::new(),
             ca_file: None,
+            desired_ca_file: None,
             state_dir: PathBuf::from("/var/lib/felhom-agent"),
             max_parallel: 4,
             task_timeout: Duration::from_secs(600),
@@ -339,6 +393,10 @@ fn parse_with(
         },
         live: Live {
             desired_file: None,
+            desired_url: None,
+            desired_token_file: None,
+            desired_interval: None,
+            report_url: None,
             interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(20),
@@ -351,6 +409,8 @@ fn parse_with(
     };
     let (mut has_node, mut has_token_id, mut has_secret_file) = (false, false, false);
     let mut task_timeout_pos = root.pos;
+    // Where the keys that only make sense with a desired_url are, for a problem.
+    let (mut source_pos, mut token_pos, mut interval_pos) = (None, None, None);
     for m in known_members(members, KEYS, None, &mut problems) {
         let v = &m.value;
         if m.key == "task_timeout_secs" {
@@ -382,6 +442,28 @@ fn parse_with(
             "desired_file" => string(v)
                 .and_then(|s| values::path(s, &base))
                 .map(|p| cfg.live.desired_file = Some(p)),
+            "desired_url" => {
+                source_pos = Some(v.pos);
+                string(v)
+                    .and_then(values::remote_url)
+                    .map(|u| cfg.live.desired_url = Some(u))
+            }
+            "desired_token_file" => {
+                token_pos = Some(v.pos);
+                string(v)
+                    .and_then(|s| values::token_file(s, &base))
+                    .map(|p| cfg.live.desired_token_file = Some(p))
+            }
+            "desired_ca_file" => string(v)
+                .and_then(|s| values::path(s, &base))
+                .map(|p| cfg.fixed.desired_ca_file = Some(p)),
+            "desired_interval_secs" => {
+                interval_pos = Some(v.pos);
+                secs(v, 86400).map(|d| cfg.live.desired_interval = Some(d))
+            }
+            "report_url" => string(v)
+                .and_then(values::remote_url)
+                .map(|u| cfg.live.report_url = Some(u)),
             "state_dir" => string(v)
                 .and_then(|s| values::path(s, &base))
                 .map(|p| cfg.fixed.state_dir = p),
@@ -434,6 +516,13 @@ fn parse_with(
     if let Err(msg) = cfg.fixed.check_live(&cfg.live) {
         problems.push(task_timeout_pos, None, Some("task_timeout_secs"), msg);
     }
+    check_source_keys(
+        &cfg.live,
+        source_pos,
+        token_pos,
+        interval_pos,
+        &mut problems,
+    );
     if !has_token_id {
         problems.push(
             root.pos,
@@ -460,6 +549,44 @@ fn parse_with(
         Ok(cfg)
     } else {
         Err(invalid(problems.finish()))
+    }
+}
+
+/// The keys that go with `desired_url` go only with it, and it does not go with
+/// `desired_file`: the desired state has one source.
+fn check_source_keys(
+    live: &Live,
+    source: Option<json::Pos>,
+    token: Option<json::Pos>,
+    interval: Option<json::Pos>,
+    problems: &mut Problems,
+) {
+    match (source, live.desired_file.is_some()) {
+        (Some(pos), true) => problems.push(
+            pos,
+            None,
+            Some("desired_url"),
+            "the desired state has one source: set desired_url or desired_file, not both",
+        ),
+        (None, _) => {
+            let alone = [
+                (token, "desired_token_file", "the token for it"),
+                (interval, "desired_interval_secs", "how often it is asked"),
+            ];
+            for (pos, key, what) in alone {
+                if let Some(pos) = pos {
+                    problems.push(
+                        pos,
+                        None,
+                        Some(key),
+                        format!(
+                            "only goes with desired_url, {what}: set desired_url or remove {key}"
+                        ),
+                    );
+                }
+            }
+        }
+        (Some(_), false) => {}
     }
 }
 

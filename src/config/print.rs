@@ -8,9 +8,10 @@ use std::path::Path;
 
 impl Config {
     /// The config as JSON text that [`Config::parse`] reads back into an equal
-    /// `Config` (given the same path). Every key is written except the optional paths
-    /// that are not set (`ca_file`, `desired_file`, `metrics_file`): leaving a key out
-    /// is how the file says "not set". `node` is always written, so reading the text
+    /// `Config` (given the same path). Every key is written except the optional ones
+    /// that are not set (`ca_file`, `desired_file`, `metrics_file`, the `desired_*`
+    /// keys, `report_url`): leaving a key out is how the file says "not set". URLs are
+    /// written whole, query included: this text is for the operator, not for a log. `node` is always written, so reading the text
     /// back does not consult the hostname. A path that is not valid UTF-8 (possible
     /// only through a non-UTF-8 config directory) is written with U+FFFD in place of
     /// the bad bytes, so it alone does not read back the same.
@@ -25,6 +26,11 @@ impl Config {
                 "token_secret_file" => Some(path(&f.token_secret_file)),
                 "ca_file" => f.ca_file.as_deref().map(path),
                 "desired_file" => l.desired_file.as_deref().map(path),
+                "desired_url" => l.desired_url.as_ref().map(|u| string(&u.full())),
+                "desired_token_file" => l.desired_token_file.as_deref().map(path),
+                "desired_ca_file" => f.desired_ca_file.as_deref().map(path),
+                "desired_interval_secs" => l.desired_interval.map(|d| d.as_secs().to_string()),
+                "report_url" => l.report_url.as_ref().map(|u| string(&u.full())),
                 "state_dir" => Some(path(&f.state_dir)),
                 "interval_secs" => Some(l.interval.as_secs().to_string()),
                 "max_parallel" => Some(f.max_parallel.to_string()),
@@ -69,6 +75,11 @@ mod tests {
         cfg.fixed.ca_file = Some("/etc/ssl/ca.pem".into());
         cfg.live.desired_file = Some("/etc/felhom-agent/desired \"x\".json".into());
         cfg.live.metrics_file = Some("/run/m.prom".into());
+        cfg.fixed.desired_ca_file = Some("/etc/ssl/cp.pem".into());
+        cfg.live.desired_token_file = Some("/etc/felhom-agent/cp.token".into());
+        cfg.live.desired_interval = Some(std::time::Duration::from_secs(300));
+        cfg.live.report_url = crate::remote::RemoteUrl::parse("https://cp/r?node=pve1").ok();
+        cfg.live.desired_url = crate::remote::RemoteUrl::parse("https://cp/d.json?ref=main").ok();
         let text = cfg.to_json();
         let node = crate::json::parse(&text).unwrap();
         let crate::json::Value::Object(members) = node.value else {
@@ -76,6 +87,12 @@ mod tests {
         };
         let keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
         assert_eq!(keys, KEYS);
+        assert!(
+            text.contains(r#""desired_url": "https://cp/d.json?ref=main""#),
+            "{text}"
+        );
+        // Both sources at once are refused, so the round trip is tried with the URL only.
+        cfg.live.desired_file = None;
         crate::config::tests_fuzz::round_trip(&cfg);
         // The defaults leave the optional paths out, and a relative setting comes back
         // absolute.

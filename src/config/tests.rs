@@ -26,6 +26,7 @@ pub(super) fn defaults() -> Config {
             token_id: "agent@pve!reconciler".to_string(),
             token_secret_file: PathBuf::from("/etc/felhom-agent/token"),
             ca_file: None,
+            desired_ca_file: None,
             state_dir: PathBuf::from("/var/lib/felhom-agent"),
             max_parallel: 4,
             task_timeout: Duration::from_secs(600),
@@ -34,6 +35,10 @@ pub(super) fn defaults() -> Config {
         },
         live: Live {
             desired_file: None,
+            desired_url: None,
+            desired_token_file: None,
+            desired_interval: None,
+            report_url: None,
             interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(20),
@@ -73,6 +78,28 @@ pub(super) fn render(cfg: &Config) -> String {
         o(&cfg.live.desired_file),
         o(&d.live.desired_file),
     );
+    let u = |u: &Option<crate::remote::RemoteUrl>| format!("{:?}", u.as_ref().map(|u| u.full()));
+    diff(
+        "desired_url",
+        u(&cfg.live.desired_url),
+        u(&d.live.desired_url),
+    );
+    diff(
+        "desired_token_file",
+        o(&cfg.live.desired_token_file),
+        o(&d.live.desired_token_file),
+    );
+    diff(
+        "desired_ca_file",
+        o(&cfg.fixed.desired_ca_file),
+        o(&d.fixed.desired_ca_file),
+    );
+    diff(
+        "desired_interval",
+        format!("{:?}", cfg.live.desired_interval),
+        format!("{:?}", d.live.desired_interval),
+    );
+    diff("report_url", u(&cfg.live.report_url), u(&d.live.report_url));
     diff("state_dir", p(&cfg.fixed.state_dir), p(&d.fixed.state_dir));
     let s = |d: Duration| format!("{}s", d.as_secs());
     diff("interval", s(cfg.live.interval), s(d.live.interval));

@@ -28,14 +28,35 @@ const INTEGERS: &[(&str, u64, u64)] = &[
     ("drain_timeout_secs", 1, 600),
     ("unanswered_grace_secs", 5, 3600),
     ("journal_compact_bytes", 4096, u64::MAX),
+    ("desired_interval_secs", 1, 86400),
 ];
 
 const PATH_KEYS: &[&str] = &[
     "token_secret_file",
     "ca_file",
     "desired_file",
+    "desired_token_file",
+    "desired_ca_file",
     "state_dir",
     "metrics_file",
+];
+
+/// Valid URLs for `desired_url` and `report_url`, as given and as kept.
+const URLS: &[(&str, &str)] = &[
+    (
+        "https://cp.example.com/nodes/pve1.json",
+        "https://cp.example.com/nodes/pve1.json",
+    ),
+    ("https://cp", "https://cp/"),
+    ("https://cp:8443?node=pve1", "https://cp:8443/?node=pve1"),
+    (
+        "https://git.example.com/ops/fleet/raw/branch/main/pve1.json?ref=main&x=%20",
+        "https://git.example.com/ops/fleet/raw/branch/main/pve1.json?ref=main&x=%20",
+    ),
+    (
+        "http://127.0.0.1:8080/d.json",
+        "http://127.0.0.1:8080/d.json",
+    ),
 ];
 
 /// A generated document, the config it gives when it is clean, and the hostname
@@ -67,6 +88,7 @@ fn start(path: &Path) -> Config {
             token_id: String::new(),
             token_secret_file: PathBuf::new(),
             ca_file: None,
+            desired_ca_file: None,
             state_dir: "/var/lib/felhom-agent".into(),
             max_parallel: 4,
             task_timeout: Duration::from_secs(600),
@@ -75,6 +97,10 @@ fn start(path: &Path) -> Config {
         },
         live: Live {
             desired_file: None,
+            desired_url: None,
+            desired_token_file: None,
+            desired_interval: None,
+            report_url: None,
             interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(20),
@@ -173,6 +199,16 @@ fn valid(rng: &mut XorShift, key: &str, base: &Path, cfg: &mut Config) -> Doc {
             cfg.live.ha_mode = m;
             s.to_string()
         }
+        "desired_url" | "report_url" => {
+            let (given, full) = pick(rng, URLS);
+            let url = crate::remote::RemoteUrl::parse(full).ok();
+            assert_eq!(url.as_ref().map(|u| u.full()).as_deref(), Some(full));
+            match key {
+                "desired_url" => cfg.live.desired_url = url,
+                _ => cfg.live.report_url = url,
+            }
+            given.to_string()
+        }
         "identity_guard" => {
             let b = rng.chance(0.5);
             cfg.live.identity_guard = b;
@@ -195,6 +231,8 @@ fn valid(rng: &mut XorShift, key: &str, base: &Path, cfg: &mut Config) -> Doc {
                 "token_secret_file" => cfg.fixed.token_secret_file = base.join(&p),
                 "ca_file" => cfg.fixed.ca_file = resolved,
                 "desired_file" => cfg.live.desired_file = resolved,
+                "desired_token_file" => cfg.live.desired_token_file = resolved,
+                "desired_ca_file" => cfg.fixed.desired_ca_file = resolved,
                 "state_dir" => cfg.fixed.state_dir = base.join(&p),
                 _ => cfg.live.metrics_file = resolved,
             }
@@ -220,6 +258,7 @@ fn valid(rng: &mut XorShift, key: &str, base: &Path, cfg: &mut Config) -> Doc {
                 "shutdown_timeout_secs" => cfg.live.shutdown_timeout = secs,
                 "drain_timeout_secs" => cfg.live.drain_timeout = secs,
                 "unanswered_grace_secs" => cfg.fixed.unanswered_grace = secs,
+                "desired_interval_secs" => cfg.live.desired_interval = Some(secs),
                 _ => cfg.fixed.journal_compact_bytes = n,
             }
             return Doc::num(n);
@@ -269,6 +308,24 @@ fn wrong(rng: &mut XorShift, key: &str) -> Doc {
         "ha_mode" => &["Skip", "ignore", ""],
         "identity_guard" => &["true", "yes"],
         "token_secret_file" => &["", "a\0b", "9f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"],
+        "desired_token_file" => &[
+            "",
+            "a\0b",
+            "9f1c2d3e-aaaa-4bbb-8ccc-0123456789ab",
+            "ghp_0123456789abcdefghij",
+            "0123456789abcdef0123456789abcdef01234567",
+        ],
+        "desired_url" | "report_url" => &[
+            "https://root:hunter2@cp/x",
+            "http://cp.example.com/x",
+            "http://localhost/x",
+            "https://cp/x#top",
+            "https://cp/a b",
+            "https://[::1]/x",
+            "ftp://cp/x",
+            "cp/x",
+            "",
+        ],
         _ if PATH_KEYS.contains(&key) => &["", "a\0b"],
         _ => {
             let &(_, lo, hi) = INTEGERS.iter().find(|(k, _, _)| *k == key).unwrap();
@@ -315,6 +372,17 @@ fn generate(rng: &mut XorShift, path: &Path, clean: bool) -> Generated {
             && cfg.fixed.task_timeout.as_secs() < cfg.live.shutdown_timeout.as_secs() * 2 + 30;
         let present = (clean && (required || task_needed)) || rng.chance(0.6);
         if !present {
+            continue;
+        }
+        // A clean document has one desired source, and the keys that go with a
+        // desired_url only beside it (KEYS lists desired_file and desired_url first).
+        let has = |k: &str| members.iter().any(|(m, _): &(String, Doc)| m == k);
+        let refused = match key {
+            "desired_url" => has("desired_file"),
+            "desired_token_file" | "desired_interval_secs" => !has("desired_url"),
+            _ => false,
+        };
+        if clean && refused {
             continue;
         }
         let value = if clean || rng.chance(0.8) {

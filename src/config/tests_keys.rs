@@ -413,11 +413,85 @@ fn unknown_and_duplicate_keys() {
         ),
         (
             r#""verbose": true"#,
-            r#"2: unknown key "verbose": the keys allowed here are api_url, node, token_id, token_secret_file, ca_file, desired_file, state_dir, interval_secs, max_parallel, task_timeout_secs, shutdown_timeout_secs, drain_timeout_secs, unanswered_grace_secs, stop_mode, hold_tag, identity_guard, ha_mode, metrics_file, journal_compact_bytes"#,
+            r#"2: unknown key "verbose": the keys allowed here are api_url, node, token_id, token_secret_file, ca_file, desired_file, desired_url, desired_token_file, desired_ca_file, desired_interval_secs, report_url, state_dir, interval_secs, max_parallel, task_timeout_secs, shutdown_timeout_secs, drain_timeout_secs, unanswered_grace_secs, stop_mode, hold_tag, identity_guard, ha_mode, metrics_file, journal_compact_bytes"#,
         ),
         (
             r#""node": "a", "node": "b""#,
             r#"15: duplicate key "node" (first at line 1, column 2): keep only one"#,
         ),
     ]);
+}
+
+#[test]
+fn desired_url_and_the_keys_that_go_with_it() {
+    const URL: &str = r#""desired_url": "https://cp.example.com/nodes/pve1.json""#;
+    let with_url = |extra: &str| format!("{URL}, {extra}");
+    let expected = |found: &str| {
+        format!("17: desired_url: expected a URL like \"https://cp.example.com/nodes/pve1.json\" (https, or http to 127.0.0.1; a host, an optional port, a path), found {found}")
+    };
+    table(&[
+        (URL, "desired_url=Some(\"https://cp.example.com/nodes/pve1.json\")"),
+        (
+            r#""desired_url": "https://cp:8443?node=pve1""#,
+            "desired_url=Some(\"https://cp:8443/?node=pve1\")",
+        ),
+        (
+            r#""desired_url": "http://127.0.0.1:8080/d.json""#,
+            "desired_url=Some(\"http://127.0.0.1:8080/d.json\")",
+        ),
+        (
+            &with_url(r#""desired_token_file": "cp.token", "desired_interval_secs": 300"#),
+            "desired_url=Some(\"https://cp.example.com/nodes/pve1.json\")\ndesired_token_file=Some(\"/etc/felhom-agent/cp.token\")\ndesired_interval=Some(300s)",
+        ),
+        (
+            r#""desired_ca_file": "cp.pem", "report_url": "https://cp/r""#,
+            "desired_ca_file=Some(\"/etc/felhom-agent/cp.pem\")\nreport_url=Some(\"https://cp/r\")",
+        ),
+        (
+            r#""desired_url": "http://cp.example.com/x""#,
+            &expected(r#""http://cp.example.com/x": plain http is only allowed to a loopback IP address (127.0.0.0/8), not "cp.example.com": use https"#),
+        ),
+        (
+            r#""desired_url": "https://cp/x#top""#,
+            &expected(r#""https://cp/x#top": remove the #fragment"#),
+        ),
+        (
+            r#""desired_url": "https://u:hunter2@cp/x?token=abc""#,
+            &expected(r#""https://***@cp/x?...": remove the user name and password (a token goes into desired_token_file); write an @ in the path as %40"#),
+        ),
+        (
+            r#""desired_file": "d.json", "desired_url": "https://cp/d""#,
+            "/etc/felhom-agent/config.json:1:43: desired_url: the desired state has one source: set desired_url or desired_file, not both",
+        ),
+        (
+            r#""desired_token_file": "cp.token""#,
+            "24: desired_token_file: only goes with desired_url, the token for it: set desired_url or remove desired_token_file",
+        ),
+        (
+            r#""desired_interval_secs": 60"#,
+            "27: desired_interval_secs: only goes with desired_url, how often it is asked: set desired_url or remove desired_interval_secs",
+        ),
+        (
+            &with_url(r#""desired_interval_secs": 0"#),
+            "/etc/felhom-agent/config.json:1:84: desired_interval_secs: expected an integer from 1 to 86400 seconds, found 0",
+        ),
+    ]);
+    // A token pasted where its file belongs is refused without being shown.
+    for token in [
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+        "0123456789abcdef0123456789abcdef01234567",
+        "/etc/felhom-agent/glpat-xxxxxxxxxxxxxxxxxxxx",
+        "9f1c2d3e-aaaa-4bbb-8ccc-0123456789ab",
+    ] {
+        let e = parse(&format!(
+            r#"{{{URL}, "desired_token_file": "{token}", {REQUIRED}}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("looks like a token itself"), "{e}");
+        let name = token.rsplit('/').next().unwrap();
+        assert!(!e.contains(&name[4..]), "{e}");
+    }
+    let cfg = parse(&format!(r#"{{{URL}, {REQUIRED}}}"#)).unwrap();
+    assert_eq!(cfg.live.desired_interval(), cfg.live.interval);
 }

@@ -117,3 +117,43 @@ pub(super) fn path(s: &str, base: &Path) -> Result<PathBuf, String> {
     }
     Ok(base.join(s))
 }
+
+/// A URL of a server other than Proxmox (`desired_url`, `report_url`): the API URL's
+/// rules for scheme, host and port, with a path and query. The message never shows user
+/// information or the query.
+pub(super) fn remote_url(s: &str) -> Result<crate::remote::RemoteUrl, String> {
+    crate::remote::RemoteUrl::parse(s).map_err(|e| {
+        format!(
+            "expected a URL like \"https://cp.example.com/nodes/pve1.json\" (https, or http to 127.0.0.1; a host, an optional port, a path), found {}: {}",
+            quote(&e.shown),
+            e.why
+        )
+    })
+}
+
+/// The path of the file that holds the token for `desired_url`. A value that looks like
+/// a token itself (a UUID, a forge's token prefix, or a long name of letters and digits
+/// with no dot) is refused without being repeated: a file that cannot be read is named
+/// in its error, and errors reach the log and status.json.
+pub(super) fn token_file(s: &str, base: &Path) -> Result<PathBuf, String> {
+    let name = s.rsplit('/').find(|c| !c.is_empty()).unwrap_or(s);
+    if holds_uuid(name) || looks_like_token(name) {
+        return Err("expected the path of the file that holds the token, found a value that looks like a token itself: write the token into a file (chmod 600) and put that file's path here".to_string());
+    }
+    path(s, base)
+}
+
+/// Forge tokens: GitHub's `ghp_`/`github_pat_` and kin, GitLab's `glpat-`, and a bare
+/// run of at least 20 letters and digits with 6 or more digits (Gitea's 40 hex digits).
+fn looks_like_token(name: &str) -> bool {
+    const PREFIXES: &[&str] = &["ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-"];
+    if PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return true;
+    }
+    name.len() >= 20
+        && !name.contains('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.bytes().filter(u8::is_ascii_digit).count() >= 6
+}

@@ -7,11 +7,17 @@
 //! One run loop on the main thread takes a closed set of [`Event`]s from one `select!`:
 //! a signal (from the `signals` thread, which does nothing else), a lane result, an
 //! observation (from the `observer` thread), a tick, a watchdog ping, a fatal journal
-//! error, a reload read by the `loader` thread, or the death of an internal thread.
-//! Threads: `signals`, `observer`, `loader`, `journal` (the journal's writer), `recovery`
-//! during start-up, up to `max_parallel` `lane worker N`, up to two `config reader N`
-//! while the node is read, and `shutdown` while stopping. All are joined before `run`
-//! returns.
+//! error, a reload read or a desired-state fetch made by the `loader` thread, the
+//! fetch timer, or the death of an internal thread.
+//! Threads: `signals`, `observer`, `loader`, `reporter` (once `report_url` is used),
+//! `journal` (the journal's writer), `recovery` during start-up, up to `max_parallel`
+//! `lane worker N`, up to two `config reader N` while the node is read, and `shutdown`
+//! while stopping. All are joined before `run` returns.
+//!
+//! A remote desired-state source (`desired_url`) is asked at start (the first pass
+//! waits for that answer, which is bounded by the fetch timeout), on every SIGHUP,
+//! and every `desired_interval_secs`. A new state is swapped in at once and a pass
+//! follows; a failure changes nothing but the status.
 //!
 //! Stopping is bounded: on SIGTERM no new action starts and the observer stops at its
 //! next request; running actions get `drain_timeout`; then every wait is cancelled and
@@ -20,21 +26,27 @@
 
 mod loader;
 mod observer;
+mod outputs;
+mod reload;
+mod reporter;
 mod signals;
 mod startup;
 
 use crate::agent::{self, Agent, AppError, Loaded};
 use crate::cancel::CancelSource;
 use crate::config::{Fixed, Live};
-use crate::desired::DesiredState;
+use crate::desired::{DesiredState, Provider, Refresh, SourceStatus};
 use crate::engine::{Engine, PassReport};
 use crate::exit::ExitCode;
 use crate::lanes::JobResult;
 use crate::log;
 use crate::notify::Notifier;
+use crate::remote::ReportTarget;
+use crate::telemetry::FetchOutcome;
 use crossbeam_channel::{after, never, select, Receiver};
-use loader::Loader;
+use loader::{Loader, Reply as LoaderReply};
 use observer::{Observer, Reply};
+use reporter::Reporter;
 use signals::{event_of_signal, SignalThread};
 use startup::{recover_watching_signals, Recovery};
 use std::fmt;
@@ -48,8 +60,13 @@ pub enum Event {
     Tick,
     /// SIGHUP: re-read config and desired state.
     Reload,
-    /// The `loader` thread has read config and desired state for a reload.
-    Loaded(Box<Result<Loaded, AppError>>),
+    /// The `loader` thread has read config and desired state for a reload (and asked a
+    /// remote source, saying what it did).
+    Loaded(Box<Result<Loaded, AppError>>, Option<FetchOutcome>),
+    /// The `loader` thread has asked the remote source again; the provider comes back.
+    Fetched(Box<dyn Provider>, Refresh),
+    /// Time to ask the remote desired-state source again.
+    FetchDue,
     /// SIGUSR1: pass now.
     PassNow,
     /// SIGTERM or SIGINT (the signal number).
@@ -76,10 +93,16 @@ impl fmt::Display for Event {
         match self {
             Event::Tick => f.write_str("tick"),
             Event::Reload => f.write_str("reload (SIGHUP)"),
-            Event::Loaded(r) => match &**r {
+            Event::Loaded(r, _) => match &**r {
                 Ok(_) => f.write_str("reload read"),
                 Err(_) => f.write_str("reload read, with errors"),
             },
+            Event::Fetched(_, r) => match r {
+                Refresh::New(_) => f.write_str("desired state fetched"),
+                Refresh::Unchanged => f.write_str("desired state confirmed"),
+                Refresh::Failed(_) => f.write_str("desired state fetch failed"),
+            },
+            Event::FetchDue => f.write_str("desired state fetch due"),
             Event::PassNow => f.write_str("pass now (SIGUSR1)"),
             Event::Shutdown(sig) => write!(f, "shutdown (signal {sig})"),
             Event::Result(r) => write!(f, "result for {}", r.vmid),
@@ -100,7 +123,14 @@ struct Daemon {
     fixed: Fixed,
     /// What a reload may change.
     live: Live,
-    provider: Box<dyn crate::desired::Provider>,
+    /// The certificates trusted since start (the TLS stack reads them once).
+    trust: crate::trust::TrustPlan,
+    /// `None` while it is lent to the loader for a fetch.
+    provider: Option<Box<dyn Provider>>,
+    /// The remote source's status as of its last answer.
+    source: Option<SourceStatus>,
+    /// The last fetch error logged as a warning, so that a lasting outage warns once.
+    source_warned: Option<String>,
     desired: DesiredState,
     engine: Engine,
     notifier: Notifier,
@@ -110,10 +140,23 @@ struct Daemon {
     telemetry: crate::telemetry::Telemetry,
     observer: Observer,
     loader: Loader,
-    /// A reload is being read.
+    /// Started on first use.
+    reporter: Option<Reporter>,
+    /// Where the status goes after every pass.
+    report: Option<ReportTarget>,
+    /// The loader is reading a reload or fetching.
     loading: bool,
-    /// A reload was asked for while one was being read.
+    /// A reload was asked for while the loader was busy.
     reload_due: bool,
+    /// A fetch fell due while the loader was busy.
+    fetch_due: bool,
+    /// When the remote source is asked next (`None`: no remote source, or a fetch is
+    /// under way).
+    next_fetch: Option<Instant>,
+    /// The first answer of the remote source is awaited: passes wait for it, so that
+    /// the agent does not act on a state kept from an earlier run that the source has
+    /// since changed.
+    first_fetch: bool,
     /// Bumped by every reload that swaps the desired state in: an observation made for
     /// an older one is discarded.
     generation: u64,
@@ -132,6 +175,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         config,
         provider,
         desired,
+        report,
         ..
     } = loaded;
     // Installed before recovery and readiness, so no signal is lost.
@@ -163,11 +207,15 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         .map_err(|e| AppError::Io("starting the observer thread".into(), e))?;
     let loader = Loader::spawn(config_path.to_path_buf())
         .map_err(|e| AppError::Io("starting the loader thread".into(), e))?;
+    let remote = provider.refresh_every().is_some();
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
+        trust: crate::trust::TrustPlan::of(&agent.fixed, &config.live),
         fixed: agent.fixed,
         live: config.live,
-        provider,
+        source: provider.source_status(),
+        source_warned: None,
+        provider: Some(provider),
         desired,
         engine,
         notifier,
@@ -177,14 +225,22 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         telemetry: Default::default(),
         observer,
         loader,
+        reporter: None,
+        report,
         loading: false,
         reload_due: false,
+        fetch_due: false,
+        next_fetch: None,
+        first_fetch: remote,
         generation: 0,
         observing: false,
         pass_due: false,
     };
     if reload {
+        // The reload asks the source too.
         d.start_reload();
+    } else if remote {
+        d.start_fetch();
     }
     let code = d.run_loop(&signals.events);
     // Whatever ended the loop, nothing may keep a lane waiting: cancel, then join every
@@ -195,9 +251,10 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
         journal,
         observer,
         loader,
+        reporter,
         ..
     } = d;
-    join_all(engine, observer, loader, &signals.events);
+    join_all(engine, observer, loader, reporter, &signals.events);
     if let Err(e) = journal.close() {
         log::error("closing the journal", &[("error", &log::Chain(&e))]);
     }
@@ -207,19 +264,29 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
 }
 
 /// How long the last joins may take once everything is cancelled: a request already on
-/// the wire ends within the client's timeout.
+/// the wire ends within the client's timeout (30 s), a fetch of the desired state
+/// within [`crate::desired::FETCH_TIMEOUT`], a report within
+/// [`crate::remote::REPORT_TIMEOUT`].
 const JOIN_BOUND: Duration = Duration::from_secs(35);
 
-/// Joins the lane workers, the observer and the loader on a `shutdown` thread while this thread
-/// keeps answering signals: a second SIGTERM or SIGINT exits at once. Should a thread
-/// outlive [`JOIN_BOUND`] (it cannot, short of a bug), the agent exits without it.
-fn join_all(mut engine: Engine, observer: Observer, loader: Loader, signals: &Receiver<i32>) {
+/// Joins the lane workers, the observer, the loader and the reporter on a `shutdown`
+/// thread while this thread keeps answering signals: a second SIGTERM or SIGINT exits
+/// at once. Should a thread outlive [`JOIN_BOUND`] (it cannot, short of a bug), the
+/// agent exits without it.
+fn join_all(
+    mut engine: Engine,
+    observer: Observer,
+    loader: Loader,
+    reporter: Option<Reporter>,
+    signals: &Receiver<i32>,
+) {
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
     let joiner = std::thread::Builder::new()
         .name("shutdown".into())
         .spawn(move || {
             drop(observer);
             drop(loader);
+            drop(reporter);
             engine.close_lanes(|_| {});
             drop(engine);
             let _ = done_tx.send(());
@@ -265,6 +332,9 @@ impl Daemon {
             let stage = self.engine.next_wake().map_or(never(), |t| {
                 after(t.saturating_duration_since(Instant::now()))
             });
+            let fetch = self.next_fetch.map_or(never(), |t| {
+                after(t.saturating_duration_since(Instant::now()))
+            });
             let event = select! {
                 recv(signals) -> s => match s {
                     Ok(s) => event_of_signal(s),
@@ -283,29 +353,40 @@ impl Daemon {
                     Err(_) => Event::ThreadDied("observer"),
                 },
                 recv(self.loader.results) -> l => match l {
-                    Ok(l) => Event::Loaded(Box::new(l)),
+                    Ok(LoaderReply::Reloaded(l, fetched)) => Event::Loaded(l, fetched),
+                    Ok(LoaderReply::Fetched(p, r)) => Event::Fetched(p, r),
                     Err(_) => Event::ThreadDied("loader"),
                 },
                 recv(tick) -> _ => Event::Tick,
+                recv(fetch) -> _ => Event::FetchDue,
                 recv(dog) -> _ => Event::Watchdog,
                 recv(stage) -> _ => Event::Stage,
             };
             log::debug("event", &[("event", &event)]);
             match event {
+                // Until the source's first answer, a tick waits: the answer brings a
+                // pass at once. SIGUSR1 passes with the state in force all the same.
+                Event::Tick if self.first_fetch => {
+                    next_pass = Instant::now() + jittered(self.live.interval);
+                }
                 Event::Tick | Event::PassNow => {
                     self.request_pass();
                     next_pass = Instant::now() + jittered(self.live.interval);
                 }
                 Event::Observation(o) => self.plan_observed(o),
                 Event::Reload => self.start_reload(),
-                Event::Loaded(loaded) => {
-                    self.loading = false;
-                    self.apply_reload(*loaded);
-                    let _ = self.notifier.ready();
+                Event::Loaded(loaded, fetched) => {
+                    self.on_reloaded(*loaded, fetched);
                     next_pass = Instant::now();
-                    if std::mem::take(&mut self.reload_due) {
-                        self.start_reload();
+                }
+                Event::Fetched(provider, refresh) => {
+                    if self.on_fetched(provider, refresh) {
+                        next_pass = Instant::now();
                     }
+                }
+                Event::FetchDue => {
+                    self.next_fetch = None;
+                    self.start_fetch();
                 }
                 Event::Result(r) => {
                     if let Some(report) = self.engine.on_result(r) {
@@ -373,110 +454,6 @@ impl Daemon {
         }
         if std::mem::take(&mut self.pass_due) {
             self.request_pass();
-        }
-    }
-
-    fn pass_done(&mut self, report: PassReport) {
-        let level = if report.ok() {
-            log::Level::Info
-        } else {
-            log::Level::Warn
-        };
-        log::log(level, "pass finished", &[("summary", &report.summary())]);
-        self.telemetry.record_pass(&report);
-        let summary = report.summary();
-        self.last_report = Some(report);
-        // Files first, then STATUS=: whoever sees the status line finds them written.
-        self.write_outputs();
-        let _ = self.notifier.status(&summary);
-    }
-
-    /// Writes status.json and, when configured, the metrics file.
-    fn write_outputs(&self) {
-        let empty = PassReport::default();
-        let report = self.last_report.as_ref().unwrap_or(&empty);
-        let status =
-            crate::status::Status::new(&self.fixed.node, report, self.reload_error.as_deref());
-        if let Err(e) = crate::status::write(&self.fixed.state_dir, &status) {
-            log::warn("cannot write status", &[("error", &e)]);
-        }
-        if let Some(path) = &self.live.metrics_file {
-            let live = crate::telemetry::Live {
-                journal_bytes: self.journal.size_bytes(),
-                in_flight_ops: self.journal.in_flight().len(),
-                busy_guests: self.engine.busy(),
-                reload_error: self.reload_error.is_some(),
-            };
-            let text = self.telemetry.render(&live);
-            if let Err(e) = crate::fsutil::write_atomic(path, &text) {
-                log::warn(
-                    "cannot write metrics",
-                    &[("file", &path.display()), ("error", &e)],
-                );
-            }
-        }
-    }
-
-    /// Asks the loader to re-read config and desired state (or remembers to, when it is
-    /// busy); passes go on with the state in force meanwhile.
-    fn start_reload(&mut self) {
-        if self.loading {
-            self.reload_due = true;
-            return;
-        }
-        let _ = self.notifier.reloading();
-        self.loading = true;
-        self.loader.request();
-    }
-
-    /// Swaps a reload in only if config and desired state are both valid and the new
-    /// settings can run under the fixed ones in force.
-    fn apply_reload(&mut self, loaded: Result<Loaded, AppError>) {
-        let loaded = loaded.and_then(|new| {
-            self.fixed
-                .check_live(&new.config.live)
-                .map_err(|e| {
-                    AppError::Usage(format!(
-                        "{}: task_timeout_secs (as the agent started with it) {e}",
-                        self.config_path.display()
-                    ))
-                })
-                .map(|()| new)
-        });
-        match loaded {
-            Ok(new) => {
-                let restart = self.fixed.changed_keys(&new.config.fixed);
-                if !restart.is_empty() {
-                    log::warn(
-                        "reload: these settings take effect only after a restart",
-                        &[("keys", &restart.join(","))],
-                    );
-                }
-                self.engine
-                    .set_plan_settings(agent::plan_settings(&new.config.live));
-                self.live = new.config.live;
-                self.provider = new.provider;
-                self.desired = new.desired;
-                self.generation += 1;
-                self.engine.set_wanted(&self.desired);
-                self.reload_error = None;
-                log::info(
-                    "reloaded",
-                    &[
-                        ("guests", &self.desired.guests.len()),
-                        ("source", &self.provider.name()),
-                    ],
-                );
-            }
-            Err(e) => {
-                log::error(
-                    "reload failed; keeping the last good config and desired state",
-                    &[("error", &e)],
-                );
-                self.reload_error = Some(e.to_string());
-                self.telemetry.record_reload_failure();
-                self.write_outputs();
-            }
         }
     }
 

@@ -23,6 +23,8 @@
 mod guest;
 mod print;
 mod provider;
+mod provider_last_good;
+mod provider_url;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -36,7 +38,11 @@ pub use crate::json::diag::{Problem, MAX_PROBLEMS};
 pub use crate::json::Pos;
 pub use guest::is_tag;
 pub use print::FIELDS;
-pub use provider::{EmptyProvider, FileProvider, Provider};
+pub use provider::{
+    short_duration, EmptyProvider, FileProvider, Provider, Refresh, SourceError, SourceStatus,
+};
+pub use provider_last_good::path as last_good_path;
+pub use provider_url::{check_content_type, UrlOptions, UrlProvider, FETCH_TIMEOUT};
 
 use crate::json;
 use crate::json::diag::{decode, known_members, write_problems, Problems};

@@ -377,6 +377,37 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         restart: false,
     },
     ConfigKey {
+        key: "desired_url",
+        default: "none",
+        meaning: "fetch the desired state from this URL instead (`https://`, or `http://` to \
+                  127.0.0.0/8 by number); not with `desired_file`",
+        restart: false,
+    },
+    ConfigKey {
+        key: "desired_token_file",
+        default: "none",
+        meaning: "file holding a bearer token for `desired_url`; mode 0600 or stricter",
+        restart: false,
+    },
+    ConfigKey {
+        key: "desired_ca_file",
+        default: "the system roots",
+        meaning: "the CA that vouches for `desired_url` and `report_url`",
+        restart: true,
+    },
+    ConfigKey {
+        key: "desired_interval_secs",
+        default: "`interval_secs`",
+        meaning: "how often `desired_url` is asked (plus or minus 10 % jitter)",
+        restart: false,
+    },
+    ConfigKey {
+        key: "report_url",
+        default: "none",
+        meaning: "POST the status document here after every pass, best effort",
+        restart: false,
+    },
+    ConfigKey {
         key: "state_dir",
         default: "`/var/lib/felhom-agent`",
         meaning: "the journal and status.json",

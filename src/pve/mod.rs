@@ -11,7 +11,7 @@ mod request;
 mod retry;
 mod times;
 pub mod tls;
-mod transport;
+pub(crate) mod transport;
 pub mod types;
 mod upid;
 pub mod url;

@@ -106,37 +106,66 @@ fn tls_failure(io: &std::io::Error) -> Option<String> {
     None
 }
 
+/// The config keys a TLS failure points the reader to: the CA file that is to vouch for
+/// the server, and the URL that names it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TlsKeys {
+    pub ca: &'static str,
+    pub url: &'static str,
+}
+
+/// The keys of the Proxmox API.
+pub(crate) const API_KEYS: TlsKeys = TlsKeys {
+    ca: "ca_file",
+    url: "api_url",
+};
+
 /// What a handshake failure means for the person reading the log.
-fn tls_hint(text: &str) -> &'static str {
+fn tls_hint(text: &str, keys: TlsKeys) -> String {
     let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
     if has(&["UnknownIssuer", "UnknownCA", "BadSignature"]) {
-        "the server's certificate is not signed by the trusted CA (check ca_file)"
+        format!(
+            "the server's certificate is not signed by the trusted CA (check {})",
+            keys.ca
+        )
     } else if has(&["not valid for name", "NotValidForName"]) {
-        "the server's certificate is not valid for the host in api_url \
-         (use a name or address the certificate lists)"
+        format!(
+            "the server's certificate is not valid for the host in {} \
+             (use a name or address the certificate lists)",
+            keys.url
+        )
     } else if has(&["expired", "Expired"]) {
-        "the server's certificate has expired"
+        "the server's certificate has expired".to_string()
     } else if has(&["not valid yet", "NotValidYet"]) {
-        "the server's certificate is not valid yet (check this node's clock)"
+        "the server's certificate is not valid yet (check this node's clock)".to_string()
     } else {
-        "the server refused or failed the handshake"
+        "the server refused or failed the handshake".to_string()
     }
 }
 
-/// The transport failure as an [`ApiError`]. `request` is `METHOD /path`.
-pub(crate) fn transport_error(request: &str, err: &minreq::Error) -> ApiError {
+/// A minreq failure as whether it is "never sent" (see [`never_sent`]) and its reason,
+/// a TLS handshake failure explained with `keys`. Shared by the Proxmox client and the
+/// agent's other HTTP requests ([`crate::remote`]).
+pub(crate) fn transport_failure(err: &minreq::Error, keys: TlsKeys) -> (bool, TransportError) {
     let tls = match err {
         minreq::Error::IoError(io) => tls_failure(io),
         _ => None,
     };
     let source = match tls {
-        Some(text) => {
-            TransportError::new(format!("tls handshake failed, {}: {text}", tls_hint(&text)))
-        }
+        Some(text) => TransportError::new(format!(
+            "tls handshake failed, {}: {text}",
+            tls_hint(&text, keys)
+        )),
         None => TransportError::new(err.to_string()),
     };
+    (never_sent(err), source)
+}
+
+/// The transport failure as an [`ApiError`]. `request` is `METHOD /path`.
+pub(crate) fn transport_error(request: &str, err: &minreq::Error) -> ApiError {
+    let (never, source) = transport_failure(err, API_KEYS);
     let request = request.to_string();
-    if never_sent(err) {
+    if never {
         ApiError::NeverSent { request, source }
     } else {
         ApiError::NoAnswer { request, source }
@@ -217,6 +246,12 @@ pub(crate) fn announced_length(headers: &[(String, String)]) -> Option<u64> {
 /// this reason and no headers. It is a reset, not an answer.
 const NO_STATUS_LINE: &str = "Server did not provide a status line";
 
+/// Whether minreq's response is its stand-in for a connection closed before a status
+/// line (see [`NO_STATUS_LINE`]).
+pub(crate) fn is_no_status_line(status: u16, reason: &str, has_headers: bool) -> bool {
+    status == 503 && reason == NO_STATUS_LINE && !has_headers
+}
+
 /// The parts of a response the client needs; separate from minreq's type so the
 /// interpretation can be tested without a server.
 pub(crate) struct Answer<'a> {
@@ -229,7 +264,7 @@ pub(crate) struct Answer<'a> {
 /// Unwraps `{"data": ...}` from a 2xx, or builds the error for anything else. A 2xx
 /// whose JSON ends early was cut off ([`ApiError::Truncated`]), not malformed.
 pub(crate) fn interpret(request: &str, a: &Answer<'_>) -> Result<Value, ApiError> {
-    if a.status == 503 && a.reason == NO_STATUS_LINE && !a.has_headers {
+    if is_no_status_line(a.status, a.reason, a.has_headers) {
         return Err(ApiError::NoAnswer {
             request: request.to_string(),
             source: TransportError::new("connection closed without a response"),

@@ -84,6 +84,8 @@ pub(crate) struct Response {
     /// Send only this many bytes of the body, then close: `Content-Length` still
     /// announces all of it.
     pub cut: Option<u64>,
+    /// More header lines (`ETag`, `Location`, ...), written as given.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -96,6 +98,7 @@ impl Response {
             body: Body::Bytes(body),
             close: status >= 400,
             cut: None,
+            headers: Vec::new(),
         }
     }
 
@@ -253,7 +256,15 @@ pub(crate) fn write_response<W: Write>(w: &mut W, resp: &Response) -> io::Result
     if !resp.body.is_empty() {
         out.push_str(&format!("Content-Type: {}\r\n", resp.content_type));
     }
-    out.push_str(&format!("Content-Length: {}\r\n\r\n", resp.body.len()));
+    for (name, value) in &resp.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    // RFC 9110 §8.6: a 204 has no Content-Length, and a 304's would have to be the
+    // length of the 200 it stands for; neither has a body.
+    if !matches!(resp.status, 204 | 304) {
+        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    out.push_str("\r\n");
     let mut out = Sink {
         buf: out.into_bytes(),
         budget: resp.cut.unwrap_or(u64::MAX),

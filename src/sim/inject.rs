@@ -36,6 +36,7 @@ pub(crate) fn after(effect: &Effect, resp: Response, style: ErrorStyle) -> Respo
             body: Body::Bytes(LOGIN_PAGE.as_bytes().to_vec()),
             close: resp.close,
             cut: None,
+            headers: Vec::new(),
         },
         Effect::Garble(g) if resp.status == 200 => match json_of(&resp) {
             Some(mut v) => {
@@ -82,6 +83,7 @@ fn status_answer(status: u16, style: ErrorStyle) -> Response {
                 body: Body::Bytes(page.into_bytes()),
                 close: true,
                 cut: None,
+                headers: Vec::new(),
             }
         }
     }

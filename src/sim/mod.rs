@@ -30,7 +30,9 @@
 //! - `routes`: matches a call, checks its parameter schema, dispatches to a handler.
 //! - `router`: logs each request and decides its faults on arrival, authenticates, runs
 //!   the route and shapes the answer; `inject` turns a fault into what is sent.
-//! - `server`: one accept thread (`sim accept`) and a thread per connection (`sim conn N`).
+//! - `server`: one accept thread (`sim accept`) and a thread per connection (`sim conn N`),
+//!   serving a `Handler`: the router, or `source`, a desired-state source beside the node
+//!   (its own listener, certificate and request log) for the tests of `desired_url`.
 //! - `handle`: the [`Sim`] test handle; `audit` checks the agent's promise from the
 //!   node's records; `cli` is `felhom-agent sim`.
 //!
@@ -61,6 +63,7 @@ mod routes;
 mod schema;
 mod seed;
 mod server;
+mod source;
 mod state;
 mod tasks;
 mod tls;
@@ -79,3 +82,4 @@ pub use handle::Sim;
 pub use model::{
     ErrorStyle, PowerState, QmpState, RequestRecord, SimGuest, SimKind, SimOptions, TlsFiles,
 };
+pub use source::{Serve, Source, SourceOptions, SourceRecord};

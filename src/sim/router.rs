@@ -90,6 +90,16 @@ fn parse(req: &Request) -> Parsed {
     }
 }
 
+impl super::server::Handler for Shared {
+    fn handle(&self, req: &Request) -> Outcome {
+        process(self, req)
+    }
+
+    fn cancel(&self) -> &crate::cancel::Cancel {
+        &self.cancel
+    }
+}
+
 /// Handles one request and keeps its record up to date.
 pub(crate) fn process(shared: &Shared, req: &Request) -> Outcome {
     let at = Instant::now();

@@ -8,11 +8,12 @@
 //! the node works on it: a client that goes away does not stop the work, only the
 //! answer finds the socket closed.
 //!
-//! The top layer of the node: it imports the router and the leaves it shares with it.
+//! The top layer of the node: it imports only the leaves; what a request gets is the
+//! [`Handler`]'s business (the node's router, or the desired-state source of
+//! [`super::source`]).
 
-use super::http::{self, Outcome, ReadError, Response};
-use super::router;
-use super::state::Shared;
+use super::http::{self, Outcome, ReadError, Request, Response};
+use crate::cancel::Cancel;
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,10 +30,18 @@ const MAX_REQUESTS_PER_CONN: usize = 100;
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
+/// What answers the requests of one server.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// The answer to one request, or a reset.
+    fn handle(&self, req: &Request) -> Outcome;
+    /// Cancelled at shutdown: ends the connections between requests.
+    fn cancel(&self) -> &Cancel;
+}
+
 /// Accepts connections until `stop` is set (the owner then connects once to wake it),
 /// then closes every open connection and joins its thread.
-pub(crate) fn accept_loop(
-    shared: Arc<Shared>,
+pub(crate) fn accept_loop<H: Handler>(
+    shared: Arc<H>,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
@@ -54,7 +63,7 @@ pub(crate) fn accept_loop(
             Err(e) => {
                 crate::log::warn("sim: accept failed", &[("err", &e)]);
                 // Out of descriptors and the like: back off instead of spinning.
-                shared.cancel.wait(Duration::from_millis(50));
+                shared.cancel().wait(Duration::from_millis(50));
                 continue;
             }
         };
@@ -86,7 +95,7 @@ fn plain(status: u16, reason: &str) -> Response {
 }
 
 /// Serves one connection until it closes, errs, idles out or the sim shuts down.
-fn serve(shared: Arc<Shared>, sock: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
+fn serve<H: Handler>(shared: Arc<H>, sock: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
     let _ = sock.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = sock.set_write_timeout(Some(IDLE_TIMEOUT));
     let _ = sock.set_nodelay(true);
@@ -105,11 +114,11 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, tls: Option<Arc<rustls::ServerCon
     };
     let mut reader = BufReader::new(stream);
     let mut served = 0;
-    while !shared.cancel.is_cancelled() {
+    while !shared.cancel().is_cancelled() {
         let resp = match http::read_request(&mut reader) {
             Ok(req) => {
                 served += 1;
-                match router::process(&shared, &req) {
+                match shared.handle(&req) {
                     Outcome::Reset => break,
                     Outcome::Respond(mut r) => {
                         r.close |= !req.keep_alive || served >= MAX_REQUESTS_PER_CONN;

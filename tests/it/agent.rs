@@ -31,10 +31,17 @@ pub struct Agent {
 impl Agent {
     /// Starts `felhom-agent run --config <config>` with a notify socket in `dir`.
     pub fn run(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Agent {
+        Agent::run_with(config, dir, &[], env)
+    }
+
+    /// [`Agent::run`] with more arguments (`--log-level debug`).
+    pub fn run_with(config: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let sock_path = dir.join(format!("notify-{}", crate::rig::unique()));
         let notify = UnixDatagram::bind(&sock_path).expect("bind notify socket");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_felhom-agent"));
-        cmd.args(["run", "--config"])
+        cmd.arg("run")
+            .args(args)
+            .arg("--config")
             .arg(config)
             .env("NOTIFY_SOCKET", &sock_path)
             .env_remove("JOURNAL_STREAM")

@@ -89,6 +89,7 @@ fn a_full_config_loads_with_paths_beside_it() {
                 token_id: "agent@pve!reconciler".to_string(),
                 token_secret_file: d.join("token"),
                 ca_file: Some(PathBuf::from("/etc/ssl/certs/pve.pem")),
+                desired_ca_file: None,
                 state_dir: d.join("state"),
                 max_parallel: 8,
                 task_timeout: Duration::from_secs(900),
@@ -97,6 +98,10 @@ fn a_full_config_loads_with_paths_beside_it() {
             },
             live: Live {
                 desired_file: Some(d.join("desired.json")),
+                desired_url: None,
+                desired_token_file: None,
+                desired_interval: None,
+                report_url: None,
                 interval: Duration::from_secs(15),
                 shutdown_timeout: Duration::from_secs(120),
                 drain_timeout: Duration::from_secs(30),
@@ -112,7 +117,7 @@ fn a_full_config_loads_with_paths_beside_it() {
     assert_eq!(cfg.fixed.token_secret().unwrap().expose(), SECRET);
     assert!(!format!("{cfg:?}").contains(SECRET));
 
-    let provider = provider_for(&cfg.live);
+    let provider = provider_for(&cfg).unwrap();
     assert_eq!(
         provider.name(),
         format!("file {}", d.join("desired.json").display())

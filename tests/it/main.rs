@@ -25,4 +25,6 @@ mod rig;
 mod secrets;
 mod sim;
 mod soak;
+pub mod source;
+pub mod source_run;
 mod tidy;

@@ -371,3 +371,132 @@ fn a_secret_pasted_as_the_secret_file_is_never_shown() {
     }
     out.assert_clean(&[PASTED, &PASTED.to_uppercase(), "5f0c9e2a"]);
 }
+
+/// The token for `desired_url` never leaks either: the source refuses it (401), answers
+/// with it (a body that repeats the Authorization header), redirects to plain http,
+/// reloads hold it pasted where its file belongs or in a file others can read; the
+/// report carries it only in its header, to the source's own origin. Every output is
+/// searched, as above, and the source's log shows the token was sent all along.
+#[test]
+fn the_desired_source_token_never_leaks() {
+    use super::source::STATE_A;
+    use super::source_run::{any_port, tls_source, url_rig};
+    use felhom_agent::sim::{Serve, Source, SourceOptions};
+    const TOKEN: &str = "glsrc-LEAKCANARY-9a8b7c6d5e4f";
+    let source = tls_source(any_port(), STATE_A);
+    let plain = Source::start(SourceOptions::default(), STATE_A).unwrap();
+    let rig = url_rig(
+        "secrets-source",
+        vec![guest(101, false)],
+        &source.url(),
+        serde_json::json!({
+            "desired_token_file": "desired.token",
+            "report_url": format!("{}/report", source.origin()),
+            "metrics_file": "metrics.prom",
+        }),
+    );
+    rig.dir.write("desired.token", format!("{TOKEN}\n"), 0o600);
+    let good = config_json(&rig);
+    let mut out = Outputs::default();
+    let agent = Running::start(&rig, "run-source");
+    agent.wait_for("msg=\"pass finished\"", 1);
+
+    // With debug logging every failed fetch is logged.
+    let errors = |n: usize| {
+        assert!(
+            poll_until(T, || agent
+                .log()
+                .matches("desired state source failed")
+                .count()
+                >= n),
+            "no {n} failed fetches:\n{}",
+            agent.log()
+        );
+    };
+    let mut failures = 0;
+    for serve in [
+        Serve::Status(401),
+        Serve::Reflect,
+        Serve::Redirect(
+            302,
+            format!("http://localhost:{}/nodes/pve1.json", plain.addr().port()),
+        ),
+        Serve::Body("text/html", format!("<p>{TOKEN}</p>").into_bytes()),
+    ] {
+        source.set_serve(serve);
+        failures += 1;
+        errors(failures);
+        let passes = agent.log().matches("msg=\"pass finished\"").count();
+        agent.signal(SIGUSR1);
+        agent.wait_for("msg=\"pass finished\"", passes + 1);
+        let status = fs::read_to_string(rig.state_dir().join("status.json")).unwrap();
+        out.add(
+            format!("status.json after {failures} failures"),
+            status.into(),
+        );
+    }
+    assert!(
+        plain.requests().is_empty(),
+        "the token never went to plain http"
+    );
+    source.set_serve(Serve::Document);
+
+    // Reloads: the token pasted as its file's path, the file readable by others, a
+    // password in the URL. Refused, and shown without it.
+    let mut pasted = good.clone();
+    pasted["desired_token_file"] = serde_json::json!(TOKEN);
+    let mut url = good.clone();
+    url["desired_url"] = serde_json::json!(format!("https://u:{TOKEN}@localhost/x"));
+    for (i, config) in [pasted, url].iter().enumerate() {
+        write_config(&rig, config);
+        agent.signal(SIGHUP);
+        agent.wait_for("msg=\"reload failed", i + 1);
+    }
+    write_config(&rig, &good);
+    rig.dir.write("desired.token", format!("{TOKEN}\n"), 0o644);
+    agent.signal(SIGHUP);
+    agent.wait_for("msg=\"reload failed", 3);
+    rig.dir.write("desired.token", format!("{TOKEN}\n"), 0o600);
+    agent.signal(SIGHUP);
+    agent.wait_for("msg=reloaded", 1);
+    let passes = agent.log().matches("msg=\"pass finished\"").count();
+    agent.signal(SIGUSR1);
+    agent.wait_for("msg=\"pass finished\"", passes + 1);
+    assert!(agent.stop("run with a desired source", &mut out).success());
+
+    for args in [
+        &["check"][..],
+        &["plan"],
+        &["plan", "--json"],
+        &["once", "--json"],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        one_shot(&rig.config_path, args, &mut out);
+    }
+    rig.dir.write("desired.token", format!("{TOKEN}\n"), 0o640);
+    let status = one_shot(&rig.config_path, &["check"], &mut out);
+    assert_eq!(status.code(), Some(2));
+
+    let log = source.requests();
+    assert!(
+        log.iter().any(|r| r.method == "POST"),
+        "reports were posted"
+    );
+    assert!(log
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))));
+    for r in log.iter().filter(|r| r.method == "POST") {
+        out.add("a report's body", r.body.clone());
+    }
+    out.add_dir(&rig.state_dir());
+    out.add(
+        "the metrics file",
+        fs::read(rig.dir.path().join("metrics.prom")).unwrap(),
+    );
+    assert!(out
+        .0
+        .iter()
+        .any(|(w, _)| w.ends_with("desired-last-good.json")));
+    out.assert_clean(&[TOKEN, CANARY, rig.sim.token_secret()]);
+}

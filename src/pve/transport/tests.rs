@@ -148,7 +148,7 @@ fn handshake_texts_match_rustls() {
         let err = minreq::Error::IoError(io::Error::new(io::ErrorKind::InvalidData, e));
         assert!(!never_sent(&err), "{err:?}");
     }
-    let hint = |e: T| tls_hint(&e.to_string());
+    let hint = |e: T| tls_hint(&e.to_string(), API_KEYS);
     assert!(hint(T::InvalidCertificate(C::UnknownIssuer)).contains("trusted CA"));
     assert!(hint(T::InvalidCertificate(C::NotValidForName)).contains("host in api_url"));
     assert!(hint(T::InvalidCertificate(C::Expired)).contains("expired"));
