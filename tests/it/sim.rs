@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod bulk;
 mod config;
 mod faults;
 mod tasks;
