@@ -196,6 +196,26 @@ impl Sim {
         self.read(|st| st.faults.clone())
     }
 
+    /// Takes node `node` down (`false`) or brings it back: while down, the cluster lists
+    /// it `offline` and every call for it answers 595 `No route to host`, as pveproxy
+    /// does when it cannot reach the node to proxy to. Its guests stay where they are.
+    ///
+    /// # Panics
+    /// When `node` is not a node of the simulated cluster: that is a mistake in the test.
+    pub fn set_node_online(&self, node: &str, online: bool) {
+        assert!(
+            self.shared.opts.nodes.iter().any(|n| n == node),
+            "sim: set_node_online: there is no node {node:?}"
+        );
+        self.with(|st| {
+            if online {
+                st.offline.remove(node);
+            } else {
+                st.offline.insert(node.to_string());
+            }
+        })
+    }
+
     pub fn set_quorate(&self, q: bool) {
         self.with(|st| st.quorate = q)
     }

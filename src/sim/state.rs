@@ -15,7 +15,7 @@ use super::reply::Fail;
 use super::upid::SimUpid;
 use crate::cancel::Cancel;
 use crate::rng::XorShift;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -206,6 +206,9 @@ pub(crate) struct State {
     pub next_pid: u32,
     /// Guests changed since the state file was last written.
     pub dirty: bool,
+    /// Nodes of the cluster that are down: listed `offline`, and pveproxy cannot reach
+    /// them to proxy a call.
+    pub offline: BTreeSet<String>,
 }
 
 impl State {
@@ -235,6 +238,7 @@ impl State {
             shutting_down: false,
             next_pid,
             dirty: false,
+            offline: BTreeSet::new(),
         }
     }
 

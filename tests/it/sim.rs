@@ -3,9 +3,9 @@
 
 mod api;
 mod audit;
-mod bulk;
 mod config;
 mod faults;
+mod nodes;
 mod tasks;
 mod transport;
 mod vm_api;

@@ -1,5 +1,6 @@
-//! The node's own `startall` and `stopall` tasks (`Sim::run_bulk_task`): listed while
-//! they run as PVE lists them, on their own node only, then finished.
+//! The cluster's nodes: their own `startall` and `stopall` tasks (`Sim::run_bulk_task`),
+//! listed while they run as PVE lists them, on their own node only, then finished; and a
+//! node that is down (`Sim::set_node_online`).
 
 use super::*;
 use felhom_agent::sim::BulkTask;
@@ -68,4 +69,39 @@ fn a_startall_changes_no_guest_and_each_kind_has_its_type() {
     assert_eq!(running, [false, true]);
     assert!(sim.tasks_started(101).is_empty());
     assert_eq!(BulkTask::StopAll.type_name(), "stopall");
+}
+
+#[test]
+fn a_node_that_is_down_is_listed_offline_and_its_calls_fail_as_pveproxy_fails_them() {
+    let sim = start_with(|o| o.nodes = vec!["pve1".into(), "pve2".into()]);
+    let mut g = guest(201, true);
+    g.node = "pve2".into();
+    sim.add_guest(g);
+    sim.set_node_online("pve2", false);
+    let nodes = get(&sim, "/cluster/resources?type=node").data();
+    let status: Vec<(&str, &str)> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap(), n["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(status, [("pve1", "online"), ("pve2", "offline")]);
+    // Its guests are still in the cluster's list; calls for the node are not answered.
+    let vms = get(&sim, "/cluster/resources?type=vm").data();
+    assert_eq!(vms[0]["node"], "pve2");
+    let r = get(&sim, "/nodes/pve2/lxc");
+    assert_eq!(
+        (r.status, r.reason.as_str(), r.body.len()),
+        (595, "No route to host", 0)
+    );
+    let r = post(&sim, "/nodes/pve2/lxc/201/status/shutdown", "");
+    assert_eq!(r.status, 595);
+    assert!(
+        !sim.mutations()[0].executed,
+        "answered by the proxy, not carried out"
+    );
+    assert!(sim.guest(201).unwrap().status == felhom_agent::sim::PowerState::Running);
+    assert_eq!(get(&sim, "/nodes/pve1/lxc").status, 200);
+    sim.set_node_online("pve2", true);
+    assert_eq!(get(&sim, "/nodes/pve2/lxc").data()[0]["vmid"], 201);
 }
