@@ -27,6 +27,7 @@ commands:
 options:
   --config FILE      config file (default {config})
   --json             machine-readable output (plan, once, status, journal)
+  --cluster          plan: what every node's agent would do, from any node
   --log-level LEVEL  debug, info, warn or error (default info)
   --in-flight        journal: only ops still in flight
   --tail N           journal: only the last N records
@@ -46,6 +47,7 @@ struct Args {
     json: bool,
     in_flight: bool,
     tail: Option<usize>,
+    cluster: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args, AppError> {
@@ -56,6 +58,7 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
         json: false,
         in_flight: false,
         tail: None,
+        cluster: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -68,6 +71,7 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
             "--config" => out.config = PathBuf::from(value("--config")?),
             "--json" => out.json = true,
             "--in-flight" => out.in_flight = true,
+            "--cluster" => out.cluster = true,
             "--tail" => {
                 let v = value("--tail")?;
                 out.tail = Some(
@@ -135,6 +139,7 @@ fn main() -> std::process::ExitCode {
     let result = match args.command.as_str() {
         "run" => felhom_agent::daemon::run(&args.config),
         "once" => app::once(&args.config, args.json),
+        "plan" if args.cluster => app::cluster::plan(&args.config, args.json),
         "plan" => app::plan(&args.config, args.json),
         "check" => app::check(&args.config),
         "status" => app::status(&args.config, args.json),

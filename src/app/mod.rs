@@ -2,6 +2,7 @@
 //! `journal`. The agent they run is built in [`crate::agent`]; the long-running `run`
 //! lives in [`crate::daemon`].
 
+pub mod cluster;
 mod journal;
 
 pub use journal::journal;
@@ -11,11 +12,18 @@ use crate::cancel::Cancel;
 use crate::engine::PassReport;
 use crate::exit::ExitCode;
 use crate::inflight::{ClientNode, Tracker};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `felhom-agent check`: config, token file and desired state are valid.
 pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
+    // Before the desired state is parsed: a copy cut off at pmxcfs's cap fails to
+    // parse, and this says why.
+    let config = crate::config::Config::load(config_path)?;
+    if let Some(path) = &config.live.desired_file {
+        cluster::check_pmxcfs_size(path)?;
+    }
     let loaded = agent::load(config_path)?;
     println!(
         "ok: {} ({} guests desired, source {})",
@@ -31,29 +39,7 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let loaded = agent::load(config_path)?;
     let client = agent::client(&loaded, &Cancel::never())?;
     let fixed = &loaded.config.fixed;
-    // Read-only: the journal is read, not opened (the service may hold it). Its ops
-    // still in flight hold their guests, decided as a pass would decide them.
-    let journal = crate::journal::file_in(&fixed.state_dir);
-    let records = if journal.exists() {
-        crate::journal::read_records(&journal)?
-    } else {
-        Vec::new()
-    };
-    let owned = records.iter().filter_map(|r| r.upid.clone()).collect();
-    let node = ClientNode {
-        client: &client,
-        node: &fixed.node,
-    };
-    let holds = crate::inflight::preview(
-        &crate::journal::in_flight_of(&records),
-        &owned,
-        &node,
-        client.token_id(),
-        &Tracker::new(fixed.unanswered_grace),
-    )
-    .into_iter()
-    .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
-    .collect::<std::collections::BTreeMap<_, _>>();
+    let holds = journal_holds(&loaded, &client)?;
     let settings = agent::plan_settings(&loaded.config.live);
     let obs = crate::engine::observe(
         &client,
@@ -73,8 +59,44 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     Ok(ExitCode::Ok)
 }
 
+/// The holds this node's next pass would start from: the journal's ops still in
+/// flight, decided as a pass would decide them. Read-only: the journal is read, not
+/// opened (the service may hold it).
+pub(crate) fn journal_holds(
+    loaded: &agent::Loaded,
+    client: &crate::pve::client::Client,
+) -> Result<BTreeMap<crate::pve::Vmid, crate::plan::Hold>, AppError> {
+    let fixed = &loaded.config.fixed;
+    let journal = crate::journal::file_in(&fixed.state_dir);
+    let records = if journal.exists() {
+        crate::journal::read_records(&journal)?
+    } else {
+        Vec::new()
+    };
+    let owned = records.iter().filter_map(|r| r.upid.clone()).collect();
+    let node = ClientNode {
+        client,
+        node: &fixed.node,
+    };
+    Ok(crate::inflight::preview(
+        &crate::journal::in_flight_of(&records),
+        &owned,
+        &node,
+        client.token_id(),
+        &Tracker::new(fixed.unanswered_grace),
+    )
+    .into_iter()
+    .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
+    .collect())
+}
+
 /// The plan as `{"actions":[...],"skipped":[...],"pending":[...]}`.
 pub fn plan_json(plan: &crate::plan::Plan) -> String {
+    plan_value(plan).to_string()
+}
+
+/// [`plan_json`] as a JSON value.
+pub fn plan_value(plan: &crate::plan::Plan) -> serde_json::Value {
     let skipped: Vec<serde_json::Value> = plan
         .skipped
         .iter()
@@ -88,7 +110,7 @@ pub fn plan_json(plan: &crate::plan::Plan) -> String {
             serde_json::json!({"vmid": v, "keys": keys})
         })
         .collect();
-    serde_json::json!({"actions": plan.actions, "skipped": skipped, "pending": pending}).to_string()
+    serde_json::json!({"actions": plan.actions, "skipped": skipped, "pending": pending})
 }
 
 /// `felhom-agent once`: recovery, then one pass, waiting for every action.
