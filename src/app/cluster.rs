@@ -31,10 +31,11 @@
 use super::plan_value;
 use crate::agent::{self, AppError};
 use crate::cancel::Cancel;
-use crate::desired::DesiredError;
+use crate::desired::DesiredState;
 use crate::engine::{observe, Depth};
 use crate::exit::ExitCode;
 use crate::plan::{Hold, Plan, SkipReason};
+use crate::pve::types::ClusterResource;
 use crate::pve::Vmid;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -161,17 +162,7 @@ pub fn read(
         .filter(|v| v.read.is_err())
         .flat_map(|v| v.guests.iter().copied())
         .collect();
-    let live_named = |name: &str| -> Vec<(Vmid, String)> {
-        resources
-            .iter()
-            .filter(|r| {
-                r.name
-                    .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
-            .map(|r| (r.vmid, r.node.clone()))
-            .collect()
-    };
+    let live = |name: &str| live_named(&resources, name);
     let missing = desired
         .guests
         .iter()
@@ -179,15 +170,39 @@ pub fn read(
         .map(|(vmid, spec)| Missing {
             vmid: *vmid,
             name: spec.name.clone(),
-            named: spec.name.as_deref().map(live_named).unwrap_or_default(),
+            named: spec.name.as_deref().map(live).unwrap_or_default(),
         })
         .collect();
-
     let mut twice: Vec<Twice> = found
         .into_iter()
         .filter(|(_, nodes)| nodes.len() > 1)
         .map(|(vmid, nodes)| Twice::Vmid { vmid, nodes })
         .collect();
+    twice.extend(names_twice(desired, &resources));
+    Ok(ClusterView {
+        nodes: views,
+        missing,
+        twice,
+    })
+}
+
+/// The live guests named `name` (case aside), with their nodes.
+fn live_named(resources: &[ClusterResource], name: &str) -> Vec<(Vmid, String)> {
+    resources
+        .iter()
+        .filter(|r| {
+            r.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|r| (r.vmid, r.node.clone()))
+        .collect()
+}
+
+/// The names that more desired entries give than live guests carry, when at least one
+/// guest carries it: two entries then mean one guest. (Two entries for two guests that
+/// share a name are fine: each entry's vmid pins its guest.)
+fn names_twice(desired: &DesiredState, resources: &[ClusterResource]) -> Vec<Twice> {
     let mut by_name: BTreeMap<String, (String, Vec<Vmid>)> = BTreeMap::new();
     for (vmid, spec) in &desired.guests {
         if let Some(name) = &spec.name {
@@ -198,21 +213,19 @@ pub fn read(
                 .push(*vmid);
         }
     }
-    for (name, entries) in by_name.into_values() {
-        let guests = live_named(&name);
-        if entries.len() > 1 && !guests.is_empty() && guests.len() < entries.len() {
-            twice.push(Twice::Name {
-                name,
-                entries,
-                guests,
-            });
-        }
-    }
-    Ok(ClusterView {
-        nodes: views,
-        missing,
-        twice,
-    })
+    by_name
+        .into_values()
+        .filter_map(|(name, entries)| {
+            let guests = live_named(resources, &name);
+            (entries.len() > 1 && !guests.is_empty() && guests.len() < entries.len()).then_some(
+                Twice::Name {
+                    name,
+                    entries,
+                    guests,
+                },
+            )
+        })
+        .collect()
 }
 
 /// One node's plan, as a pass on that node would make it, and the desired guests its
@@ -245,46 +258,6 @@ fn plan_node(
     let listed = obs.actual.local.keys().copied().collect();
     let names = obs.names;
     Ok((NodePlan { plan, names }, listed))
-}
-
-/// The most pmxcfs holds in one file: pve-cluster `src/pmxcfs/memdb.h`
-/// (`MEMDB_MAX_FILE_SIZE`, 1 MiB); a write past it fails with `EFBIG`
-/// (`src/pmxcfs/memdb.c`, `memdb_write`).
-pub const PMXCFS_MAX_FILE_BYTES: u64 = 1024 * 1024;
-
-/// Where pmxcfs, the cluster file system, is mounted.
-const PMXCFS_ROOT: &str = "/etc/pve";
-
-/// Refuses a desired-state file under `/etc/pve` that has reached pmxcfs's cap on one
-/// file. A write past the cap fails part way (FUSE writes in pieces that divide 1 MiB),
-/// so a file that size is most likely cut off; it then fails to parse, and this says
-/// why, before the parser does. A path that cannot be read is left to the loader.
-pub fn check_pmxcfs_size(path: &Path) -> Result<(), DesiredError> {
-    check_size_under(path, Path::new(PMXCFS_ROOT))
-}
-
-fn check_size_under(path: &Path, root: &Path) -> Result<(), DesiredError> {
-    let under =
-        path.starts_with(root) || std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(root));
-    let len = match std::fs::metadata(path) {
-        Ok(meta) if under => meta.len(),
-        _ => return Ok(()),
-    };
-    if len < PMXCFS_MAX_FILE_BYTES {
-        return Ok(());
-    }
-    Err(DesiredError::Read {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "it is {len} bytes, and pmxcfs (the cluster file system at {}) holds at most \
-                 {PMXCFS_MAX_FILE_BYTES} bytes (1 MiB) in one file: a longer write fails part \
-                 way, so this copy is most likely cut off; keep the desired state under 1 MiB",
-                root.display()
-            ),
-        ),
-    })
 }
 
 fn list(vmids: &[Vmid]) -> String {
@@ -427,52 +400,4 @@ pub fn to_json(view: &ClusterView) -> serde_json::Value {
         })
         .collect();
     json!({"nodes": nodes, "missing": missing, "named_twice": twice})
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_dir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("felhom-cluster-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("pve/felhom")).unwrap();
-        dir
-    }
-
-    #[test]
-    fn a_desired_file_at_pmxcfs_cap_is_refused_only_under_its_mount() {
-        let dir = temp_dir("size");
-        let root = dir.join("pve");
-        let write = |path: &Path, len: u64| {
-            std::fs::write(path, vec![b' '; len as usize]).unwrap();
-            path.to_path_buf()
-        };
-        let under = write(&root.join("felhom/desired.json"), PMXCFS_MAX_FILE_BYTES - 1);
-        assert!(check_size_under(&under, &root).is_ok());
-        write(&under, PMXCFS_MAX_FILE_BYTES);
-        let e = check_size_under(&under, &root).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            format!(
-                "cannot read desired state file {}: it is 1048576 bytes, and pmxcfs (the \
-                 cluster file system at {}) holds at most 1048576 bytes (1 MiB) in one file: a \
-                 longer write fails part way, so this copy is most likely cut off; keep the \
-                 desired state under 1 MiB",
-                under.display(),
-                root.display()
-            )
-        );
-        write(&under, PMXCFS_MAX_FILE_BYTES + 10);
-        assert!(check_size_under(&under, &root).is_err());
-        // Through a symbolic link from elsewhere, too.
-        let link = dir.join("desired.json");
-        std::os::unix::fs::symlink(&under, &link).unwrap();
-        assert!(check_size_under(&link, &root).is_err());
-        // Outside pmxcfs a large file is the loader's business; a missing one too.
-        let outside = write(&dir.join("big.json"), PMXCFS_MAX_FILE_BYTES + 10);
-        assert!(check_size_under(&outside, &root).is_ok());
-        assert!(check_size_under(&root.join("felhom/none.json"), &root).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

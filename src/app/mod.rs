@@ -4,6 +4,7 @@
 
 pub mod cluster;
 mod journal;
+mod pmxcfs;
 
 pub use journal::journal;
 
@@ -22,7 +23,7 @@ pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
     // parse, and this says why.
     let config = crate::config::Config::load(config_path)?;
     if let Some(path) = &config.live.desired_file {
-        cluster::check_pmxcfs_size(path)?;
+        pmxcfs::check_size(path)?;
     }
     let loaded = agent::load(config_path)?;
     println!(
