@@ -140,6 +140,7 @@ fn main() -> std::process::ExitCode {
         "run" => felhom_agent::daemon::run(&args.config),
         "once" => app::once(&args.config, args.json),
         "plan" if args.cluster => app::cluster::plan(&args.config, args.json),
+        _ if args.cluster => Err(AppError::Usage("--cluster goes with plan only".into())),
         "plan" => app::plan(&args.config, args.json),
         "check" => app::check(&args.config),
         "status" => app::status(&args.config, args.json),
