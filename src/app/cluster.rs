@@ -20,13 +20,12 @@
 //!   (as `plan`). Other nodes' journals are on their disks: their ops in flight are not
 //!   seen from here.
 //!
-//! "Named twice" means one guest that the cluster view finds under two names, either of
-//! which would make two agents or two entries reach for it: one vmid in the lists of two
-//! nodes (read one after the other, so a guest that migrated during the read, or a config
-//! copied by hand), or one live guest whose name two or more desired entries give (fewer
-//! guests carry the name than entries ask for it: usually a guest recreated under a new
-//! vmid, or a copied entry; the entries whose vmid is not that guest are skipped as an
-//! identity mismatch or missing, on every pass).
+//! "Named twice" means one guest that the cluster view reaches by two ways: one vmid in
+//! the lists of two nodes (pmxcfs keeps one entry per vmid, so a guest that migrated
+//! while the nodes were read, one after the other), or one live guest whose name more
+//! desired entries give than live guests carry it (usually a guest recreated under a
+//! new vmid, or a copied entry; the entries whose vmid is not that guest are skipped as
+//! an identity mismatch or missing, on every pass).
 
 use super::plan_value;
 use crate::agent::{self, AppError};
