@@ -11,9 +11,15 @@ fn ha_guests_are_untouched_by_default_and_driven_and_verified_on_request() {
         {"vmid": 101, "state": "running", "memory": 1024},
         {"vmid": 201, "state": "stopped"},
         {"vmid": 301, "state": "running"}]}"#;
+    // HA carries a request out well after its task has ended: a pass that returns
+    // with the guest changed has waited for it.
+    let opts = SimOptions {
+        ha_apply_delay: Duration::from_millis(400),
+        ..three_nodes()
+    };
     let c = Cluster::new(
         "cluster-ha",
-        three_nodes(),
+        opts,
         vec![
             ct(101, "pve1", false).ha("stopped"),
             ct(201, "pve2", true).ha("started"),
