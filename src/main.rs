@@ -26,6 +26,7 @@ struct Args {
     in_flight: bool,
     tail: Option<usize>,
     help: bool,
+    cluster: bool,
     all: bool,
     vmids: Vec<Vmid>,
     tags: Vec<String>,
@@ -46,6 +47,7 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
         all: false,
         vmids: Vec::new(),
         tags: Vec::new(),
+        cluster: false,
     };
     let mut given = Vec::new();
     let mut it = args.iter();
@@ -62,6 +64,7 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
             "--in-flight" => out.in_flight = true,
             "--help" => out.help = true,
             "--all" => out.all = true,
+            "--cluster" => out.cluster = true,
             "--tail" => {
                 let v = value(flag)?;
                 out.tail =
@@ -260,6 +263,7 @@ fn main() -> std::process::ExitCode {
     let result = match args.command.as_str() {
         "run" => felhom_agent::daemon::run(&args.config),
         "once" => app::once(&args.config, args.json),
+        "plan" if args.cluster => app::cluster::plan(&args.config, args.json),
         "plan" => app::plan(&args.config, args.json),
         "check" => app::check(&args.config),
         "export" => selection(&args).and_then(|s| app::export(&args.config, &s)),

@@ -2,8 +2,10 @@
 //! `journal` and `export`. The agent they run is built in [`crate::agent`]; the
 //! long-running `run` lives in [`crate::daemon`].
 
+pub mod cluster;
 pub mod export;
 mod journal;
+mod pmxcfs;
 
 pub use export::export;
 pub use journal::journal;
@@ -13,6 +15,7 @@ use crate::cancel::Cancel;
 use crate::engine::PassReport;
 use crate::exit::ExitCode;
 use crate::inflight::{ClientNode, Tracker};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,12 @@ use std::time::{Duration, Instant};
 /// `desired_url` is fetched (conditionally, against the last good state kept) and must
 /// answer a valid state now.
 pub fn check(config_path: &Path) -> Result<ExitCode, AppError> {
+    // Before the desired state is parsed: a copy cut off at pmxcfs's cap fails to
+    // parse, and this says why.
+    let config = crate::config::Config::load(config_path)?;
+    if let Some(path) = &config.live.desired_file {
+        pmxcfs::check_size(path)?;
+    }
     let mut loaded = agent::load(config_path)?;
     if loaded.provider.refresh_every().is_some() {
         let fixed = &loaded.config.fixed;
@@ -43,41 +52,7 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     // Read-only: what the source gives is not kept.
     agent::refresh_or_keep(&mut loaded, false);
     let fixed = &loaded.config.fixed;
-    // Read-only: the journal is read, not opened (the service may hold it). Its ops
-    // still in flight hold their guests, decided as a pass would decide them.
-    let journal = crate::journal::file_in(&fixed.state_dir);
-    let records = if journal.exists() {
-        crate::journal::read_records(&journal)?
-    } else {
-        Vec::new()
-    };
-    let owned = records.iter().filter_map(|r| r.upid.clone()).collect();
-    let node = ClientNode {
-        client: &client,
-        node: &fixed.node,
-    };
-    let mut holds = crate::inflight::preview(
-        &crate::journal::in_flight_of(&records),
-        &owned,
-        &node,
-        client.token_id(),
-        &Tracker::new(fixed.unanswered_grace),
-    )
-    .into_iter()
-    .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
-    .collect::<std::collections::BTreeMap<_, _>>();
-    let fingerprints = loaded
-        .desired
-        .guests
-        .iter()
-        .map(|(v, s)| (*v, s.fingerprint()))
-        .collect();
-    for (vmid, e) in crate::quarantine::Quarantine::read(&fixed.state_dir).holds(&fingerprints) {
-        holds.entry(vmid).or_insert(crate::plan::Hold::Quarantined {
-            panic: e.panic,
-            at: e.at,
-        });
-    }
+    let holds = journal_holds(&loaded, &client)?;
     let settings = agent::plan_settings(&loaded.config.live);
     let obs = crate::engine::observe(
         &client,
@@ -97,8 +72,58 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     Ok(ExitCode::Ok)
 }
 
+/// The holds this node's next pass would start from: the journal's ops still in
+/// flight, decided as a pass would decide them. Read-only: the journal is read, not
+/// opened (the service may hold it).
+pub(crate) fn journal_holds(
+    loaded: &agent::Loaded,
+    client: &crate::pve::client::Client,
+) -> Result<BTreeMap<crate::pve::Vmid, crate::plan::Hold>, AppError> {
+    let fixed = &loaded.config.fixed;
+    let journal = crate::journal::file_in(&fixed.state_dir);
+    let records = if journal.exists() {
+        crate::journal::read_records(&journal)?
+    } else {
+        Vec::new()
+    };
+    let owned = records.iter().filter_map(|r| r.upid.clone()).collect();
+    let node = ClientNode {
+        client,
+        node: &fixed.node,
+    };
+    let mut holds: BTreeMap<_, _> = crate::inflight::preview(
+        &crate::journal::in_flight_of(&records),
+        &owned,
+        &node,
+        client.token_id(),
+        &Tracker::new(fixed.unanswered_grace),
+    )
+    .into_iter()
+    .map(|(vmid, what)| (vmid, crate::plan::Hold::InFlight { what }))
+    .collect();
+    // Guests the agent panicked on stay held, as in a pass.
+    let fingerprints = loaded
+        .desired
+        .guests
+        .iter()
+        .map(|(v, s)| (*v, s.fingerprint()))
+        .collect();
+    for (vmid, e) in crate::quarantine::Quarantine::read(&fixed.state_dir).holds(&fingerprints) {
+        holds.entry(vmid).or_insert(crate::plan::Hold::Quarantined {
+            panic: e.panic,
+            at: e.at,
+        });
+    }
+    Ok(holds)
+}
+
 /// The plan as `{"actions":[...],"skipped":[...],"pending":[...]}`.
 pub fn plan_json(plan: &crate::plan::Plan) -> String {
+    plan_value(plan).to_string()
+}
+
+/// [`plan_json`] as a JSON value.
+pub fn plan_value(plan: &crate::plan::Plan) -> serde_json::Value {
     let skipped: Vec<serde_json::Value> = plan
         .skipped
         .iter()
@@ -112,7 +137,7 @@ pub fn plan_json(plan: &crate::plan::Plan) -> String {
             serde_json::json!({"vmid": v, "keys": keys})
         })
         .collect();
-    serde_json::json!({"actions": plan.actions, "skipped": skipped, "pending": pending}).to_string()
+    serde_json::json!({"actions": plan.actions, "skipped": skipped, "pending": pending})
 }
 
 /// `felhom-agent once`: recovery, then one pass, waiting for every action.

@@ -101,6 +101,11 @@ pub const OPTIONS: &[Opt] = &[
         help: "print JSON instead of text",
     },
     Opt {
+        name: "--cluster",
+        value: "",
+        help: "what every node's agent would do, read from any node",
+    },
+    Opt {
         name: "--in-flight",
         value: "",
         help: "only the ops still in flight",
@@ -208,10 +213,12 @@ cannot run beside the service.",
         summary: "show what a pass would do; changes nothing",
         text: "\
 What a pass would do, and which guests it would skip and why. Read-only: it \
-runs beside the service.",
+runs beside the service. With --cluster, what every node's agent would do, read \
+through this node's API, with the desired guests on no node and those named twice.",
         options: &[
             ("--config", ""),
             ("--json", "print the plan as JSON"),
+            ("--cluster", "every node's plan, from any node"),
             ("--log-level", ""),
             ("--help", ""),
         ],

@@ -13,8 +13,8 @@ use super::form::encode_component;
 use super::form::Params;
 use super::times::TaskTimes;
 use super::types::{
-    ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, RawGuestStatus,
-    TaskListEntry, TaskQuery, TaskStatus, Version,
+    ClusterNode, ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp,
+    RawGuestStatus, TaskListEntry, TaskQuery, TaskStatus, Version,
 };
 use super::url::BaseUrl;
 use super::{Upid, Vmid};
@@ -206,6 +206,17 @@ impl Client {
         let path = "/cluster/resources";
         let list: Vec<Value> = self.get(path, &[("type", "vm".into())])?;
         guests_of(&format!("GET {path}"), list)
+    }
+
+    /// `GET /cluster/resources?type=node`: every node of the cluster.
+    pub fn cluster_nodes(&self) -> Result<Vec<ClusterNode>, ApiError> {
+        let path = "/cluster/resources";
+        let list: Vec<Value> = self.get(path, &[("type", "node".into())])?;
+        let request = format!("GET {path}");
+        list.into_iter()
+            .filter(|v| v.get("type").and_then(Value::as_str) == Some("node"))
+            .map(|v| decode(&request, v))
+            .collect()
     }
 
     /// `GET /nodes/{node}/tasks` with the filters that are set.

@@ -242,6 +242,21 @@ pub struct ClusterResource {
     pub hastate: Option<String>,
 }
 
+/// One node of `/cluster/resources?type=node`. Every node of the cluster is listed,
+/// whatever the token may audit (pve-manager `PVE/API2/Cluster.pm` `resources`,
+/// `PVE/API2Tools.pm` `extract_node_stats`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ClusterNode {
+    pub node: String,
+    /// `online`, `offline` (a cluster member that is not), or `unknown` (no status
+    /// figures from it yet).
+    #[serde(
+        default = "unknown_status",
+        deserialize_with = "perl::de_string_or_empty"
+    )]
+    pub status: String,
+}
+
 impl ClusterResource {
     /// The guest's kind from `type`.
     pub fn guest_kind(&self) -> Option<super::GuestKind> {

@@ -5,9 +5,9 @@
 
 use super::audit::{self, Audit};
 use super::faults::Faults;
-use super::model::{ErrorStyle, RequestRecord, SimGuest, SimOptions};
+use super::model::{BulkTask, ErrorStyle, RequestRecord, SimGuest, SimOptions};
 use super::state::{GuestRec, Shared, State};
-use super::{clock, persist, server, tls};
+use super::{clock, persist, server, tasks, tls};
 use crate::cancel::CancelSource;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -196,6 +196,26 @@ impl Sim {
         self.read(|st| st.faults.clone())
     }
 
+    /// Takes node `node` down (`false`) or brings it back: while down, the cluster lists
+    /// it `offline` and every call for it answers 595 `No route to host`, as pveproxy
+    /// does when it cannot reach the node to proxy to. Its guests stay where they are.
+    ///
+    /// # Panics
+    /// When `node` is not a node of the simulated cluster: that is a mistake in the test.
+    pub fn set_node_online(&self, node: &str, online: bool) {
+        assert!(
+            self.shared.opts.nodes.iter().any(|n| n == node),
+            "sim: set_node_online: there is no node {node:?}"
+        );
+        self.with(|st| {
+            if online {
+                st.offline.remove(node);
+            } else {
+                st.offline.insert(node.to_string());
+            }
+        })
+    }
+
     pub fn set_quorate(&self, q: bool) {
         self.with(|st| st.quorate = q)
     }
@@ -257,6 +277,32 @@ impl Sim {
     /// oldest first.
     pub fn tasks_started(&self, vmid: u32) -> Vec<String> {
         self.read(|st| st.tasks_started.get(&vmid).cloned().unwrap_or_default())
+    }
+
+    /// Runs the node's own `startall` or `stopall` task on `node` for `run_for`, as
+    /// `pve-guests.service` does at boot and at shutdown, and returns its UPID. While it
+    /// runs, `GET /nodes/{node}/tasks?source=active` lists it as PVE does (type
+    /// `startall`/`stopall`, an empty id, user `root@pam`, status `RUNNING`); then it
+    /// ends `OK`. It starts and stops no guest itself: it stands for the node's bulk run.
+    ///
+    /// # Panics
+    /// When `node` is not a node of the simulated cluster: that is a mistake in the test.
+    pub fn run_bulk_task(&self, node: &str, kind: BulkTask, run_for: Duration) -> String {
+        assert!(
+            self.shared.opts.nodes.iter().any(|n| n == node),
+            "sim: run_bulk_task: there is no node {node:?}"
+        );
+        self.with(|st| tasks::spawn_bulk(&self.shared, st, node, kind, run_for).to_string())
+    }
+
+    /// When the task `upid` ended, if it has.
+    pub fn task_ended_at(&self, upid: &str) -> Option<Instant> {
+        self.read(|st| {
+            st.tasks
+                .iter()
+                .find(|t| t.upid.to_string() == upid)
+                .and_then(|t| t.ended)
+        })
     }
 
     /// Tasks running now, over all guests.

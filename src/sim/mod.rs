@@ -80,6 +80,7 @@ pub use faults::{Effect, FaultRule, Faults, Garble, Match};
 pub use fleet::{fleet, vm_fleet};
 pub use handle::Sim;
 pub use model::{
-    ErrorStyle, PowerState, QmpState, RequestRecord, SimGuest, SimKind, SimOptions, TlsFiles,
+    BulkTask, ErrorStyle, PowerState, QmpState, RequestRecord, SimGuest, SimKind, SimOptions,
+    TlsFiles,
 };
 pub use source::{Serve, Source, SourceOptions, SourceRecord};

@@ -148,6 +148,25 @@ impl PowerState {
     }
 }
 
+/// The node's own bulk power task, which `pve-guests.service` runs at boot (`startall`:
+/// the guests with `onboot` set, in startup order) and at shutdown (`stopall`): pve-manager
+/// `PVE/API2/Nodes.pm` (`startall`, `stopall`), `services/pve-guests.service`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BulkTask {
+    StartAll,
+    StopAll,
+}
+
+impl BulkTask {
+    /// The worker type in its UPID and in the task list: `startall` or `stopall`.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            BulkTask::StartAll => "startall",
+            BulkTask::StopAll => "stopall",
+        }
+    }
+}
+
 /// A container (pve-container) or a QEMU virtual machine (qemu-server).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -227,8 +227,14 @@ pub(crate) fn cluster_resources(shared: &Shared, params: &BTreeMap<String, Strin
     }
     if kind.is_none() || kind == Some("node") {
         for n in &shared.opts.nodes {
+            // A member that is down (pve-manager `PVE/API2Tools.pm` `extract_node_stats`).
+            let status = if st.offline.contains(n) {
+                "offline"
+            } else {
+                "online"
+            };
             out.push(json!({
-                "id": format!("node/{n}"), "type": "node", "node": n, "status": "online",
+                "id": format!("node/{n}"), "type": "node", "node": n, "status": status,
                 "maxcpu": shared.opts.host_cpus,
             }));
         }

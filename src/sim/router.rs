@@ -161,8 +161,16 @@ pub(crate) fn process(shared: &Shared, req: &Request) -> Outcome {
     // the same, as pvedaemon would once a worker is free. Only a shutdown of the node
     // cuts the wait short, and then nothing is executed.
     let shut_down = !verdict.delay.is_zero() && shared.cancel.wait(verdict.delay);
+    // pveproxy cannot connect to a node that is down to proxy the call to: AnyEvent::HTTP's
+    // 595, the text in the reason phrase, an empty body; nothing was sent on
+    // (docs/proxmox-api.md §1.4).
+    let unreachable = p
+        .node
+        .as_ref()
+        .is_some_and(|n| shared.lock().offline.contains(n));
     let early = match &verdict.effect {
         _ if shut_down => Some(Outcome::Reset),
+        _ if unreachable => Some(Outcome::Respond(bare(595, "No route to host"))),
         Some(e) => inject::before(e, style),
         None => None,
     };
@@ -212,6 +220,7 @@ fn answer(shared: &Shared, seq: u64, req: &Request, p: &Parsed) -> Response {
     if let Some(e) = &p.body_error {
         return envelope(Err(Fail::new(400, e.clone())), style);
     }
+
     let result = match route(&req.method, &p.segs) {
         None => Err(Fail::new(
             501,

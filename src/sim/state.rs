@@ -7,13 +7,15 @@
 
 use super::conf;
 use super::faults::{Faults, RuleCount};
-use super::model::{ErrorStyle, PowerState, RequestRecord, SimGuest, SimKind, SimOptions};
+use super::model::{
+    BulkTask, ErrorStyle, PowerState, RequestRecord, SimGuest, SimKind, SimOptions,
+};
 use super::persist;
 use super::reply::Fail;
 use super::upid::SimUpid;
 use crate::cancel::Cancel;
 use crate::rng::XorShift;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -50,12 +52,16 @@ pub(crate) enum TaskKind {
     Config,
     HaStart,
     HaStop,
+    /// The node's own `startall` or `stopall`: about no guest (its `vmid` is 0, the id in
+    /// its UPID empty), and it changes none; it only runs, so that the task list shows it.
+    Bulk(BulkTask),
 }
 
 impl TaskKind {
     /// The worker type in the UPID, for a task on a guest of `guest`'s kind.
     pub(crate) fn type_name(self, guest: SimKind) -> &'static str {
         match (guest, self) {
+            (_, TaskKind::Bulk(b)) => b.type_name(),
             (_, TaskKind::HaStart) => "hastart",
             (_, TaskKind::HaStop) => "hastop",
             (SimKind::Lxc, TaskKind::Start) => "vzstart",
@@ -75,7 +81,7 @@ impl TaskKind {
     /// (qemu-server `vm_start`, `vm_stop`, `$update_vm_api` take `lock_config`).
     pub(crate) fn holds_lock(self, guest: SimKind) -> bool {
         match (guest, self) {
-            (_, TaskKind::HaStart | TaskKind::HaStop) => false,
+            (_, TaskKind::HaStart | TaskKind::HaStop | TaskKind::Bulk(_)) => false,
             (SimKind::Lxc, k) => matches!(k, TaskKind::Shutdown { .. }),
             (SimKind::Qemu, _) => true,
         }
@@ -200,6 +206,9 @@ pub(crate) struct State {
     pub next_pid: u32,
     /// Guests changed since the state file was last written.
     pub dirty: bool,
+    /// Nodes of the cluster that are down: listed `offline`, and pveproxy cannot reach
+    /// them to proxy a call.
+    pub offline: BTreeSet<String>,
 }
 
 impl State {
@@ -229,6 +238,7 @@ impl State {
             shutting_down: false,
             next_pid,
             dirty: false,
+            offline: BTreeSet::new(),
         }
     }
 

@@ -1,10 +1,10 @@
 //! Worker tasks: creating them (a UPID per task, as pve-common `RESTEnvironment.pm`
 //! `fork_worker` does), finishing them when they fall due, HA requests that change a
-//! guest later, and the task status and task list endpoints (pve-manager
-//! `PVE/API2/Tasks.pm` `read_task_status`, `node_tasks`).
+//! guest later, the node's own `startall`/`stopall`, and the task status and task list
+//! endpoints (pve-manager `PVE/API2/Tasks.pm` `read_task_status`, `node_tasks`).
 
 use super::conf;
-use super::model::{PowerState, QmpState, SimKind};
+use super::model::{BulkTask, PowerState, QmpState, SimKind};
 use super::reply::{Data, Fail};
 use super::schema;
 use super::state::{lock_timeout, HaEvent, Shared, State, Task, TaskKind};
@@ -32,23 +32,14 @@ pub(crate) struct NewTask<'a> {
 /// Starts a task and returns its UPID. A task that needs the guest's config lock while
 /// another task holds it waits for it, up to `lock_wait`.
 pub(crate) fn spawn(shared: &Shared, st: &mut State, t: NewTask) -> SimUpid {
-    let pid = st.next_pid;
-    st.next_pid = if pid >= 0x003F_FFFF {
-        0x0001_0000
-    } else {
-        pid + 1
-    };
-    // pstart is the process start in clock ticks (100 Hz) since boot.
-    let ticks = shared.started.elapsed().as_millis() as u64 / 10;
-    let upid = SimUpid {
-        node: t.node.to_string(),
-        pid,
-        pstart: 0x0100_0000 + ticks,
-        starttime: crate::time::unix_now(),
-        kind: t.kind.type_name(t.guest).to_string(),
-        id: t.vmid.to_string(),
-        user: shared.opts.token_id.clone(),
-    };
+    let upid = new_upid(
+        shared,
+        st,
+        t.node,
+        t.kind.type_name(t.guest),
+        &t.vmid.to_string(),
+        &shared.opts.token_id,
+    );
     let now = Instant::now();
     let holds_lock = t.kind.holds_lock(t.guest);
     let waits_for_lock = holds_lock && st.flock_held(t.vmid);
@@ -76,6 +67,66 @@ pub(crate) fn spawn(shared: &Shared, st: &mut State, t: NewTask) -> SimUpid {
         r.task = Some(text.clone());
     }
     st.tasks_started.entry(t.vmid).or_default().push(text);
+    st.max_tasks = st.max_tasks.max(st.running_tasks());
+    st.trim_tasks();
+    upid
+}
+
+/// A UPID for a worker forked now: the next pid, and the process start in clock ticks
+/// (100 Hz) since the node booted.
+fn new_upid(
+    shared: &Shared,
+    st: &mut State,
+    node: &str,
+    kind: &str,
+    id: &str,
+    user: &str,
+) -> SimUpid {
+    let pid = st.next_pid;
+    st.next_pid = if pid >= 0x003F_FFFF {
+        0x0001_0000
+    } else {
+        pid + 1
+    };
+    let ticks = shared.started.elapsed().as_millis() as u64 / 10;
+    SimUpid {
+        node: node.to_string(),
+        pid,
+        pstart: 0x0100_0000 + ticks,
+        starttime: crate::time::unix_now(),
+        kind: kind.to_string(),
+        id: id.to_string(),
+        user: user.to_string(),
+    }
+}
+
+/// Starts the node's own `startall` or `stopall` on `node`, running for `run_for`, and
+/// returns its UPID. `pve-guests.service` runs it through `pvesh` as `root@pam`, and
+/// `fork_worker` is given no id (pve-manager `PVE/API2/Nodes.pm`: `fork_worker('startall',
+/// undef, $authuser, ...)`), so the UPID's id is empty. It starts and stops no guest here:
+/// it stands for the node's bulk run, which is all the agent looks at.
+pub(crate) fn spawn_bulk(
+    shared: &Shared,
+    st: &mut State,
+    node: &str,
+    kind: BulkTask,
+    run_for: Duration,
+) -> SimUpid {
+    let upid = new_upid(shared, st, node, kind.type_name(), "", "root@pam");
+    st.tasks.push(Task {
+        upid: upid.clone(),
+        vmid: 0,
+        guest: SimKind::Lxc,
+        kind: TaskKind::Bulk(kind),
+        due: Instant::now() + run_for,
+        run_for,
+        exit: None,
+        endtime: None,
+        ended: None,
+        holds_lock: false,
+        waits_for_lock: false,
+        update: None,
+    });
     st.max_tasks = st.max_tasks.max(st.running_tasks());
     st.trim_tasks();
     upid
@@ -169,6 +220,9 @@ fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<()
         let t = &st.tasks[i];
         (t.vmid, t.guest, t.kind, t.upid.node.clone())
     };
+    if matches!(kind, TaskKind::Bulk(_)) {
+        return Ok(());
+    }
     if let Some(msg) = st.faults.fail_tasks.get(&vmid) {
         return Err(msg.clone());
     }
@@ -210,7 +264,7 @@ fn outcome(shared: &Shared, st: &mut State, i: usize, now: Instant) -> Result<()
             }
             PowerState::Stopped
         }
-        TaskKind::Config | TaskKind::HaStart | TaskKind::HaStop => {
+        TaskKind::Config | TaskKind::HaStart | TaskKind::HaStop | TaskKind::Bulk(_) => {
             return Err("unexpected task".into())
         }
     };

@@ -65,7 +65,9 @@ pub(crate) fn finish(shared: &Shared, st: &mut State, i: usize) -> Result<(), St
                 format!("400 Parameter verification failed. {}", keys.join(" "))
             });
         }
-        TaskKind::HaStart | TaskKind::HaStop => return Err("unexpected task".into()),
+        TaskKind::HaStart | TaskKind::HaStop | TaskKind::Bulk(_) => {
+            return Err("unexpected task".into())
+        }
     };
     st.dirty = true;
     if wrote {

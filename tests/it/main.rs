@@ -2,6 +2,7 @@
 
 mod agent;
 mod client;
+mod cluster;
 mod commands;
 mod config;
 mod contrib;

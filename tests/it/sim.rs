@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod config;
 mod faults;
+mod nodes;
 mod tasks;
 mod transport;
 mod vm_api;
