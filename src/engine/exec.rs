@@ -261,6 +261,12 @@ impl ApiExecutor {
                         warnings,
                     };
                 }
+                // HA may relocate the guest to satisfy the request; the request
+                // itself was delivered, so the op is done and the guest is gone.
+                Err(e) if e.is_config_missing() => {
+                    rec.succeeded(op);
+                    return Outcome::Moved(format!("ha request {upid}: {e}"));
+                }
                 Ok(_) | Err(_) if Instant::now() + interval < deadline => {}
                 _ => {
                     let msg = format!("ha request {upid} did not take effect in time");

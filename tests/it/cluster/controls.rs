@@ -274,3 +274,55 @@ fn power_actions_wait_while_the_node_runs_its_own_startall_or_stopall() {
         a.stop();
     }
 }
+
+#[test]
+fn an_ha_request_whose_guest_ha_relocates_is_counted_moved_and_not_repeated() {
+    let opts = SimOptions {
+        ha_apply_delay: Duration::from_millis(600),
+        ..three_nodes()
+    };
+    let c = Cluster::new(
+        "cluster-ha-relocate",
+        opts,
+        vec![ct(101, "pve1", false).ha("stopped")],
+        r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+        serde_json::json!({"ha_mode": "request"}),
+    );
+    let desired = c.desired();
+    let mut agents = c.agents();
+    // pve1 files the request; while it waits for the guest to start, HA moves the
+    // guest to pve2 and starts it there.
+    let (_plan, done) = agents[0].engine.start_pass(&desired);
+    assert!(done.is_none(), "the pass waits for its request");
+    // The request is filed (its task has ended) and not carried out yet.
+    let filed = |s: &Sim| s.guest(101).unwrap().ha.as_deref() == Some("started");
+    assert!(c.sim.wait_until(Duration::from_secs(10), filed));
+    assert!(!running(&c.sim, 101));
+    c.sim.update_guest(101, |g| g.node = "pve2".into());
+    let result = agents[0]
+        .engine
+        .results()
+        .recv_timeout(Duration::from_secs(10))
+        .expect("pve1's request ends");
+    let report = agents[0].engine.on_result(result).expect("the pass ends");
+    assert_eq!(
+        (report.moved, report.failed, report.in_flight),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    assert!(agents[0].journal.in_flight().is_empty());
+    assert!(c
+        .sim
+        .wait_until(Duration::from_secs(10), |_| running(&c.sim, 101)));
+    // Nobody asks again: the guest is where HA put it, as desired.
+    for r in passes(&mut agents, &desired) {
+        assert_eq!(r.planned, 0, "{r:?}");
+    }
+    assert_eq!(
+        mutations_for(&c.sim, 101),
+        ["POST /nodes/pve1/lxc/101/status/start"]
+    );
+    for a in agents {
+        a.stop();
+    }
+}
