@@ -177,7 +177,7 @@ pub fn containers(
         out.push(Observed {
             vmid: entry.vmid,
             name: c.hostname.or(entry.name),
-            running: entry.status == crate::pve::types::RunState::Running,
+            running: entry.status == crate::pve::types::PowerState::Running,
             lock: c.lock.or(entry.lock),
             spec: ActualSpec {
                 cores: c.cores,

@@ -13,7 +13,7 @@ use crate::journal::{Journal, JournalError, OpId};
 use crate::lanes::{Executor, Outcome};
 use crate::log;
 use crate::pve::error::ApiError;
-use crate::pve::types::{PowerOp, RunState, TaskOutcome};
+use crate::pve::types::{PowerOp, PowerState, TaskOutcome};
 use crate::pve::{Client, WaitError, WaitOptions};
 use crate::pve::{GuestKind, Upid};
 use crossbeam_channel::Sender;
@@ -149,7 +149,7 @@ impl ApiExecutor {
     }
 
     /// Whether the guest runs now, as the node says.
-    fn status(&self, action: &Action) -> Result<RunState, ApiError> {
+    fn status(&self, action: &Action) -> Result<PowerState, ApiError> {
         Ok(match action.guest {
             GuestKind::Lxc => self.client.lxc_status(&self.node, action.vmid)?.status,
             GuestKind::Qemu => self.client.qemu_status(&self.node, action.vmid)?.status,
@@ -240,8 +240,8 @@ impl ApiExecutor {
     ) -> Outcome {
         let want = match action.kind {
             _ if !upid.kind.starts_with("ha") => None,
-            ActionKind::Start => Some(RunState::Running),
-            ActionKind::Stop | ActionKind::Shutdown => Some(RunState::Stopped),
+            ActionKind::Start => Some(PowerState::Running),
+            ActionKind::Stop | ActionKind::Shutdown => Some(PowerState::Stopped),
             ActionKind::SetConfig => None,
         };
         let Some(want) = want else {

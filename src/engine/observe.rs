@@ -30,7 +30,7 @@ use crate::desired::{DesiredState, GuestSpec, RunState as Want};
 use crate::plan::{gate, Actual, ActualGuest, ActualSpec, Field, Hold, PlanSettings};
 use crate::pve::client::Client;
 use crate::pve::error::{ApiError, TransportError};
-use crate::pve::types::{RunState, TaskQuery};
+use crate::pve::types::{PowerState, TaskQuery};
 use crate::pve::{GuestKind, VmPower, Vmid};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -182,7 +182,7 @@ pub fn observe(
             from_list.ok_or_else(|| NOT_READ.to_string())
         };
         let vm_power = (entry.kind == GuestKind::Qemu && !entry.running).then(|| {
-            VmPower::from_parts(&RunState::Stopped, None, entry.lock.as_deref())
+            VmPower::from_parts(&PowerState::Stopped, None, entry.lock.as_deref())
                 .unwrap_or(VmPower::Stopped)
         });
         if read.spec || read.status {
@@ -244,7 +244,7 @@ fn list(
         out.extend(client.list_lxc(node)?.into_iter().map(|e| Listed {
             vmid: e.vmid,
             kind: GuestKind::Lxc,
-            running: e.status == RunState::Running,
+            running: e.status == PowerState::Running,
             name: e.name,
             lock: e.lock,
             template: e.template,
@@ -260,7 +260,7 @@ fn list(
         out.extend(client.list_qemu(node, false)?.into_iter().map(|e| Listed {
             vmid: e.vmid,
             kind: GuestKind::Qemu,
-            running: e.status == RunState::Running,
+            running: e.status == PowerState::Running,
             name: e.name,
             lock: e.lock,
             template: e.template,

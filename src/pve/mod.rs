@@ -26,7 +26,7 @@ pub use qemu::{Hotplug, QmpStatus, VmConfig, VmEntry, VmPower, VmStatus};
 pub use times::{Expected, TaskTimes};
 pub use tls::{default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
 pub use types::{
-    ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, RunState,
+    ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, PowerState,
     TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
 };
 pub use upid::{percent_encode_segment, Upid, UpidParseError};

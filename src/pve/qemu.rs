@@ -13,7 +13,7 @@
 //! before; both decode to MiB.
 
 use super::perl;
-use super::types::RunState;
+use super::types::PowerState;
 use super::Vmid;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -134,14 +134,14 @@ impl VmPower {
     /// `qmpstatus` equal to `status`, so a paused VM with a hung monitor reads as
     /// [`VmPower::Running`].
     pub fn from_parts(
-        status: &RunState,
+        status: &PowerState,
         qmpstatus: Option<&QmpStatus>,
         lock: Option<&str>,
     ) -> Option<VmPower> {
         match status {
-            RunState::Stopped if lock == Some("suspended") => Some(VmPower::Hibernated),
-            RunState::Stopped => Some(VmPower::Stopped),
-            RunState::Running => Some(match qmpstatus? {
+            PowerState::Stopped if lock == Some("suspended") => Some(VmPower::Hibernated),
+            PowerState::Stopped => Some(VmPower::Stopped),
+            PowerState::Running => Some(match qmpstatus? {
                 QmpStatus::Running => VmPower::Running,
                 QmpStatus::Paused => VmPower::Paused,
                 QmpStatus::IoError => VmPower::IoError,
@@ -156,7 +156,7 @@ impl VmPower {
                     VmPower::Other(other.as_str().to_string())
                 }
             }),
-            RunState::Unknown(_) => None,
+            PowerState::Unknown(_) => None,
         }
     }
 
@@ -182,12 +182,12 @@ impl VmPower {
         !matches!(self, VmPower::Running | VmPower::Stopped)
     }
 
-    /// As a [`RunState`]: running, stopped, or the state's name as unknown text.
-    pub fn run_state(&self) -> RunState {
+    /// As a [`PowerState`]: running, stopped, or the state's name as unknown text.
+    pub fn run_state(&self) -> PowerState {
         match self {
-            VmPower::Running => RunState::Running,
-            VmPower::Stopped => RunState::Stopped,
-            other => RunState::Unknown(other.as_str().to_string()),
+            VmPower::Running => PowerState::Running,
+            VmPower::Stopped => PowerState::Stopped,
+            other => PowerState::Unknown(other.as_str().to_string()),
         }
     }
 
@@ -228,7 +228,7 @@ impl fmt::Display for VmPower {
 pub struct VmEntry {
     pub vmid: Vmid,
     /// Whether a QEMU process exists: `running` also for a paused or prelaunch VM.
-    pub status: RunState,
+    pub status: PowerState,
     /// Only with `full=1`.
     #[serde(default)]
     pub qmpstatus: Option<QmpStatus>,
@@ -265,7 +265,7 @@ impl VmEntry {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VmStatus {
     pub vmid: Vmid,
-    pub status: RunState,
+    pub status: PowerState,
     pub qmpstatus: QmpStatus,
     /// [`VmPower::from_parts`] of the above and the lock.
     pub power: VmPower,
@@ -290,7 +290,7 @@ pub struct VmStatus {
 pub(crate) struct RawVmStatus {
     #[serde(default)]
     vmid: Option<Vmid>,
-    status: RunState,
+    status: PowerState,
     #[serde(default)]
     qmpstatus: Option<QmpStatus>,
     #[serde(default, deserialize_with = "perl::de_opt_string")]

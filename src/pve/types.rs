@@ -18,45 +18,45 @@ use std::fmt;
 /// [`super::qemu::QmpStatus`]); anything else (cluster resources' `unknown`, or a VM's
 /// `paused` there) is kept as text.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum RunState {
+pub enum PowerState {
     Running,
     Stopped,
     Unknown(String),
 }
 
-impl RunState {
+impl PowerState {
     pub fn as_str(&self) -> &str {
         match self {
-            RunState::Running => "running",
-            RunState::Stopped => "stopped",
-            RunState::Unknown(s) => s,
+            PowerState::Running => "running",
+            PowerState::Stopped => "stopped",
+            PowerState::Unknown(s) => s,
         }
     }
 
-    pub fn parse(s: &str) -> RunState {
+    pub fn parse(s: &str) -> PowerState {
         match s {
-            "running" => RunState::Running,
-            "stopped" => RunState::Stopped,
-            other => RunState::Unknown(other.to_string()),
+            "running" => PowerState::Running,
+            "stopped" => PowerState::Stopped,
+            other => PowerState::Unknown(other.to_string()),
         }
     }
 }
 
-impl fmt::Display for RunState {
+impl fmt::Display for PowerState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl Serialize for RunState {
+impl Serialize for PowerState {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
 }
 
-impl<'de> Deserialize<'de> for RunState {
+impl<'de> Deserialize<'de> for PowerState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(RunState::parse(&String::deserialize(d)?))
+        Ok(PowerState::parse(&String::deserialize(d)?))
     }
 }
 
@@ -64,7 +64,7 @@ impl<'de> Deserialize<'de> for RunState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GuestEntry {
     pub vmid: Vmid,
-    pub status: RunState,
+    pub status: PowerState,
     #[serde(default, deserialize_with = "perl::de_opt_string")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "perl::de_opt_string")]
@@ -136,7 +136,7 @@ impl LxcConfig {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GuestStatus {
     pub vmid: Vmid,
-    pub status: RunState,
+    pub status: PowerState,
     pub name: Option<String>,
     pub lock: Option<String>,
     pub template: bool,
@@ -151,7 +151,7 @@ pub struct GuestStatus {
 pub(crate) struct RawGuestStatus {
     #[serde(default)]
     vmid: Option<Vmid>,
-    status: RunState,
+    status: PowerState,
     #[serde(default, deserialize_with = "perl::de_opt_string")]
     name: Option<String>,
     #[serde(default, deserialize_with = "perl::de_opt_string")]

@@ -13,8 +13,8 @@ use felhom_agent::action::Params;
 use felhom_agent::cancel::Cancel;
 use felhom_agent::log::Chain;
 use felhom_agent::pve::{
-    ApiError, Client, ClientOptions, PowerOp, RunState, TaskFailure, TaskOutcome, TaskQuery, Vmid,
-    WaitOptions,
+    ApiError, Client, ClientOptions, PowerOp, PowerState as Status, TaskFailure, TaskOutcome,
+    TaskQuery, Vmid, WaitOptions,
 };
 use felhom_agent::secret::Secret;
 use felhom_agent::sim::{Faults, PowerState, Sim, SimGuest, SimOptions};
@@ -121,11 +121,11 @@ fn reads() {
     list.sort_by_key(|g| g.vmid);
     assert_eq!(list.len(), 2, "only pve1's guests: {list:?}");
     assert_eq!(list[0].vmid, vmid(101));
-    assert_eq!(list[0].status, RunState::Running);
+    assert_eq!(list[0].status, Status::Running);
     assert_eq!(list[0].tags.as_deref(), Some("prod;web"));
     assert_eq!(list[0].maxmem, Some(1024 << 20));
     assert_eq!(list[0].maxswap, Some(256 << 20));
-    assert_eq!(list[1].status, RunState::Stopped);
+    assert_eq!(list[1].status, Status::Stopped);
     assert!(list[1].template);
 
     let cfg = c.lxc_config("pve1", vmid(101), false).unwrap();
@@ -157,7 +157,7 @@ fn reads() {
         .is_pending());
 
     let st = c.lxc_status("pve1", vmid(101)).unwrap();
-    assert_eq!((st.vmid, st.status.clone()), (vmid(101), RunState::Running));
+    assert_eq!((st.vmid, st.status.clone()), (vmid(101), Status::Running));
     assert!(!st.ha_managed);
     let st = c.lxc_status("pve2", vmid(201)).unwrap();
     assert!(st.ha_managed);
@@ -192,7 +192,7 @@ fn power_actions_and_the_task_list() {
     assert_eq!(c.wait_task(&upid, &within(10)), Ok(TaskOutcome::Ok));
     assert_eq!(
         c.lxc_status("pve1", vmid(101)).unwrap().status,
-        RunState::Running
+        Status::Running
     );
 
     let q = TaskQuery {
@@ -211,7 +211,7 @@ fn power_actions_and_the_task_list() {
     assert_eq!(outcome, TaskOutcome::Ok);
     assert_eq!(
         c.lxc_status("pve1", vmid(101)).unwrap().status,
-        RunState::Stopped
+        Status::Stopped
     );
     let shutdown_req = sim
         .mutations()

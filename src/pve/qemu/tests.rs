@@ -22,7 +22,7 @@ fn list_entries_with_and_without_full() {
     ]);
     let list: Vec<VmEntry> = serde_json::from_value(data).unwrap();
     assert_eq!(list[0].vmid, vmid(100));
-    assert_eq!(list[0].status, RunState::Running);
+    assert_eq!(list[0].status, PowerState::Running);
     assert_eq!(list[0].qmpstatus, Some(QmpStatus::Paused));
     assert_eq!(list[0].power(), Some(VmPower::Paused));
     assert_eq!(list[0].maxmem, Some(4 << 30));
@@ -85,7 +85,7 @@ fn power_table() {
     ];
     for (status, qmp, lock, want) in table {
         let got = VmPower::from_parts(
-            &RunState::parse(status),
+            &PowerState::parse(status),
             qmp.map(QmpStatus::parse).as_ref(),
             *lock,
         );
@@ -97,8 +97,8 @@ fn power_table() {
         assert!(p.leave_alone() && !p.is_running() && !p.is_stopped(), "{p}");
     }
     assert!(!Hibernated.has_process() && BackupOfStopped.has_process());
-    assert_eq!(Paused.run_state(), RunState::Unknown("paused".into()));
-    assert_eq!(Running.run_state(), RunState::Running);
+    assert_eq!(Paused.run_state(), PowerState::Unknown("paused".into()));
+    assert_eq!(Running.run_state(), PowerState::Running);
     assert_eq!(BackupOfStopped.to_string(), "backup-prelaunch");
     assert_eq!(serde_json::to_value(IoError).unwrap(), json!("io-error"));
 }

@@ -20,14 +20,14 @@ fn lxc_list_entries_decode_with_string_vmids_and_absent_fields() {
     ]);
     let list: Vec<GuestEntry> = serde_json::from_value(data).unwrap();
     assert_eq!(list[0].vmid, vmid(101));
-    assert_eq!(list[0].status, RunState::Running);
+    assert_eq!(list[0].status, PowerState::Running);
     assert_eq!(list[0].tags.as_deref(), Some("prod;web"));
     assert_eq!(list[0].cpus, Some(2.0));
     assert_eq!(list[0].maxswap, Some(512 << 20));
     assert!(!list[0].template);
     assert_eq!(list[0].lock, None);
     assert_eq!(list[1].vmid, vmid(102));
-    assert_eq!(list[1].status, RunState::Stopped);
+    assert_eq!(list[1].status, PowerState::Stopped);
     assert_eq!(list[1].cpus, Some(0.5));
     assert_eq!(list[1].maxmem, Some(512 << 20));
     assert!(list[1].template);
@@ -36,11 +36,11 @@ fn lxc_list_entries_decode_with_string_vmids_and_absent_fields() {
 
 #[test]
 fn run_state_keeps_unknown_text() {
-    let s: RunState = serde_json::from_value(json!("paused")).unwrap();
-    assert_eq!(s, RunState::Unknown("paused".into()));
+    let s: PowerState = serde_json::from_value(json!("paused")).unwrap();
+    assert_eq!(s, PowerState::Unknown("paused".into()));
     assert_eq!(s.to_string(), "paused");
     assert_eq!(
-        serde_json::to_value(RunState::Running).unwrap(),
+        serde_json::to_value(PowerState::Running).unwrap(),
         json!("running")
     );
 }
