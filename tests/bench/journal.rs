@@ -1,48 +1,20 @@
 //! The journal's scenarios for the benchmark: recovery of a large file, the cost of
 //! the rewrite every open does, and durable appends from one writer and from many
-//! (group commit). Each function returns its numbers as [`Measure`]s, for the table
-//! `main` prints; nothing here asserts a time.
+//! (group commit). Each function returns its numbers as [`Row`]s of the table `main`
+//! prints; nothing here asserts a time.
 
+use crate::table::{Row, Target, Unit};
 use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::journal::{crc32c, Journal, JournalOptions, OpId, OpState, Record};
 use felhom_agent::pve::{Upid, Vmid};
-use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// One measured number: what, how much, in what unit, and what it should be.
-#[derive(Clone, Debug)]
-pub struct Measure {
-    pub name: String,
-    pub value: f64,
-    pub unit: &'static str,
-    /// The target, said for people (`< 300 ms`, `>= 10x`), if there is one.
-    pub target: Option<&'static str>,
-}
-
-impl fmt::Display for Measure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = if self.value >= 100.0 {
-            format!("{:.0}", self.value)
-        } else {
-            format!("{:.1}", self.value)
-        };
-        write!(f, "{}: {value} {}", self.name, self.unit)?;
-        match self.target {
-            Some(t) => write!(f, " (target {t})"),
-            None => Ok(()),
-        }
-    }
-}
-
-fn measure(name: String, value: f64, unit: &'static str, target: Option<&'static str>) -> Measure {
-    Measure {
-        name,
-        value,
-        unit,
-        target,
-    }
+fn measure(name: String, value: f64, unit: Unit, target: Option<Target>, detail: String) -> Row {
+    Row::new("6", name, unit, value)
+        .target(target.unwrap_or(Target::None))
+        .detail(detail)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -140,14 +112,9 @@ pub fn write_journal(path: &Path, n: u64) -> usize {
 /// `runs`, two ways. With compaction off, every run reads the same file and the
 /// rewrite copies all of it: the worst case. With the default options, the file is
 /// past the compaction threshold, so the rewrite at open is a compaction (the file
-/// is put back before each run, untimed): what the agent does. `target` is the
-/// target for this size, for both.
-pub fn recovery(
-    dir: &Path,
-    records: u64,
-    runs: usize,
-    target: Option<&'static str>,
-) -> Vec<Measure> {
+/// is put back before each run, untimed): what the agent does. `target_ms`
+/// is the target for this size, for both.
+pub fn recovery(dir: &Path, records: u64, runs: usize, target_ms: Option<f64>) -> Vec<Row> {
     let state = dir.join(format!("recovery-{records}"));
     std::fs::create_dir_all(&state).unwrap();
     let original = dir.join(format!("recovery-{records}.journal"));
@@ -159,11 +126,16 @@ pub fn recovery(
         ..JournalOptions::default()
     };
     let mut out = Vec::new();
-    for (opts, how) in [
-        (no_compaction, "compaction off, the rewrite copies it all"),
+    for (opts, short, how) in [
+        (
+            no_compaction,
+            "compaction off",
+            "compaction off, so the rewrite at open copies it all (the worst case)",
+        ),
         (
             JournalOptions::default(),
-            "default options, compacted at open",
+            "default options",
+            "default options: past the threshold, the rewrite at open is a compaction (what the agent does)",
         ),
     ] {
         let mut times = Vec::new();
@@ -185,13 +157,14 @@ pub fn recovery(
             j.close().unwrap();
         }
         out.push(measure(
+            format!("journal recovery, {records} records, {short}"),
+            millis(median(times)),
+            Unit::Millis,
+            target_ms.map(Target::Below),
             format!(
-                "journal recovery, {records} records ({:.1} MB), open + in-flight scan, {how}, median of {runs}",
+                "Journal::open (read, check, replay, rewrite) and the in-flight scan of a {:.1} MB file; {how}; median of {runs}",
                 bytes as f64 / 1e6
             ),
-            millis(median(times)),
-            "ms",
-            target,
         ));
     }
     let _ = std::fs::remove_dir_all(&state);
@@ -203,7 +176,7 @@ pub fn recovery(
 /// of a file just under the default threshold (4 MiB), median of `runs`, next to the
 /// cost of writing and fsyncing that many bytes to a new file in the same directory
 /// (what the rewrite at open adds).
-pub fn open_at_threshold(dir: &Path, runs: usize) -> Vec<Measure> {
+pub fn open_at_threshold(dir: &Path, runs: usize) -> Vec<Row> {
     let state = dir.join("threshold");
     std::fs::create_dir_all(&state).unwrap();
     let limit = JournalOptions::default().compact_bytes;
@@ -235,20 +208,21 @@ pub fn open_at_threshold(dir: &Path, runs: usize) -> Vec<Measure> {
     let _ = std::fs::remove_dir_all(&state);
     vec![
         measure(
+            "journal open at the compaction threshold".into(),
+            millis(median(opens)),
+            Unit::Millis,
+            None,
             format!(
-                "journal open at the compaction threshold, {records} records ({:.1} MB), median of {runs}",
+                "{records} records ({:.1} MB), just under the default threshold; median of {runs}",
                 bytes.len() as f64 / 1e6
             ),
-            millis(median(opens)),
-            "ms",
-            None,
         ),
         measure(
-            "  of which at most: write + fsync of those bytes to a new file + directory fsync"
-                .into(),
+            "journal open at the threshold: its rewrite, at most".into(),
             millis(median(copies)),
-            "ms",
+            Unit::Millis,
             None,
+            "write + fsync of those bytes to a new file + directory fsync; median".into(),
         ),
     ]
 }
@@ -256,7 +230,7 @@ pub fn open_at_threshold(dir: &Path, runs: usize) -> Vec<Measure> {
 /// Durable appends per second from one writer, and from `writers` concurrent
 /// writers, each appending `per_writer` records (a `begin` and a `succeeded` per
 /// op), and the ratio between the two (group commit's gain).
-pub fn appends(dir: &Path, writers: u32, per_writer: u32) -> Vec<Measure> {
+pub fn appends(dir: &Path, writers: u32, per_writer: u32) -> Vec<Row> {
     let state = dir.join("appends");
     let opts = JournalOptions {
         compact_bytes: u64::MAX,
@@ -301,25 +275,28 @@ pub fn appends(dir: &Path, writers: u32, per_writer: u32) -> Vec<Measure> {
     let many = records as f64 / took.as_secs_f64();
     vec![
         measure(
-            "journal appends, one writer (each durable before the next)".into(),
+            "journal appends, one writer".into(),
             single,
-            "records/s",
+            Unit::PerSec,
             None,
+            format!("{} records, each durable before the next", 2 * ops),
         ),
         measure(
+            format!("journal appends, {writers} writers"),
+            many,
+            Unit::PerSec,
+            None,
             format!(
-                "journal appends, {writers} writers ({records} records, {:.1} per fsync)",
+                "{records} records, {:.1} per fsync (group commit)",
                 records as f64 / syncs.max(1) as f64
             ),
-            many,
-            "records/s",
-            None,
         ),
         measure(
             format!("journal group commit gain, {writers} writers over one"),
             many / single,
-            "x",
-            Some(">= 10x"),
+            Unit::Times,
+            Some(Target::AtLeast(10.0)),
+            "durable appends per second, the two rows above".into(),
         ),
     ]
 }
