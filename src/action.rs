@@ -83,6 +83,11 @@ pub struct Action {
     /// proxy's 30 s (docs/proxmox-api.md §9).
     #[serde(default)]
     pub via_task: bool,
+    /// The one-shot key of this action (a desired entry's `once`), which the journal
+    /// records with its op so that the action is carried out at most once per guest,
+    /// ever; `None` for the ordinary convergent actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Why, for people: `memory 512 -> 1024`.
     pub reason: String,
 }

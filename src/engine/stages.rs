@@ -172,6 +172,7 @@ mod tests {
                 kind,
                 guest: crate::pve::GuestKind::Lxc,
                 via_task: false,
+                key: None,
                 params: Params::new(),
                 reason: String::new(),
             }],

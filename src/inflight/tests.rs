@@ -99,6 +99,7 @@ impl Scratch {
                 kind,
                 guest: crate::pve::GuestKind::Lxc,
                 via_task: false,
+                key: None,
                 params,
                 reason: "test".into(),
             })
@@ -379,6 +380,7 @@ fn op_started(age: i64) -> OpSummary {
         vmid: Vmid::new(101).unwrap(),
         kind: ActionKind::Start,
         params: Params::new(),
+        key: None,
         state: OpState::Started,
         upid: None,
         started_at: crate::time::unix_now() - age,

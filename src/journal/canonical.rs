@@ -1,6 +1,7 @@
 //! The fast path of decoding a line: a reader for exactly the form the writer
 //! produces (members in file order, no whitespace, numbers without sign or
-//! fraction, strings without escapes), which takes a record apart without serde.
+//! fraction, strings without escapes), of every version, which takes a record
+//! apart without serde.
 //!
 //! Replaying a journal decodes every line of it, and serde_json's general parser
 //! was most of the time spent at open. This reader does not decide anything: on any
@@ -16,10 +17,14 @@ use crate::pve::Vmid;
 use std::borrow::Cow;
 
 /// The members of `body` (a line without its `,"crc":"…"}` suffix), if it has the
-/// writer's form; `None` sends it to serde_json.
+/// writer's form; `None` sends it to serde_json. Which members the version allows
+/// is not its business: it reads `key` wherever it stands, and `record` checks it
+/// against `v`, for this reader and serde_json alike.
 pub(crate) fn parse(body: &[u8]) -> Option<Wire<'_>> {
     let mut c = Cursor { b: body, at: 0 };
-    c.lit(b"{\"v\":1,\"seq\":")?;
+    c.lit(b"{\"v\":")?;
+    let v = c.digit()?;
+    c.lit(b",\"seq\":")?;
     let seq = c.number()?;
     c.lit(b",\"op\":")?;
     let op = c.number()?;
@@ -41,6 +46,10 @@ pub(crate) fn parse(body: &[u8]) -> Option<Wire<'_>> {
             }
         }
     }
+    let key = match c.lit(b",\"key\":") {
+        Some(()) => Some(c.string()?),
+        None => None,
+    };
     c.lit(b",\"state\":")?;
     let state = match c.string()? {
         "started" => OpState::Started,
@@ -64,12 +73,13 @@ pub(crate) fn parse(body: &[u8]) -> Option<Wire<'_>> {
         return None;
     }
     Some(Wire {
-        v: 1,
+        v,
         seq,
         op,
         vmid,
         kind: Str(Cow::Borrowed(kind)),
         params: StrMap(params),
+        key: key.map(|k| Str(Cow::Borrowed(k))),
         state,
         upid: upid.map(|u| Str(Cow::Borrowed(u))),
         error: error.map(|e| Str(Cow::Borrowed(e))),
@@ -101,6 +111,18 @@ impl<'a> Cursor<'a> {
         }
         self.at += lit.len();
         Some(())
+    }
+
+    /// A number of one digit, 1 to 9 (a format version, as the writer writes it).
+    #[inline(always)]
+    fn digit(&mut self) -> Option<u32> {
+        match self.b.get(self.at) {
+            Some(&d @ b'1'..=b'9') => {
+                self.at += 1;
+                Some(u32::from(d - b'0'))
+            }
+            _ => None,
+        }
     }
 
     /// A u64 as JSON writes it: digits, no leading zero, no sign, no fraction or

@@ -2,11 +2,12 @@
 //! request to the writer thread (see `writer`) and waits for its answer.
 
 use super::writer::{self, Entry, Request, Shared};
-use super::{open, JournalError, JournalOptions, OpId, OpState, OpSummary};
+use super::{open, JournalError, JournalOptions, KeyUse, OpId, OpState, OpSummary};
 use crate::action::Action;
 use crate::log;
-use crate::pve::Upid;
+use crate::pve::{Upid, Vmid};
 use crossbeam_channel::{RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -81,12 +82,15 @@ impl Journal {
         &self.inner.path
     }
 
-    /// Journals `started` for a new op and returns its id once that is on disk.
+    /// Journals `started` for a new op, with the action's one-shot key if it has
+    /// one, and returns its id once that is on disk. From then on [`Journal::keys`]
+    /// shows the key in use.
     pub fn begin(&self, action: &Action) -> Result<OpId, JournalError> {
         self.call(Entry::Begin {
             vmid: action.vmid,
             kind: action.kind,
             params: action.params.clone(),
+            key: action.key.clone(),
         })
     }
 
@@ -121,10 +125,18 @@ impl Journal {
         self.inner.shared.index().op(op).cloned()
     }
 
-    /// The UPIDs the journal ties to an op: those of the ops in flight and of the
-    /// finished ops it keeps.
+    /// The UPIDs the journal ties to an op: those of the ops in flight, of the
+    /// finished ops it keeps, and of the latest op of each one-shot key.
     pub fn upids(&self) -> std::collections::BTreeSet<Upid> {
         self.inner.shared.index().upids()
+    }
+
+    /// The latest op of each guest's one-shot key, by guest and key, as of the
+    /// latest durable records: whether it is spent is [`KeyUse::is_spent`]. A spent
+    /// key stays here across restarts and compactions (see the module doc of
+    /// `journal`); [`super::keys_of`] answers the same over [`super::read_records`].
+    pub fn keys(&self) -> BTreeMap<(Vmid, String), KeyUse> {
+        self.inner.shared.index().keys().clone()
     }
 
     /// The size of the journal file.

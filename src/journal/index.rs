@@ -1,8 +1,10 @@
 //! The in-memory replay of a journal: each op's latest state, the ops in flight, and
 //! the counters that continue across restarts. Pure: no I/O, no clock.
 
+use super::keys::{KeyUse, Keys};
 use super::view::View;
 use super::{OpId, OpState, OpSummary};
+use crate::pve::Vmid;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Whether an op may go from `from` to `to`. `started` only ever begins an op.
@@ -21,6 +23,7 @@ pub(crate) fn summary_of(rec: &View<'_>) -> OpSummary {
         vmid: rec.vmid,
         kind: rec.kind,
         params: rec.params(),
+        key: rec.key.as_ref().map(|k| k.to_string()),
         state: rec.state,
         upid: None,
         started_at: rec.unix_ts(),
@@ -37,6 +40,11 @@ pub(crate) struct Index {
     /// The summaries of the ops in `finished`.
     finished_ops: HashMap<OpId, OpSummary>,
     keep_finished: usize,
+    /// The latest op of each guest's one-shot key.
+    keys: Keys,
+    /// Every op with a key that ended `succeeded` or `failed`: compaction keeps
+    /// them forever.
+    spent_keyed: BTreeSet<OpId>,
     last_seq: u64,
     max_op: u64,
     /// The op of the record with the highest seq.
@@ -51,6 +59,8 @@ impl Index {
             finished: VecDeque::new(),
             finished_ops: HashMap::new(),
             keep_finished,
+            keys: Keys::default(),
+            spent_keyed: BTreeSet::new(),
             last_seq: 0,
             max_op: 0,
             last_op: None,
@@ -67,6 +77,8 @@ impl Index {
                 rec.seq, self.last_seq
             ));
         }
+        // A keyed op's UPID, for `keys`: parsed once, from its `task_running` record.
+        let mut keyed_upid = None;
         if rec.state == OpState::Started {
             if rec.op.0 <= self.max_op {
                 return Err(format!(
@@ -95,8 +107,22 @@ impl Index {
                     rec.op, cur.kind, cur.vmid, rec.kind, rec.vmid
                 ));
             }
+            if !same_key(cur.key.as_ref(), rec.key.as_ref()) {
+                return Err(format!(
+                    "op {} was started with {}, this record has {}",
+                    rec.op,
+                    said_key(cur.key.as_deref()),
+                    said_key(rec.key.as_deref())
+                ));
+            }
             if rec.state.is_finished() {
                 let mut done = self.in_flight.remove(&rec.op).expect("looked up above");
+                if done.key.is_some() {
+                    if matches!(rec.state, OpState::Succeeded | OpState::Failed) {
+                        self.spent_keyed.insert(rec.op);
+                    }
+                    keyed_upid = done.upid.clone();
+                }
                 done.state = rec.state;
                 done.error = rec.error.as_ref().map(|e| e.to_string());
                 if self.keep_finished > 0 {
@@ -111,7 +137,13 @@ impl Index {
             } else {
                 cur.state = rec.state;
                 cur.upid = rec.upid().map_err(|e| format!("op {}: {e}", rec.op))?;
+                if cur.key.is_some() {
+                    keyed_upid = cur.upid.clone();
+                }
             }
+        }
+        if rec.key.is_some() {
+            self.keys.apply(rec, keyed_upid);
         }
         self.last_seq = rec.seq;
         self.last_op = Some(rec.op);
@@ -136,13 +168,20 @@ impl Index {
         self.in_flight.values().cloned().collect()
     }
 
-    /// The UPIDs of the ops in flight and of the finished ops kept.
+    /// The UPIDs of the ops in flight, of the finished ops kept, and of the latest
+    /// op of each one-shot key.
     pub(crate) fn upids(&self) -> BTreeSet<crate::pve::Upid> {
         self.in_flight
             .values()
             .chain(self.finished_ops.values())
             .filter_map(|o| o.upid.clone())
+            .chain(self.keys.get().values().filter_map(|k| k.upid.clone()))
             .collect()
+    }
+
+    /// The latest op of each guest's one-shot key.
+    pub(crate) fn keys(&self) -> &BTreeMap<(Vmid, String), KeyUse> {
+        self.keys.get()
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -164,12 +203,14 @@ impl Index {
     }
 
     /// The ops whose records compaction keeps: every op in flight, the last
-    /// `keep_finished` finished ones, and always the op with the highest id and the
-    /// op of the last record, so that the next op id and seq survive even
-    /// `keep_finished == 0`.
+    /// `keep_finished` finished ones, every op with a one-shot key that ended
+    /// `succeeded` or `failed` (a spent key stays spent through any number of
+    /// compactions), and always the op with the highest id and the op of the last
+    /// record, so that the next op id and seq survive even `keep_finished == 0`.
     pub(crate) fn keep_set(&self) -> BTreeSet<OpId> {
         let mut keep: BTreeSet<OpId> = self.in_flight.keys().copied().collect();
         keep.extend(self.finished.iter().copied());
+        keep.extend(self.spent_keyed.iter().copied());
         if self.max_op > 0 {
             keep.insert(OpId(self.max_op));
         }
@@ -193,6 +234,9 @@ impl Index {
                 "in flight: op {} {} {} {}",
                 o.op, o.vmid, o.kind, o.state
             );
+            if let Some(key) = &o.key {
+                let _ = write!(out, " key={key}");
+            }
             for (k, v) in &o.params {
                 let _ = write!(out, " {k}={v}");
             }
@@ -213,7 +257,36 @@ impl Index {
             finished.join(", "),
             keep.join(" ")
         );
+        for ((vmid, key), used) in self.keys() {
+            let _ = writeln!(
+                out,
+                "key {vmid} {key}: op {} {} {}{}",
+                used.op,
+                used.kind,
+                used.state,
+                if used.is_spent() { " spent" } else { "" }
+            );
+        }
         out
+    }
+}
+
+/// Whether a record names the key its op started with. (A match, not a comparison
+/// of `as_deref`s: replay runs this for every record, and the size-optimized build
+/// calls `as_deref` out of line.)
+fn same_key(started: Option<&String>, rec: Option<&std::borrow::Cow<'_, str>>) -> bool {
+    match (started, rec) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.as_str() == b.as_ref(),
+        _ => false,
+    }
+}
+
+/// A key as an error message says it.
+fn said_key(key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("key {k:?}"),
+        None => "no key".into(),
     }
 }
 

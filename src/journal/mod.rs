@@ -7,6 +7,11 @@
 //! `abandoned`. How an op left in flight ended is decided outside, in `crate::inflight`;
 //! the journal only stores what was decided.
 //!
+//! An op may carry a one-shot key (a desired entry's `once`): the journal records it
+//! with the op, and keeps the op of a key that was carried out for good, so that the
+//! engine can ask, whatever restarted or was compacted in between, whether a key
+//! was ever used ([`Journal::keys`], [`KeyUse::is_spent`]).
+//!
 //! # The file
 //!
 //! `<state_dir>/journal` ([`file_in`]) holds one JSON object per line, each
@@ -19,13 +24,30 @@
 //! {"v":1,"seq":42,"op":17,"vmid":101,"kind":"start","params":{},"state":"task_running","upid":"UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstart:101:agent@pve!reconciler:","ts":"2026-11-26T20:49:12.345Z","crc":"d7061c10"}
 //! ```
 //!
+//! and a record of an op with a one-shot key:
+//!
+//! ```text
+//! {"v":2,"seq":43,"op":18,"vmid":102,"kind":"start","params":{},"key":"first-boot","state":"started","ts":"2026-11-26T20:49:13.002Z","crc":"4dfc9f4b"}
+//! ```
+//!
 //! The members, always in this order:
 //!
-//! * `v`: the format version, the number `1`. It is the first member, so a reader
-//!   finds it before anything else; a reader rejects any version it does not know
-//!   (opening fails with [`JournalError::Corrupt`]). Any change to this format,
-//!   even a new optional member, gets a new version: a version-1 reader rejects
-//!   unknown members.
+//! * `v`: the format version, the number `1` or `2`. It is the first member, so a
+//!   reader finds it before anything else; a reader rejects any version it does not
+//!   know (opening fails with [`JournalError::Corrupt`]). Any change to this format,
+//!   even a new optional member, gets a new version: a reader rejects members its
+//!   version does not have.
+//!   * Version 1: every member below but `key`.
+//!   * Version 2: version 1 plus `key`, which it always has.
+//!
+//!   A record is written in the oldest version that can hold it ([`version_for`]):
+//!   version 2 when its op has a key, version 1 otherwise, byte for byte as before
+//!   keys existed. A reader takes both, side by side in one file (compaction copies
+//!   lines verbatim, so old lines stay as they were written), and refuses a
+//!   version-1 line with `key` or a version-2 line without it. Writing version 2 only
+//!   when needed keeps a journal readable by a version-1 build, after a downgrade of
+//!   the agent, until the first one-shot action is journaled; and it leaves the
+//!   lines of every ordinary op, and the cost of replaying them, as they were.
 //! * `seq`: a u64, strictly increasing down the file, starting at 1. It continues
 //!   across restarts and compaction (which copies records verbatim). Gaps are
 //!   allowed: a sequence number taken by an append that failed is not reused.
@@ -35,8 +57,12 @@
 //! * `kind`: `start`, `shutdown`, `stop` or `set_config` (crate::action::ActionKind).
 //! * `params`: an object of strings, the request's parameters by PVE's own names
 //!   (crate::action::Params), e.g. `{"forceStop":"1","timeout":"60"}`.
-//!   `vmid`, `kind` and `params` are repeated in every record of an op, so each line
-//!   reads on its own; a reader takes them from the `started` record.
+//! * `key`: version 2 only: the op's one-shot key (crate::action::Action::key), a
+//!   string, as the operator wrote it in a desired entry's `once`.
+//!
+//!   `vmid`, `kind`, `params` and `key` are repeated in every record of an op, so each
+//!   line reads on its own; a reader takes them from the `started` record, and
+//!   refuses a later record of the op that names another guest, kind or key.
 //! * `state`: what this record says happened:
 //!   * `started`: about to call the API. Always the op's first record.
 //!   * `task_running`: the API returned this UPID; the task is running. At most once,
@@ -59,6 +85,16 @@
 //!   out: everything before `,"crc":` followed by the closing `}`, which is itself
 //!   the record's JSON object without `crc`. The newline is not covered. Readers
 //!   check the CRC on the bytes as they are, never on a re-serialization.
+//!
+//! # One-shot keys
+//!
+//! A key is *spent* once its op is in flight, `succeeded` or `failed`: a one-shot
+//! action is attempted at most once, even if it failed. An `abandoned` op did not
+//! happen, so it leaves its key unspent. [`Journal::keys`] (and [`keys_of`] for
+//! [`read_records`]) gives the latest op of each guest and key; compaction keeps
+//! every op with a key that ended `succeeded` or `failed`, forever, besides what it
+//! keeps anyway (an operator writes each key, so they are few), so a spent key
+//! survives any number of compactions.
 //!
 //! # Crash safety
 //!
@@ -115,8 +151,9 @@
 //! # Module map
 //!
 //! `crc` is CRC-32C; `record` encodes and decodes one line (decoding into a `view`
-//! that borrows from the file's bytes); `scan` walks a whole file's bytes, telling a
-//! torn tail from corruption, and `index` replays the records (both pure, no I/O);
+//! that borrows from the file's bytes, `canonical` being its fast path); `scan` walks
+//! a whole file's bytes, telling a torn tail from corruption, and `index` replays the
+//! records, with `keys` folding the one-shot keys (all pure, no I/O);
 //! `open` does the file work of opening, locking and repairing; `replace` swaps in
 //! a new file crash-safely (for open and `compact`, which picks what to keep);
 //! `handle` is the [`Journal`] handle and `writer` its writer thread, which owns the
@@ -130,6 +167,7 @@ mod error;
 mod failpoint;
 mod handle;
 mod index;
+mod keys;
 mod open;
 #[cfg(test)]
 mod props;
@@ -143,6 +181,7 @@ mod writer;
 pub use crc::crc32c;
 pub use error::JournalError;
 pub use handle::Journal;
+pub use keys::{keys_of, KeyUse};
 
 use crate::action::{ActionKind, Params};
 use crate::pve::{Upid, Vmid};
@@ -155,8 +194,20 @@ pub fn file_in(state_dir: &Path) -> PathBuf {
     state_dir.join(open::FILE_NAME)
 }
 
-/// The one format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build reads and writes. It reads every version
+/// from 1 up to this one; the module doc says what each has.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version a record is written in: the oldest that can hold it, 2 for a record
+/// whose op has a one-shot key and 1 otherwise. The writer writes it, and a reader
+/// refuses a line whose version is not this.
+pub fn version_for(has_key: bool) -> u32 {
+    if has_key {
+        2
+    } else {
+        1
+    }
+}
 
 /// Where an op stands, as of one record. Ordered as an op lives.
 #[derive(
@@ -220,12 +271,16 @@ impl fmt::Display for OpId {
 /// in file order, without `crc`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Record {
+    /// The line's format version, which [`version_for`] gives for it.
     pub v: u32,
     pub seq: u64,
     pub op: OpId,
     pub vmid: Vmid,
     pub kind: ActionKind,
     pub params: Params,
+    /// The op's one-shot key; `None` for an ordinary op (and in every version-1 line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub state: OpState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upid: Option<Upid>,
@@ -241,6 +296,8 @@ pub struct OpSummary {
     pub vmid: Vmid,
     pub kind: ActionKind,
     pub params: Params,
+    /// The op's one-shot key, if it has one.
+    pub key: Option<String>,
     pub state: OpState,
     pub upid: Option<Upid>,
     /// Unix seconds of the `started` record.
@@ -270,7 +327,8 @@ impl Default for JournalOptions {
 /// Reads and checks every record of the journal at `path`, read-only: no repair, no
 /// writes. A torn tail (what [`Journal::open`] would cut off) is left out of the
 /// result; a bad record followed by a good one, an unknown version or an impossible
-/// sequence is [`JournalError::Corrupt`].
+/// sequence is [`JournalError::Corrupt`]. Pass the records to [`in_flight_of`] and
+/// [`keys_of`] for what the handle's [`Journal::in_flight`] and [`Journal::keys`] say.
 pub fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
     let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, "read", e))?;
     let mut records = Vec::new();

@@ -7,7 +7,7 @@
 use super::index::Index;
 use super::record::{decode, decode_by_serde, decode_record, encode, encode_into};
 use super::scan::scan;
-use super::{crc32c, Journal, JournalError, JournalOptions, OpId, OpState, Record};
+use super::{crc32c, version_for, Journal, JournalError, JournalOptions, OpId, OpState, Record};
 use crate::action::{ActionKind, Params};
 use crate::fuzz::{cases, mutate};
 use crate::pve::Vmid;
@@ -51,7 +51,8 @@ fn any_string(rng: &mut XorShift) -> String {
 }
 
 /// A random record that the writer could have written: any vmid, kind and params,
-/// the members each state must have, any valid timestamp.
+/// a key half of the time (so version 1 and 2 alike), the members each state must
+/// have, any valid timestamp.
 fn any_record(rng: &mut XorShift) -> Record {
     let state = *pick(
         rng,
@@ -88,6 +89,7 @@ fn any_record(rng: &mut XorShift) -> Record {
             .parse()
             .unwrap()
         });
+    let key = (rng.below(2) == 0).then(|| any_string(rng));
     let error = matches!(state, OpState::Failed | OpState::Abandoned).then(|| any_string(rng));
     let secs = rng.below(4_000_000_000) as i64;
     let ts = match rng.below(2) {
@@ -99,12 +101,13 @@ fn any_record(rng: &mut XorShift) -> Record {
         ),
     };
     Record {
-        v: 1,
+        v: version_for(key.is_some()),
         seq: 1 + rng.below(u64::MAX - 1),
         op: OpId(1 + rng.next_u64() % 1_000_000_000_000),
         vmid,
         kind,
         params,
+        key,
         state,
         upid,
         error,
@@ -127,11 +130,20 @@ fn reseal(line: &[u8]) -> Vec<u8> {
 }
 
 /// A line to throw at the parser: a valid one, mangled, and most of the time
-/// resealed.
+/// resealed. One time in four its version is first set to 0 to 3, whatever its
+/// members (and half of those go to the parser resealed and otherwise whole), so
+/// that lines claiming the wrong version for their key are common.
 fn mangled_line(rng: &mut XorShift) -> Vec<u8> {
-    let line = encode(&any_record(rng));
-    let line = &line[..line.len() - 1];
-    let mangled = mutate(rng, line);
+    let mut line = encode(&any_record(rng));
+    line.pop();
+    if rng.below(4) == 0 {
+        // `{"v":` is five bytes; the version is one digit.
+        line[5] = b"0123"[rng.below(4) as usize];
+        if rng.below(2) == 0 {
+            return reseal(&line);
+        }
+    }
+    let mangled = mutate(rng, &line);
     if rng.below(4) == 0 {
         mangled
     } else {

@@ -3,7 +3,7 @@
 
 use super::crc::Crc32c;
 use super::view::{Str, StrMap, View};
-use super::{OpId, OpState, Record, FORMAT_VERSION};
+use super::{version_for, OpId, OpState, Record, FORMAT_VERSION};
 use crate::action::ActionKind;
 use crate::pve::Vmid;
 use std::io::Write as _;
@@ -13,6 +13,7 @@ const CRC_SUFFIX_LEN: usize = 18;
 
 /// Appends `rec` as one line, `\n` included, to `out`.
 pub(crate) fn encode_into(rec: &Record, out: &mut Vec<u8>) {
+    debug_assert_eq!(rec.v, version_for(rec.key.is_some()));
     let start = out.len();
     // Serializing a struct of strings, numbers and a string map cannot fail.
     serde_json::to_writer(&mut *out, rec).expect("a record always serializes");
@@ -54,8 +55,10 @@ impl BadLine {
     }
 }
 
-/// The members of a version-1 line. Unknown members are an error: any change of
-/// format gets a new version.
+/// The members of a line of any version this build reads. Unknown members are an
+/// error: any change of format gets a new version. A member that the line's
+/// version does not have (`key` in version 1) is refused after reading, by the
+/// version check in [`decode_with`].
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Wire<'a> {
@@ -67,6 +70,8 @@ pub(crate) struct Wire<'a> {
     pub(crate) kind: Str<'a>,
     #[serde(borrow)]
     pub(crate) params: StrMap<'a>,
+    #[serde(default, borrow)]
+    pub(crate) key: Option<Str<'a>>,
     pub(crate) state: OpState,
     #[serde(default, borrow)]
     pub(crate) upid: Option<Str<'a>>,
@@ -106,7 +111,8 @@ pub(crate) fn decode_by_serde(line: &[u8]) -> Result<View<'_>, BadLine> {
 }
 
 /// Checks the CRC and the version, then reads the members with `fast` or, where it
-/// declines, serde_json.
+/// declines, serde_json, and checks that the line's version is the one its members
+/// call for.
 fn decode_with<'a>(
     line: &'a [u8],
     fast: impl FnOnce(&'a [u8]) -> Option<Wire<'a>>,
@@ -122,14 +128,21 @@ fn decode_with<'a>(
             "crc mismatch: stored {stored:08x}, computed {computed:08x}"
         )));
     }
-    check_version(body)?;
+    let v = check_version(body)?;
     let w = match fast(body) {
         Some(w) => w,
         None => {
             serde_json::from_slice(line).map_err(|e| BadLine::whole(format!("bad record: {e}")))?
         }
     };
-    debug_assert_eq!(w.v, FORMAT_VERSION);
+    debug_assert_eq!(w.v, v);
+    let key = w.key.map(|s| s.0);
+    if v != version_for(key.is_some()) {
+        return Err(BadLine::whole(match key {
+            Some(_) => format!("a version {v} record with key (a member of version 2)"),
+            None => format!("a version {v} record without key"),
+        }));
+    }
     let kind: ActionKind = w.kind.0.parse().map_err(BadLine::whole)?;
     let view = View {
         seq: w.seq,
@@ -137,13 +150,18 @@ fn decode_with<'a>(
         vmid: w.vmid,
         kind,
         params: w.params.0,
+        key,
         state: w.state,
         upid: w.upid.map(|s| s.0),
         error: w.error.map(|s| s.0),
         ts: w.ts.0,
+        unix_ts: None,
     };
-    check_shape(&view).map_err(BadLine::whole)?;
-    Ok(view)
+    let unix_ts = check_shape(&view).map_err(BadLine::whole)?;
+    Ok(View {
+        unix_ts: Some(unix_ts),
+        ..view
+    })
 }
 
 /// Decodes one line into an owned record, with its UPID parsed.
@@ -160,8 +178,9 @@ fn parse_crc_suffix(suffix: &[u8]) -> Option<u32> {
     u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
-/// `v` is the first member; any version but ours is refused before reading further.
-fn check_version(body: &[u8]) -> Result<(), BadLine> {
+/// `v` is the first member; a version this build does not read is refused before
+/// reading further. Returns the version.
+fn check_version(body: &[u8]) -> Result<u32, BadLine> {
     let rest = body
         .strip_prefix(b"{\"v\":")
         .ok_or_else(|| BadLine::whole("the first member is not the format version v"))?;
@@ -170,22 +189,23 @@ fn check_version(body: &[u8]) -> Result<(), BadLine> {
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
     match v {
-        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(v) if (1..=u64::from(FORMAT_VERSION)).contains(&v) => Ok(v as u32),
         Some(v) => Err(BadLine::whole(format!(
-            "unsupported format version {v} (this build reads {FORMAT_VERSION})"
+            "unsupported format version {v} (this build reads 1 to {FORMAT_VERSION})"
         ))),
         None => Err(BadLine::whole("the format version v is not a number")),
     }
 }
 
-/// Which optional members each state must and must not have.
-fn check_shape(rec: &View<'_>) -> Result<(), String> {
+/// Which optional members each state must and must not have, and that `ts` is a
+/// timestamp. Returns it in Unix seconds, so that replay does not parse it again.
+fn check_shape(rec: &View<'_>) -> Result<i64, String> {
     if rec.seq == 0 || rec.op.0 == 0 {
         return Err("seq and op start at 1".into());
     }
-    if crate::time::parse_rfc3339(&rec.ts).is_none() {
+    let Some(unix_ts) = crate::time::parse_rfc3339(&rec.ts) else {
         return Err(format!("bad timestamp {:?}", rec.ts));
-    }
+    };
     let (upid, error) = (rec.upid.is_some(), rec.error.is_some());
     let ok = match rec.state {
         OpState::Started => !upid && !error,
@@ -194,7 +214,7 @@ fn check_shape(rec: &View<'_>) -> Result<(), String> {
         OpState::Failed | OpState::Abandoned => error,
     };
     if ok {
-        Ok(())
+        Ok(unix_ts)
     } else {
         Err(format!(
             "a {} record {} upid and {} error",
@@ -211,16 +231,21 @@ mod tests {
     use crate::action::Params;
 
     fn sample(state: OpState) -> Record {
+        keyed(state, None)
+    }
+
+    fn keyed(state: OpState, key: Option<&str>) -> Record {
         let mut params = Params::new();
         params.insert("timeout".into(), "60".into());
         params.insert("description".into(), "line 1\nline \"2\"\u{0}é".into());
         Record {
-            v: 1,
+            v: version_for(key.is_some()),
             seq: 42,
             op: OpId(17),
             vmid: Vmid::new(101).unwrap(),
             kind: ActionKind::Shutdown,
             params,
+            key: key.map(str::to_string),
             state,
             upid: (state != OpState::Started).then(|| {
                 "UPID:pve1:0001A2B3:0456789A:6650F1C2:vzshutdown:101:agent@pve!reconciler:"
@@ -234,34 +259,85 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_every_state() {
-        for state in [
-            OpState::Started,
-            OpState::TaskRunning,
-            OpState::Succeeded,
-            OpState::Failed,
-            OpState::Abandoned,
+    fn round_trips_every_state_with_and_without_a_key() {
+        for key in [
+            None,
+            Some("first-boot"),
+            Some("a \"quoted\"\nkey é"),
+            Some(""),
         ] {
-            let rec = sample(state);
-            let line = encode(&rec);
-            assert_eq!(line.last(), Some(&b'\n'));
-            let line = &line[..line.len() - 1];
-            assert!(!line.contains(&b'\n') && !line.contains(&0));
-            assert_eq!(decode_record(line).unwrap(), rec);
+            for state in [
+                OpState::Started,
+                OpState::TaskRunning,
+                OpState::Succeeded,
+                OpState::Failed,
+                OpState::Abandoned,
+            ] {
+                let rec = keyed(state, key);
+                let line = encode(&rec);
+                assert_eq!(line.last(), Some(&b'\n'));
+                let line = &line[..line.len() - 1];
+                assert!(!line.contains(&b'\n') && !line.contains(&0));
+                let text = String::from_utf8_lossy(line);
+                let v = if key.is_some() { 2 } else { 1 };
+                assert!(text.starts_with(&format!("{{\"v\":{v},")), "{text}");
+                assert_eq!(text.contains(",\"key\":"), key.is_some(), "{text}");
+                assert_eq!(decode_record(line).unwrap(), rec);
+                assert_eq!(decode_by_serde(line).unwrap(), decode(line).unwrap());
+            }
         }
     }
 
     #[test]
-    fn the_documented_line_decodes() {
-        // The example in the module doc, byte for byte: its crc must stay right.
-        let doc = include_str!("mod.rs")
-            .lines()
-            .find(|l| l.starts_with("//! {\"v\":1"))
-            .unwrap()
-            .trim_start_matches("//! ");
-        let rec = decode_record(doc.as_bytes()).unwrap();
-        assert_eq!(rec.state, OpState::TaskRunning);
-        assert_eq!(encode(&rec), format!("{doc}\n").into_bytes());
+    fn the_fast_path_reads_both_versions() {
+        // Without escapes, the writer's lines of either version never go to serde.
+        for key in [None, Some("first-boot")] {
+            let rec = Record {
+                params: Params::from([("timeout".into(), "60".into())]),
+                error: None,
+                ..keyed(OpState::TaskRunning, key)
+            };
+            let line = encode(&rec);
+            let body = &line[..line.len() - 1 - CRC_SUFFIX_LEN];
+            let wire = super::super::canonical::parse(body).expect("the fast path reads it");
+            assert_eq!(wire.v, rec.v);
+            assert_eq!(wire.key.map(|k| k.0.into_owned()), rec.key);
+            assert_eq!(decode_record(&line[..line.len() - 1]).unwrap(), rec);
+        }
+    }
+
+    #[test]
+    fn a_key_goes_right_after_params() {
+        let line = encode(&keyed(OpState::Started, Some("boot-1")));
+        let text = String::from_utf8(line).unwrap();
+        assert!(
+            text.starts_with(
+                "{\"v\":2,\"seq\":42,\"op\":17,\"vmid\":101,\"kind\":\"shutdown\",\"params\":{"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("},\"key\":\"boot-1\",\"state\":\"started\",\"ts\":"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_documented_lines_decode() {
+        // The examples in the module doc, byte for byte: their crcs must stay right.
+        for (v, state, key) in [
+            (1, OpState::TaskRunning, None),
+            (2, OpState::Started, Some("first-boot")),
+        ] {
+            let doc = include_str!("mod.rs")
+                .lines()
+                .find(|l| l.starts_with(&format!("//! {{\"v\":{v}")))
+                .unwrap()
+                .trim_start_matches("//! ");
+            let rec = decode_record(doc.as_bytes()).unwrap();
+            assert_eq!((rec.v, rec.state, rec.key.as_deref()), (v, state, key));
+            assert_eq!(encode(&rec), format!("{doc}\n").into_bytes());
+        }
     }
 
     #[test]
@@ -302,13 +378,58 @@ mod tests {
         let upper = good.to_uppercase();
         assert_eq!(reason(&upper), ("no crc at the end".into(), false));
 
-        let v2 = sealed(r#"{"v":2,"seq":1"#);
+        let v3 = sealed(r#"{"v":3,"seq":1"#);
         assert_eq!(
-            reason(&v2),
+            reason(&v3),
             (
-                "unsupported format version 2 (this build reads 1)".into(),
+                "unsupported format version 3 (this build reads 1 to 2)".into(),
                 true
             )
+        );
+        let v0 = sealed(r#"{"v":0,"seq":1"#);
+        assert!(reason(&v0).0.starts_with("unsupported format version 0"));
+        // A version has exactly its members: a key in version 1 is refused, and so
+        // is a version-2 line without one, by the fast path and serde_json alike.
+        let v1_key = sealed(
+            r#"{"v":1,"seq":1,"op":1,"vmid":101,"kind":"start","params":{},"key":"k","state":"started","ts":"2026-11-26T20:49:12Z""#,
+        );
+        let v2_no_key = sealed(
+            r#"{"v":2,"seq":1,"op":1,"vmid":101,"kind":"start","params":{},"state":"started","ts":"2026-11-26T20:49:12Z""#,
+        );
+        assert_eq!(
+            reason(&v1_key),
+            (
+                "a version 1 record with key (a member of version 2)".into(),
+                true
+            )
+        );
+        assert_eq!(
+            reason(&v2_no_key),
+            ("a version 2 record without key".into(), true)
+        );
+        for line in [&v1_key, &v2_no_key] {
+            assert_eq!(
+                decode_by_serde(line.as_bytes()),
+                decode(line.as_bytes()),
+                "{line}"
+            );
+        }
+        // A key that is not a string is refused; a key member in the wrong place
+        // goes to serde_json, which takes members in any order.
+        let number_key = sealed(
+            r#"{"v":2,"seq":1,"op":1,"vmid":101,"kind":"start","params":{},"key":7,"state":"started","ts":"2026-11-26T20:49:12Z""#,
+        );
+        assert!(reason(&number_key)
+            .0
+            .starts_with("bad record: invalid type"));
+        let late_key = sealed(
+            r#"{"v":2,"seq":1,"op":1,"vmid":101,"kind":"start","params":{},"state":"started","ts":"2026-11-26T20:49:12Z","key":"k""#,
+        );
+        let body = &late_key[..late_key.len() - CRC_SUFFIX_LEN];
+        assert!(super::super::canonical::parse(body.as_bytes()).is_none());
+        assert_eq!(
+            decode_record(late_key.as_bytes()).unwrap().key.as_deref(),
+            Some("k")
         );
         let no_v = sealed(r#"{"seq":1"#);
         assert!(reason(&no_v).0.contains("format version"));

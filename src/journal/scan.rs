@@ -135,7 +135,7 @@ mod tests {
 
     /// Builds a file from a small script, scans and replays it, and compares the
     /// rendered outcome. Script lines:
-    /// `started <op> <vmid> <kind> [k=v ...]`, `task_running <op> <upid>`,
+    /// `started <op> <vmid> <kind> [key:<key>] [k=v ...]`, `task_running <op> <upid>`,
     /// `succeeded <op>`, `failed <op> <error...>`, `abandoned <op> <why...>`,
     /// an optional `@<seq>` prefix to force a sequence number, and
     /// `raw <text>` for bytes as they are (`\n` and `\0` escapes).
@@ -167,7 +167,7 @@ mod tests {
     fn build(script: &str) -> Vec<u8> {
         let mut bytes = Vec::new();
         let mut seq = 0;
-        let mut started: HashMap<u64, (u32, ActionKind, Params)> = HashMap::new();
+        let mut started: HashMap<u64, (u32, ActionKind, Params, Option<String>)> = HashMap::new();
         for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
             if let Some(raw) = line.strip_prefix("raw ") {
                 bytes.extend(raw.replace("\\n", "\n").replace("\\0", "\0").bytes());
@@ -182,7 +182,11 @@ mod tests {
             let state: OpState = serde_json::from_str(&format!("\"{}\"", words[0])).unwrap();
             let op: u64 = words[1].parse().unwrap();
             if state == OpState::Started {
-                let params = words[4..]
+                let key = words
+                    .get(4)
+                    .and_then(|w| w.strip_prefix("key:"))
+                    .map(str::to_string);
+                let params = words[4 + usize::from(key.is_some())..]
                     .iter()
                     .map(|kv| {
                         let (k, v) = kv.split_once('=').unwrap();
@@ -191,22 +195,28 @@ mod tests {
                     .collect();
                 started.insert(
                     op,
-                    (words[2].parse().unwrap(), words[3].parse().unwrap(), params),
+                    (
+                        words[2].parse().unwrap(),
+                        words[3].parse().unwrap(),
+                        params,
+                        key,
+                    ),
                 );
             }
-            let (vmid, kind, params) =
+            let (vmid, kind, params, key) =
                 started
                     .get(&op)
                     .cloned()
-                    .unwrap_or((999, ActionKind::Start, Params::new()));
+                    .unwrap_or((999, ActionKind::Start, Params::new(), None));
             let rest = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
             let rec = Record {
-                v: 1,
+                v: crate::journal::version_for(key.is_some()),
                 seq,
                 op: OpId(op),
                 vmid: crate::pve::Vmid::new(vmid.into()).unwrap(),
                 kind,
                 params,
+                key,
                 state,
                 upid: (state == OpState::TaskRunning).then(|| rest.parse().unwrap()),
                 error: matches!(state, OpState::Failed | OpState::Abandoned).then_some(rest),
@@ -361,14 +371,109 @@ mod tests {
             "corrupt at line 2: nul bytes (and line 3 after it is a good record)",
         );
         // A whole (checksummed) record that is wrong is corruption even at the end.
-        let v2 = {
-            let body = r#"{"v":2,"seq":2"#;
+        let v3 = {
+            let body = r#"{"v":3,"seq":2"#;
             let crc = crate::journal::crc32c(format!("{body}}}").as_bytes());
             format!("raw {body},\"crc\":\"{crc:08x}\"}}\\n")
         };
         check(
-            &format!("started 1 101 start\n{v2}"),
-            "corrupt at line 2: unsupported format version 2 (this build reads 1)",
+            &format!("started 1 101 start\n{v3}"),
+            "corrupt at line 2: unsupported format version 3 (this build reads 1 to 2)",
+        );
+    }
+
+    #[test]
+    fn keys_replay_to_their_latest_op_and_spent_ones_are_kept() {
+        // keep_finished is 2: the spent keys' ops 1 and 2 stay in the keep set long
+        // after they leave the window; the abandoned op 3 does not; op 4, a later
+        // op of op 3's key, is its key's latest.
+        check(
+            &format!(
+                "started 1 101 start key:boot
+                 task_running 1 {UPID}
+                 succeeded 1
+                 started 2 102 stop key:halt
+                 failed 2 CT 102 not running
+                 started 3 103 start key:boot
+                 abandoned 3 no task found
+                 started 4 103 start key:boot
+                 started 5 104 start
+                 succeeded 5
+                 started 6 105 start
+                 succeeded 6
+                 started 7 106 start
+                 succeeded 7"
+            ),
+            "records 14, next seq 15, next op 8
+             in flight: op 4 103 start started key=boot
+             finished: [6 succeeded, 7 succeeded] keep: [1 2 4 6 7]
+             key 101 boot: op 1 start succeeded spent
+             key 102 halt: op 2 stop failed spent
+             key 103 boot: op 4 start started spent",
+        );
+        check(
+            "started 1 101 start key:boot\nabandoned 1 no task found\nstarted 2 102 start",
+            "records 3, next seq 4, next op 3
+             in flight: op 2 102 start started
+             finished: [1 abandoned] keep: [1 2]
+             key 101 boot: op 1 start abandoned",
+        );
+    }
+
+    #[test]
+    fn versions_mix_in_one_file_but_an_op_keeps_its_key() {
+        // The script writes each record in the version its key calls for.
+        check(
+            "started 1 101 start\nstarted 2 102 start key:k\nsucceeded 1\nsucceeded 2",
+            "records 4, next seq 5, next op 3
+             finished: [1 succeeded, 2 succeeded] keep: [1 2]
+             key 102 k: op 2 start succeeded spent",
+        );
+        let bytes = build("started 1 101 start key:k\nsucceeded 1");
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.lines().all(|l| l.starts_with("{\"v\":2,")), "{text}");
+        // A later record of a keyed op without its key, or with another one.
+        let unkeyed = |op: u64, seq: u64| {
+            let rec = Record {
+                v: 1,
+                seq,
+                op: OpId(op),
+                vmid: crate::pve::Vmid::new(101).unwrap(),
+                kind: ActionKind::Start,
+                params: Params::new(),
+                key: None,
+                state: OpState::Succeeded,
+                upid: None,
+                error: None,
+                ts: "2026-11-26T20:49:12.345Z".into(),
+            };
+            String::from_utf8(encode(&rec)).unwrap()
+        };
+        let mut bytes = build("started 1 101 start key:k");
+        bytes.extend(unkeyed(1, 2).bytes());
+        let mut index = Index::new(2);
+        let err = scan(&bytes, |rec, _| index.apply(&rec)).unwrap_err();
+        assert_eq!(
+            (err.line, err.reason.as_str()),
+            (2, "op 1 was started with key \"k\", this record has no key")
+        );
+        let mut bytes = build("started 1 101 start");
+        let other = String::from_utf8(build("started 1 101 start key:other\nsucceeded 1"))
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        bytes.extend(other.bytes());
+        bytes.push(b'\n');
+        let mut index = Index::new(2);
+        let err = scan(&bytes, |rec, _| index.apply(&rec)).unwrap_err();
+        assert_eq!(
+            (err.line, err.reason.as_str()),
+            (
+                2,
+                "op 1 was started with no key, this record has key \"other\""
+            )
         );
     }
 }

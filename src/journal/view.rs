@@ -18,10 +18,14 @@ pub(crate) struct View<'a> {
     pub(crate) kind: ActionKind,
     pub(crate) state: OpState,
     pub(crate) params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub(crate) key: Option<Cow<'a, str>>,
     /// Not parsed yet: see [`View::upid`].
     pub(crate) upid: Option<Cow<'a, str>>,
     pub(crate) error: Option<Cow<'a, str>>,
     pub(crate) ts: Cow<'a, str>,
+    /// `ts` in Unix seconds, if the decoder has parsed it already: see
+    /// [`View::unix_ts`].
+    pub(crate) unix_ts: Option<i64>,
 }
 
 impl<'a> View<'a> {
@@ -38,9 +42,11 @@ impl<'a> View<'a> {
                 .iter()
                 .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
                 .collect(),
+            key: rec.key.as_deref().map(Cow::Borrowed),
             upid: rec.upid.as_ref().map(|u| Cow::Owned(u.to_string())),
             error: rec.error.as_deref().map(Cow::Borrowed),
             ts: Cow::Borrowed(&rec.ts),
+            unix_ts: None,
         }
     }
 
@@ -59,20 +65,24 @@ impl<'a> View<'a> {
             .transpose()
     }
 
-    /// Unix seconds of `ts` (checked when the line was decoded).
+    /// Unix seconds of `ts` (checked when the line was decoded, which kept what it
+    /// parsed: replay asks this of every `started` record).
     pub(crate) fn unix_ts(&self) -> i64 {
-        crate::time::parse_rfc3339(&self.ts).unwrap_or(0)
+        self.unix_ts
+            .or_else(|| crate::time::parse_rfc3339(&self.ts))
+            .unwrap_or(0)
     }
 
     /// The owned record, with its UPID parsed.
     pub(crate) fn to_record(&self) -> Result<Record, String> {
         Ok(Record {
-            v: super::FORMAT_VERSION,
+            v: super::version_for(self.key.is_some()),
             seq: self.seq,
             op: self.op,
             vmid: self.vmid,
             kind: self.kind,
             params: self.params(),
+            key: self.key.as_ref().map(|k| k.to_string()),
             state: self.state,
             upid: self.upid()?,
             error: self.error.as_ref().map(|e| e.to_string()),

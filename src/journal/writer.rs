@@ -13,7 +13,7 @@ use super::index::{allowed, summary_of, Index};
 use super::open::Opened;
 use super::record::encode_into;
 use super::view::View;
-use super::{JournalError, JournalOptions, OpId, OpState, OpSummary, Record};
+use super::{version_for, JournalError, JournalOptions, OpId, OpState, OpSummary, Record};
 use crate::action::{ActionKind, Params};
 use crate::log;
 use crate::pve::{Upid, Vmid};
@@ -60,6 +60,7 @@ pub(super) enum Entry {
         vmid: Vmid,
         kind: ActionKind,
         params: Params,
+        key: Option<String>,
     },
     /// The next record of an op in flight.
     Step {
@@ -273,16 +274,22 @@ impl Writer {
     ) -> Result<Record, JournalError> {
         let ts = crate::time::now_rfc3339();
         let rec = match entry {
-            Entry::Begin { vmid, kind, params } => {
+            Entry::Begin {
+                vmid,
+                kind,
+                params,
+                key,
+            } => {
                 let op = OpId(self.next_op);
                 self.next_op += 1;
                 Record {
-                    v: super::FORMAT_VERSION,
+                    v: version_for(key.is_some()),
                     seq: 0,
                     op,
                     vmid,
                     kind,
                     params,
+                    key,
                     state: OpState::Started,
                     upid: None,
                     error: None,
@@ -307,12 +314,13 @@ impl Writer {
                     }
                 };
                 Record {
-                    v: super::FORMAT_VERSION,
+                    v: version_for(cur.key.is_some()),
                     seq: 0,
                     op,
                     vmid: cur.vmid,
                     kind: cur.kind,
                     params: cur.params.clone(),
+                    key: cur.key.clone(),
                     state,
                     upid: upid.or_else(|| cur.upid.clone()),
                     error,

@@ -20,6 +20,7 @@ fn action(n: u32, kind: ActionKind, reason: &str) -> Action {
         kind,
         guest: crate::pve::GuestKind::Lxc,
         via_task: false,
+        key: None,
         params: Params::new(),
         reason: reason.into(),
     }

@@ -148,6 +148,7 @@ fn power_action(
         kind,
         params,
         via_task: false,
+        key: None,
         reason: reason.into(),
     };
     let stop = |from: &str| {
@@ -258,6 +259,7 @@ fn config_action(
             kind: ActionKind::SetConfig,
             params,
             via_task,
+            key: None,
             reason: changes.join(", "),
         }),
         pending,

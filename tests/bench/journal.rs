@@ -32,6 +32,7 @@ fn shutdown(n: u32) -> Action {
         kind: ActionKind::Shutdown,
         guest: felhom_agent::pve::GuestKind::Lxc,
         via_task: false,
+        key: None,
         params: Params::from([
             ("forceStop".into(), "1".into()),
             ("timeout".into(), "60".into()),
@@ -71,6 +72,7 @@ pub fn write_journal(path: &Path, n: u64) -> usize {
             vmid: a.vmid,
             kind: a.kind,
             params: a.params,
+            key: None,
             state,
             upid,
             error: (state == OpState::Failed).then(|| "container did not stop".to_string()),

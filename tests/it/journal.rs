@@ -1,6 +1,7 @@
 //! The journal on real files in temp dirs, with real threads and a real crash.
 
 mod compact;
+mod keys;
 mod repair;
 mod rewrite;
 
@@ -63,6 +64,7 @@ pub fn action(vmid: u64, kind: ActionKind) -> Action {
         kind,
         guest: felhom_agent::pve::GuestKind::Lxc,
         via_task: false,
+        key: None,
         params,
         reason: "test".into(),
     }
@@ -358,6 +360,7 @@ fn recovery_of_100_000_records() {
             vmid: a.vmid,
             kind,
             params: a.params,
+            key: None,
             state,
             upid: (state != OpState::Started)
                 .then(|| upid(100 + op % 500, "vzshutdown", op as u32)),

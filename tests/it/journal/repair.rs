@@ -136,7 +136,7 @@ fn a_flipped_byte_in_a_middle_record_is_corruption() {
 fn an_unknown_version_is_refused() {
     let dir = TempDir::new("version");
     let (mut bytes, _) = three_records(&dir);
-    let body = r#"{"v":2,"seq":4,"whatever":true"#;
+    let body = r#"{"v":3,"seq":4,"whatever":true"#;
     let crc = crc32c(format!("{body}}}").as_bytes());
     bytes.extend(format!("{body},\"crc\":\"{crc:08x}\"}}\n").bytes());
     std::fs::write(dir.journal(), &bytes).unwrap();
@@ -146,8 +146,9 @@ fn an_unknown_version_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "journal {} is corrupt at line 4: unsupported format version 2 (this build reads 1)",
+            "journal {} is corrupt at line 4: unsupported format version 3 (this build reads 1 to 2)",
             dir.journal().display()
         )
     );
+    assert_eq!(std::fs::read(dir.journal()).unwrap(), bytes);
 }
