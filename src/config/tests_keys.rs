@@ -190,21 +190,30 @@ fn token_id() {
         "agent@pve!1tok",
         "agent@pve!t",
         "agent@pve!",
-        "age nt@pve!tok",
-        "a:b@pve!tok",
         "agent@pve!tok!x",
     ] {
         let err = parse(&input(bad)).unwrap_err().to_string();
         assert_eq!(err, format!("{expected} \"{bad}\""));
     }
-    // A pasted `id=secret` must not echo the secret.
-    let err = parse(&input("agent@pve!tok=9f1c2d3e-dead-beef"))
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        format!("{expected} a value containing '=': put only the id here and the secret in token_secret_file")
-    );
+    // An id pasted with its secret (by any separator) must not echo the secret, not
+    // even the part a cut-short echo would show.
+    let secret = "9f1c2d3e-dead-beef-0000-000000000000";
+    for (bad, what) in [
+        (format!("agent@pve!tok={secret}"), "'='"),
+        (format!("agent@pve!tok:{secret}"), "':'"),
+        (format!("agent@pve!tok {secret}"), "whitespace"),
+        (format!("agent@pve!tok\\t{secret}"), "whitespace"),
+        (format!("agent@pve!tok{secret}"), "a UUID"),
+        ("age nt@pve!tok".to_string(), "whitespace"),
+        ("a:b@pve!tok".to_string(), "':'"),
+    ] {
+        let err = parse(&input(&bad)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{expected} a value containing {what}, which looks like the id and its secret pasted together: put only the id here and the secret in token_secret_file")
+        );
+        assert!(!err.contains("9f1c2d3e"), "{err}");
+    }
     check(
         r#"{"token_id": 5, "token_secret_file": "t"}"#,
         &format!("{FILE}:1:14: token_id: expected a string, found 5"),

@@ -24,11 +24,23 @@ pub(super) fn api_url(s: &str) -> Result<String, String> {
 pub(super) fn token_id(s: &str) -> Result<(), String> {
     const EXPECTED: &str =
         "expected an API token id like \"agent@pve!reconciler\" (USER@REALM!TOKENID)";
-    // A value with '=' is probably `id=secret` pasted from the token dialog: it must
-    // not be echoed, since that would put the secret into a log line.
-    if s.contains('=') {
+    // A value with '=', ':', whitespace or a UUID is probably the id and its secret
+    // pasted together from the token dialog: it must not be echoed, not even cut
+    // short, since that would put (part of) the secret into a log line.
+    let pasted = if s.contains('=') {
+        Some("'='")
+    } else if s.contains(':') {
+        Some("':'")
+    } else if s.contains(char::is_whitespace) {
+        Some("whitespace")
+    } else if holds_uuid(s) {
+        Some("a UUID")
+    } else {
+        None
+    };
+    if let Some(what) = pasted {
         return Err(format!(
-            "{EXPECTED}, found a value containing '=': put only the id here and the secret in token_secret_file"
+            "{EXPECTED}, found a value containing {what}, which looks like the id and its secret pasted together: put only the id here and the secret in token_secret_file"
         ));
     }
     let parts = s

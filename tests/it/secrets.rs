@@ -500,3 +500,33 @@ fn the_desired_source_token_never_leaks() {
         .any(|(w, _)| w.ends_with("desired-last-good.json")));
     out.assert_clean(&[TOKEN, CANARY, rig.sim.token_secret()]);
 }
+
+/// The operator pastes the token id with its secret, separated by a space, a tab or a
+/// `:` instead of the dialog's `=`: `check` refuses it without echoing any of the secret
+/// (an echo cut to 40 characters would show its first 22).
+#[test]
+fn a_token_id_pasted_with_its_secret_is_not_echoed() {
+    let dir = super::config::TempDir::new("secret-pasted-id");
+    let secret = "9f1c2d3e-dead-beef-0000-000000000000";
+    let file = dir.write("token.secret", "x", 0o600);
+    for sep in [" ", "\t", ":", "="] {
+        let config = serde_json::json!({
+            "token_id": format!("agent@pve!tok{sep}{secret}"),
+            "token_secret_file": file,
+            "node": "pve1",
+        });
+        let path = dir.write("config.json", config.to_string(), 0o644);
+        let out = Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("binary runs");
+        assert_eq!(out.status.code(), Some(2));
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("token_id"), "{text}");
+        assert!(
+            !text.contains(&secret[..8]),
+            "separator {sep:?}: the secret is echoed: {text}"
+        );
+    }
+}
