@@ -62,7 +62,8 @@ pub struct Observed {
     pub vmid: Vmid,
     /// The hostname, or the name the node's list shows.
     pub name: Option<String>,
-    pub running: bool,
+    /// Whether it runs; `None` when the node lists a status the agent does not know.
+    pub running: Option<bool>,
     pub lock: Option<String>,
     /// The active config's managed fields.
     pub spec: ActualSpec,
@@ -177,7 +178,11 @@ pub fn containers(
         out.push(Observed {
             vmid: entry.vmid,
             name: c.hostname.or(entry.name),
-            running: entry.status == crate::pve::types::PowerState::Running,
+            running: match entry.status {
+                crate::pve::PowerState::Running => Some(true),
+                crate::pve::PowerState::Stopped => Some(false),
+                crate::pve::PowerState::Unknown(_) => None,
+            },
             lock: c.lock.or(entry.lock),
             spec: ActualSpec {
                 cores: c.cores,
@@ -219,11 +224,19 @@ pub fn adopt(g: &Observed) -> (GuestSpec, Vec<String>) {
     }
     let mut spec = GuestSpec::new(g.vmid);
     spec.name = g.name.clone();
-    spec.state = Some(if g.running {
-        RunState::Running
-    } else {
-        RunState::Stopped
+    spec.state = g.running.map(|running| {
+        if running {
+            RunState::Running
+        } else {
+            RunState::Stopped
+        }
     });
+    if g.running.is_none() {
+        notes.push(format!(
+            "{}: the node lists a status the agent does not know: no state written; add one by hand",
+            g.vmid
+        ));
+    }
     spec.cores = a.cores;
     spec.memory = Some(a.memory.unwrap_or(DEFAULT_MEMORY_MIB));
     spec.swap = Some(a.swap.unwrap_or(0));

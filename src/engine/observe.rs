@@ -73,7 +73,7 @@ pub enum Depth {
 struct Listed {
     vmid: Vmid,
     kind: GuestKind,
-    running: bool,
+    status: PowerState,
     name: Option<String>,
     lock: Option<String>,
     template: bool,
@@ -81,6 +81,12 @@ struct Listed {
     cpus: Option<f64>,
     maxmem: Option<u64>,
     maxswap: Option<u64>,
+}
+
+impl Listed {
+    fn running(&self) -> bool {
+        self.status == PowerState::Running
+    }
 }
 
 /// What to read of one guest.
@@ -168,7 +174,7 @@ pub fn observe(
         } else {
             let to_change = want
                 .state
-                .is_some_and(|s| (s == Want::Running) != entry.running);
+                .is_some_and(|s| (s == Want::Running) != entry.running());
             power_drift |= to_change;
             let want = crate::plan::effective_spec(want, settings);
             let from_list = match depth {
@@ -178,13 +184,14 @@ pub fn observe(
             read.spec = from_list.is_none();
             // A managed VM that runs as far as the list can tell: its real state
             // (running, paused, prelaunch...) is in its status alone.
-            read.status = entry.kind == GuestKind::Qemu && entry.running;
+            read.status = entry.kind == GuestKind::Qemu && entry.running();
             from_list.ok_or_else(|| NOT_READ.to_string())
         };
-        let vm_power = (entry.kind == GuestKind::Qemu && !entry.running).then(|| {
-            VmPower::from_parts(&PowerState::Stopped, None, entry.lock.as_deref())
-                .unwrap_or(VmPower::Stopped)
-        });
+        let vm_power =
+            (entry.kind == GuestKind::Qemu && entry.status == PowerState::Stopped).then(|| {
+                VmPower::from_parts(&PowerState::Stopped, None, entry.lock.as_deref())
+                    .unwrap_or(VmPower::Stopped)
+            });
         if read.spec || read.status {
             reads.push(read);
         }
@@ -195,7 +202,7 @@ pub fn observe(
                 kind: entry.kind,
                 name: entry.name.clone(),
                 tags: entry.tags.clone(),
-                running: entry.running,
+                status: entry.status.clone(),
                 lock: entry.lock.clone(),
                 template: entry.template,
                 vm_power,
@@ -244,7 +251,7 @@ fn list(
         out.extend(client.list_lxc(node)?.into_iter().map(|e| Listed {
             vmid: e.vmid,
             kind: GuestKind::Lxc,
-            running: e.status == PowerState::Running,
+            status: e.status,
             name: e.name,
             lock: e.lock,
             template: e.template,
@@ -260,7 +267,7 @@ fn list(
         out.extend(client.list_qemu(node, false)?.into_iter().map(|e| Listed {
             vmid: e.vmid,
             kind: GuestKind::Qemu,
-            running: e.status == PowerState::Running,
+            status: e.status,
             name: e.name,
             lock: e.lock,
             template: e.template,
@@ -307,6 +314,8 @@ fn no_read_needed(
         Some(format!("{NOT_READ}: ha-managed"))
     } else if entry.lock.is_some() {
         Some(format!("{NOT_READ}: locked"))
+    } else if let PowerState::Unknown(status) = &entry.status {
+        Some(format!("{NOT_READ}: status {status:?} unknown"))
     } else if entry.template && want.state == Some(Want::Running) {
         Some(format!("{NOT_READ}: a template cannot run"))
     } else {

@@ -6,7 +6,7 @@ use super::{
     Plan, PlanSettings, Skip, SkipReason,
 };
 use crate::desired::{field_kind_problem, GuestSpec, RunState};
-use crate::pve::{GuestKind, VmPower, Vmid};
+use crate::pve::{GuestKind, PowerState, VmPower, Vmid};
 use std::collections::BTreeMap;
 
 /// What the guest's power state is, for planning.
@@ -15,6 +15,8 @@ enum Live {
     Stopped,
     /// A VM state the agent does not fight.
     Other(VmPower),
+    /// A status the node's list shows that the agent does not know.
+    Unknown(String),
 }
 
 fn live(guest: &ActualGuest) -> Live {
@@ -22,8 +24,11 @@ fn live(guest: &ActualGuest) -> Live {
         Some(p) if p.is_running() => Live::Running,
         Some(p) if p.is_stopped() => Live::Stopped,
         Some(p) => Live::Other(p.clone()),
-        None if guest.running => Live::Running,
-        None => Live::Stopped,
+        None => match &guest.status {
+            PowerState::Running => Live::Running,
+            PowerState::Stopped => Live::Stopped,
+            PowerState::Unknown(s) => Live::Unknown(s.clone()),
+        },
     }
 }
 
@@ -67,6 +72,9 @@ pub(super) fn plan_guest(
         return skip(out, SkipReason::Template);
     }
     let live = live(guest);
+    if let Live::Unknown(status) = live {
+        return skip(out, SkipReason::StatusUnknown(status));
+    }
     let power = match power_action(spec, guest, &live, settings) {
         Ok(power) => power,
         Err(reason) => return skip(out, reason),

@@ -17,7 +17,7 @@ pub use startup::Startup;
 
 use crate::action::{Action, ActionKind, Params};
 use crate::desired::{DesiredState, GuestSpec};
-use crate::pve::{GuestKind, VmPower, Vmid};
+use crate::pve::{GuestKind, PowerState, VmPower, Vmid};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,7 +45,9 @@ pub struct ActualGuest {
     pub name: Option<String>,
     /// The tags as the node's list shows them (`;`-separated), read on every pass.
     pub tags: Option<String>,
-    pub running: bool,
+    /// The run state the node's list shows. Anything but running or stopped (a state
+    /// this agent does not know) leaves the guest alone.
+    pub status: PowerState,
     pub lock: Option<String>,
     pub template: bool,
     /// A virtual machine's power state, when it was read (its `status/current`): a VM
@@ -217,6 +219,9 @@ pub enum SkipReason {
         state: String,
         why: String,
     },
+    /// The node's list shows a run state this agent does not know: no power action is
+    /// planned on a guess.
+    StatusUnknown(String),
     /// The desired entry cannot apply to this guest: the wrong type, a field its kind
     /// lacks, memory below its balloon target.
     Unfit(String),
@@ -240,6 +245,7 @@ impl SkipReason {
             SkipReason::HeldByTag(_) => "hold_tag",
             SkipReason::PowerWaits(_) => "bulk_task",
             SkipReason::VmState { .. } => "vm_state",
+            SkipReason::StatusUnknown(_) => "status_unknown",
             SkipReason::Unfit(_) => "unfit",
             SkipReason::IdentityMismatch { .. } => "identity",
             SkipReason::Held(Hold::Busy) => "busy",
@@ -263,6 +269,10 @@ impl fmt::Display for SkipReason {
             SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
             SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),
             SkipReason::VmState { state, why } => write!(f, "{state}: {why}"),
+            SkipReason::StatusUnknown(status) => write!(
+                f,
+                "status unknown: the node lists it as {status:?}; left alone until it shows running or stopped"
+            ),
             SkipReason::Unfit(why) => write!(f, "unfit: {why}"),
             SkipReason::PowerWaits(task) => {
                 write!(f, "power action waits: the node runs {task}")

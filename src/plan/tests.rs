@@ -19,7 +19,11 @@ fn guest(n: u32, running: bool) -> ActualGuest {
         vm_power: None,
         name: Some(format!("ct{n}")),
         tags: None,
-        running,
+        status: if running {
+            PowerState::Running
+        } else {
+            PowerState::Stopped
+        },
         lock: None,
         template: false,
         spec: Ok(ActualSpec {
@@ -448,4 +452,23 @@ fn a_name_that_does_not_match_leaves_the_guest_alone_unless_the_guard_is_off() {
         PlanSettings::default(),
         "101 start [] state stopped -> running\n",
     );
+}
+
+#[test]
+fn a_status_the_agent_does_not_know_gets_no_action() {
+    // Not taken as stopped (a start) or running (a shutdown): left alone.
+    let mut unknown = guest(101, false);
+    unknown.status = PowerState::Unknown("unknown".into());
+    for state in [RunState::Running, RunState::Stopped] {
+        let mut s = spec(101);
+        s.state = Some(state);
+        s.memory = Some(1024);
+        check(
+            vec![s],
+            local(vec![unknown.clone()]),
+            &[],
+            PlanSettings::default(),
+            "101 skip status unknown: the node lists it as \"unknown\"; left alone until it shows running or stopped\n",
+        );
+    }
 }

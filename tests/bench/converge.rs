@@ -296,7 +296,7 @@ pub fn mixed(root: &Path, m: &Mixed) -> Vec<Row> {
 pub fn planner(n: u32, runs: usize) -> Row {
     use felhom_agent::desired::{DesiredState, GuestSpec, RunState};
     use felhom_agent::plan::{self, Actual, ActualGuest, ActualSpec, PlanSettings};
-    use felhom_agent::pve::{GuestKind, Vmid};
+    use felhom_agent::pve::{GuestKind, PowerState, Vmid};
     let mut desired = DesiredState::default();
     let mut observed = Actual::default();
     for i in 0..n {
@@ -320,7 +320,11 @@ pub fn planner(n: u32, runs: usize) -> Row {
                 vm_power: None,
                 vmid: v,
                 name: None,
-                running: i % 3 == 0,
+                status: if i % 3 == 0 {
+                    PowerState::Running
+                } else {
+                    PowerState::Stopped
+                },
                 lock: None,
                 template: false,
                 spec: Ok(ActualSpec {

@@ -14,7 +14,7 @@ fn observed(spec: ActualSpec) -> Observed {
     Observed {
         vmid: vmid(101),
         name: Some("web".into()),
-        running: true,
+        running: Some(true),
         lock: None,
         spec,
         pending: Vec::new(),
@@ -68,7 +68,7 @@ fn every_field_is_filled_in_as_the_planner_compares_it() {
 #[test]
 fn absent_keys_take_pves_meaning_and_unset_cores_stays_unmanaged() {
     let mut g = observed(ActualSpec::empty(crate::pve::GuestKind::Lxc));
-    g.running = false;
+    g.running = Some(false);
     g.name = None;
     check(
         &g,
@@ -156,7 +156,7 @@ fn fuzz_the_planner_finds_an_adopted_guest_in_sync() {
         let g = Observed {
             vmid: vmid(100 + rng.below(1000)),
             name: rng.chance(0.5).then(|| "ct".to_string()),
-            running: rng.chance(0.5),
+            running: Some(rng.chance(0.5)),
             lock: None,
             spec: random_actual(rng),
             pending: Vec::new(),
@@ -175,7 +175,11 @@ fn fuzz_the_planner_finds_an_adopted_guest_in_sync() {
                 tags: None,
                 vm_power: None,
                 name: g.name.clone(),
-                running: g.running,
+                status: if g.running == Some(true) {
+                    crate::pve::PowerState::Running
+                } else {
+                    crate::pve::PowerState::Stopped
+                },
                 lock: None,
                 template: false,
                 spec: Ok(g.spec.clone()),
