@@ -71,6 +71,7 @@ pub(super) fn plan_guest(
     if guest.template && spec.state == Some(RunState::Running) {
         return skip(out, SkipReason::Template);
     }
+    let skips = out.skipped.len();
     let live = live(guest);
     if let Live::Unknown(status) = live {
         return skip(out, SkipReason::StatusUnknown(status));
@@ -94,6 +95,15 @@ pub(super) fn plan_guest(
             None
         }
     };
+    // HA already working towards the same state: a second request would only repeat
+    // the first (HA's service state, pve-ha-manager src/PVE/HA/Manager.pm).
+    let power = match (power, actual.ha_managed.get(&vmid)) {
+        (Some(p), Some(state)) if ha_heads_for(state, p.kind) => {
+            skip(out, SkipReason::HaPending(state.clone()));
+            None
+        }
+        (power, _) => power,
+    };
     // While the node starts or stops all its guests itself, power actions wait.
     let power = match (power, &actual.bulk_task) {
         (Some(_), Some(task)) => {
@@ -113,8 +123,19 @@ pub(super) fn plan_guest(
     };
     let before = out.actions.len();
     out.actions.extend(ordered.into_iter().flatten());
-    if out.actions.len() == before && guest.spec.is_ok() {
+    // Not in sync when a power action waits (bulk task, HA) or its spec is unknown.
+    if out.actions.len() == before && out.skipped.len() == skips {
         out.in_sync.push(vmid);
+    }
+}
+
+/// Whether an HA service in CRM state `state` is already headed where a power action
+/// of `kind` would send it.
+fn ha_heads_for(state: &str, kind: ActionKind) -> bool {
+    match kind {
+        ActionKind::Start => matches!(state, "started" | "request_start" | "request_start_balance"),
+        ActionKind::Shutdown | ActionKind::Stop => matches!(state, "stopped" | "request_stop"),
+        ActionKind::SetConfig => false,
     }
 }
 

@@ -205,6 +205,9 @@ pub enum SkipReason {
     Locked(String),
     Template,
     HaManaged(String),
+    /// With `ha_mode: "request"`: HA already has the power change in hand (its service
+    /// state is the one a request would set), so no request is filed again.
+    HaPending(String),
     Elsewhere(String),
     Missing,
     SpecUnknown(String),
@@ -239,6 +242,7 @@ impl SkipReason {
             SkipReason::Locked(_) => "locked",
             SkipReason::Template => "template",
             SkipReason::HaManaged(_) => "ha",
+            SkipReason::HaPending(_) => "ha_pending",
             SkipReason::Elsewhere(_) => "elsewhere",
             SkipReason::Missing => "missing",
             SkipReason::SpecUnknown(_) => "spec_unknown",
@@ -265,6 +269,10 @@ impl fmt::Display for SkipReason {
             SkipReason::HaManaged(state) => {
                 write!(f, "ha-managed (ha state {state}): ha-manager owns it")
             }
+            SkipReason::HaPending(state) => write!(
+                f,
+                "ha request pending (ha state {state}): HA carries it out; not requested again"
+            ),
             SkipReason::Elsewhere(node) => write!(f, "elsewhere: {node}"),
             SkipReason::Missing => f.write_str("missing: on no node of the cluster"),
             SkipReason::SpecUnknown(e) => write!(f, "spec unknown ({e}): config not managed"),

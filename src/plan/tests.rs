@@ -472,3 +472,45 @@ fn a_status_the_agent_does_not_know_gets_no_action() {
         );
     }
 }
+
+#[test]
+fn an_ha_guest_already_headed_there_gets_no_second_request() {
+    let settings = PlanSettings {
+        ha_request: true,
+        ..PlanSettings::default()
+    };
+    let want = |n, state| {
+        let mut s = spec(n);
+        s.state = Some(state);
+        s
+    };
+    let mut observed = local(vec![
+        guest(101, false),
+        guest(102, true),
+        guest(103, false),
+        guest(104, true),
+    ]);
+    for (n, state) in [
+        (101, "request_start"),
+        (102, "request_stop"),
+        (103, "stopped"),
+        (104, "started"),
+    ] {
+        observed.ha_managed.insert(vmid(n), state.into());
+    }
+    check(
+        vec![
+            want(101, RunState::Running),
+            want(102, RunState::Stopped),
+            want(103, RunState::Running),
+            want(104, RunState::Stopped),
+        ],
+        observed,
+        &[],
+        settings,
+        "103 start [] state stopped -> running\n\
+         104 shutdown [forceStop=1 timeout=60] state running -> stopped\n\
+         101 skip ha request pending (ha state request_start): HA carries it out; not requested again\n\
+         102 skip ha request pending (ha state request_stop): HA carries it out; not requested again\n",
+    );
+}
