@@ -90,6 +90,26 @@ pub struct Action {
     pub key: Option<String>,
     /// Why, for people: `memory 512 -> 1024`.
     pub reason: String,
+    /// For a power action: what must still hold when it is sent, checked against a
+    /// fresh read of the guest right before the call.
+    #[serde(skip)]
+    pub guard: Option<Guard>,
+}
+
+/// What a power action checks right before it is sent. A job may wait in the queue or
+/// for its startup stage while an operator tags, renames or locks the guest, hands it
+/// to HA, or the node starts all its guests; what the pass read is stale by then. A
+/// config update needs no guard: its digest makes the node refuse it if the config
+/// changed since it was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// The hold tag in force.
+    pub hold_tag: Option<String>,
+    /// The name the guest must have, when the identity guard is on and the desired
+    /// entry names one.
+    pub name: Option<String>,
+    /// Whether an HA-managed guest may be sent the action (`ha_mode: "request"`).
+    pub ha_request: bool,
 }
 
 fn lxc() -> GuestKind {

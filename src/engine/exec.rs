@@ -7,6 +7,7 @@
 //! a journal error is logged; after the API call has happened, a journal error never turns
 //! into a failed action.
 
+use super::precheck::{self, Look};
 use crate::action::{Action, ActionKind};
 use crate::cancel::Cancel;
 use crate::journal::{Journal, JournalError, OpId};
@@ -99,6 +100,17 @@ impl Executor for ApiExecutor {
             fatal: &self.fatal,
             action,
         };
+        if let Some(guard) = &action.guard {
+            match precheck::look(&self.client, &self.node, action, guard) {
+                Look::Go => {}
+                Look::AlreadySo(why) => return self.already_so(action, &rec, why),
+                Look::Stop(outcome) => {
+                    log_not_sent(action, &outcome);
+                    self.report(Progress::Finished(action.clone(), outcome.clone()));
+                    return outcome;
+                }
+            }
+        }
         // Nothing happens on the node unless its record is durable first.
         let op = match rec.begin() {
             Ok(op) => op,
@@ -122,6 +134,26 @@ impl Executor for ApiExecutor {
 }
 
 impl ApiExecutor {
+    /// A power action whose guest is already where it would take it: nothing is sent.
+    /// A one-shot action is still recorded as carried out (started and succeeded with
+    /// no call between), so its key is spent as the desired state asks.
+    fn already_so(&self, action: &Action, rec: &Recorder<'_>, why: String) -> Outcome {
+        let outcome = Outcome::Converged(why);
+        if action.key.is_some() {
+            let Ok(op) = rec.begin() else {
+                return Outcome::Failed(
+                    "journal unavailable, the one-shot key not recorded".into(),
+                );
+            };
+            rec.succeeded(op);
+            log_outcome(action, op, &outcome);
+        } else {
+            log_not_sent(action, &outcome);
+        }
+        self.report(Progress::Finished(action.clone(), outcome.clone()));
+        outcome
+    }
+
     fn report(&self, p: Progress) {
         if let Some(tx) = &self.progress {
             let _ = tx.send(p);
@@ -317,6 +349,19 @@ fn log_outcome(action: &Action, op: OpId, outcome: &Outcome) {
             log::warn("action failed", &fields);
         }
     }
+}
+
+/// One line for a power action the last look kept from being sent.
+fn log_not_sent(action: &Action, outcome: &Outcome) {
+    log::info(
+        "action not sent",
+        &[
+            ("vmid", &action.vmid),
+            ("kind", &action.kind),
+            ("result", &outcome.class()),
+            ("detail", outcome),
+        ],
+    );
 }
 
 /// Maps an API error to what the guest should do next.

@@ -11,6 +11,7 @@
 mod backoff;
 pub mod exec;
 pub mod observe;
+mod precheck;
 mod stages;
 
 pub use backoff::Backoff;

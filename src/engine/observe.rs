@@ -282,7 +282,7 @@ fn list(
 
 /// The node's own start-all or stop-all task running now. A list that cannot be read is
 /// taken as one running: power actions wait a pass rather than race it.
-fn bulk_task(client: &Client, node: &str) -> Option<String> {
+pub(super) fn bulk_task(client: &Client, node: &str) -> Option<String> {
     let q = TaskQuery {
         source: Some("active".into()),
         ..TaskQuery::default()

@@ -173,6 +173,7 @@ mod tests {
                 guest: crate::pve::GuestKind::Lxc,
                 via_task: false,
                 key: None,
+                guard: None,
                 params: Params::new(),
                 reason: String::new(),
             }],

@@ -100,6 +100,7 @@ impl Scratch {
                 guest: crate::pve::GuestKind::Lxc,
                 via_task: false,
                 key: None,
+                guard: None,
                 params,
                 reason: "test".into(),
             })

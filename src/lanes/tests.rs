@@ -21,6 +21,7 @@ fn action(n: u32, kind: ActionKind, reason: &str) -> Action {
         guest: crate::pve::GuestKind::Lxc,
         via_task: false,
         key: None,
+        guard: None,
         params: Params::new(),
         reason: reason.into(),
     }

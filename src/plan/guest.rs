@@ -2,8 +2,8 @@
 //! power action, in the order that makes each land where it should.
 
 use super::{
-    effective_spec, gate, Action, ActionKind, Actual, ActualGuest, ActualSpec, Field, Hold, Params,
-    Plan, PlanSettings, Skip, SkipReason,
+    effective_spec, gate, guard, ha_heads_for, Action, ActionKind, Actual, ActualGuest, ActualSpec,
+    Field, Hold, Params, Plan, PlanSettings, Skip, SkipReason,
 };
 use crate::desired::{field_kind_problem, GuestSpec, RunState};
 use crate::pve::{GuestKind, PowerState, VmPower, Vmid};
@@ -129,16 +129,6 @@ pub(super) fn plan_guest(
     }
 }
 
-/// Whether an HA service in CRM state `state` is already headed where a power action
-/// of `kind` would send it.
-fn ha_heads_for(state: &str, kind: ActionKind) -> bool {
-    match kind {
-        ActionKind::Start => matches!(state, "started" | "request_start" | "request_start_balance"),
-        ActionKind::Shutdown | ActionKind::Stop => matches!(state, "stopped" | "request_stop"),
-        ActionKind::SetConfig => false,
-    }
-}
-
 /// Why the desired entry cannot apply to this live guest, if it cannot.
 fn unfit(spec: &GuestSpec, guest: &ActualGuest) -> Option<String> {
     let label = |k: GuestKind| match k {
@@ -178,6 +168,7 @@ fn power_action(
         params,
         via_task: false,
         key: None,
+        guard: Some(guard(spec, settings)),
         reason: reason.into(),
     };
     let stop = |from: &str| {
@@ -289,6 +280,7 @@ fn config_action(
             params,
             via_task,
             key: None,
+            guard: None,
             reason: changes.join(", "),
         }),
         pending,

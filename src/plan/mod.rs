@@ -15,7 +15,7 @@ mod startup;
 pub use normalize::{description_eq, normalize_tags, render_description, Field};
 pub use startup::Startup;
 
-use crate::action::{Action, ActionKind, Params};
+use crate::action::{Action, ActionKind, Guard, Params};
 use crate::desired::{DesiredState, GuestSpec};
 use crate::pve::{GuestKind, PowerState, VmPower, Vmid};
 use std::borrow::Cow;
@@ -163,22 +163,49 @@ pub fn gate(
     live_tags: Option<&str>,
     settings: &PlanSettings,
 ) -> Option<SkipReason> {
-    if let Some(tag) = &settings.hold_tag {
+    gate_by(&guard(spec, settings), live_name, live_tags)
+}
+
+/// The gate as a power action carries it, to be checked again right before the call.
+pub fn guard(spec: &GuestSpec, settings: &PlanSettings) -> Guard {
+    Guard {
+        hold_tag: settings.hold_tag.clone(),
+        name: spec.name.clone().filter(|_| settings.identity_guard),
+        ha_request: settings.ha_request,
+    }
+}
+
+/// [`gate`] by a guard: against the list when planning, against a fresh read of the
+/// guest right before a power action.
+pub fn gate_by(
+    guard: &Guard,
+    live_name: Option<&str>,
+    live_tags: Option<&str>,
+) -> Option<SkipReason> {
+    if let Some(tag) = &guard.hold_tag {
         if normalize::split_tags(live_tags.unwrap_or("")).any(|t| t.eq_ignore_ascii_case(tag)) {
             return Some(SkipReason::HeldByTag(tag.clone()));
         }
     }
-    if settings.identity_guard {
-        if let Some(want) = &spec.name {
-            if !live_name.is_some_and(|n| n.eq_ignore_ascii_case(want)) {
-                return Some(SkipReason::IdentityMismatch {
-                    desired: want.clone(),
-                    found: live_name.map(str::to_string),
-                });
-            }
+    if let Some(want) = &guard.name {
+        if !live_name.is_some_and(|n| n.eq_ignore_ascii_case(want)) {
+            return Some(SkipReason::IdentityMismatch {
+                desired: want.clone(),
+                found: live_name.map(str::to_string),
+            });
         }
     }
     None
+}
+
+/// Whether an HA service in CRM state `state` is already headed where a power action
+/// of `kind` would send it.
+pub fn ha_heads_for(state: &str, kind: ActionKind) -> bool {
+    match kind {
+        ActionKind::Start => matches!(state, "started" | "request_start" | "request_start_balance"),
+        ActionKind::Shutdown | ActionKind::Stop => matches!(state, "stopped" | "request_stop"),
+        ActionKind::SetConfig => false,
+    }
 }
 
 /// The spec the plan compares: the hold tag, which only an operator sets, taken out

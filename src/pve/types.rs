@@ -140,6 +140,8 @@ pub struct GuestStatus {
     pub name: Option<String>,
     pub lock: Option<String>,
     pub template: bool,
+    /// The raw `;`-separated config string.
+    pub tags: Option<String>,
     /// Whether the HA stack manages the guest; then power calls only queue requests.
     pub ha_managed: bool,
     /// The HA state (`started`, `stopped`, `request_stop`, ...) when managed.
@@ -158,6 +160,8 @@ pub(crate) struct RawGuestStatus {
     lock: Option<String>,
     #[serde(default, deserialize_with = "perl::de_flag")]
     template: bool,
+    #[serde(default, deserialize_with = "perl::de_opt_string")]
+    tags: Option<String>,
     #[serde(default)]
     ha: Option<RawHa>,
 }
@@ -184,6 +188,7 @@ impl RawGuestStatus {
             name: self.name,
             lock: self.lock,
             template: self.template,
+            tags: self.tags,
             ha_managed,
             ha_state,
         }

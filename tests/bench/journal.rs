@@ -33,6 +33,7 @@ fn shutdown(n: u32) -> Action {
         guest: felhom_agent::pve::GuestKind::Lxc,
         via_task: false,
         key: None,
+        guard: None,
         params: Params::from([
             ("forceStop".into(), "1".into()),
             ("timeout".into(), "60".into()),

@@ -2,7 +2,7 @@
 //! request log and its guests), not only on what the agent reported.
 
 use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
-use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimGuest, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, Sim, SimGuest, SimOptions};
 use std::collections::BTreeMap;
 
 /// 60 guests on the node, 50 of them named with every kind of drift.
@@ -235,6 +235,11 @@ fn already_in_state_counts_as_converged() {
     let (plan, done) = engine.start_pass(&rig.desired());
     assert_eq!(plan.unwrap().actions.len(), 1);
     assert!(done.is_none());
+    // The request is at the node (past the agent's last look) when the hand starts it.
+    let at_node = |s: &Sim| s.max_concurrent_mutations() == 1;
+    assert!(rig
+        .sim
+        .wait_until(std::time::Duration::from_secs(10), at_node));
     rig.sim
         .update_guest(101, |g| g.status = PowerState::Running);
     let result = engine
@@ -321,6 +326,11 @@ fn a_guest_that_turns_ha_managed_midway_is_verified_by_its_status() {
     let (mut engine, journal, mut cancel) = rig.engine();
     let (_plan, done) = engine.start_pass(&rig.desired());
     assert!(done.is_none());
+    // The request is at the node (past the agent's last look) when HA takes over.
+    let at_node = |s: &Sim| s.max_concurrent_mutations() == 1;
+    assert!(rig
+        .sim
+        .wait_until(std::time::Duration::from_secs(10), at_node));
     rig.sim.update_guest(101, |g| g.ha = Some("started".into()));
     let result = engine
         .results()

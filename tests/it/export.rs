@@ -207,6 +207,7 @@ fn export_runs_beside_an_agent_that_holds_the_journal() {
             params: Params::new(),
             reason: "state stopped -> running".into(),
             key: None,
+            guard: None,
         })
         .unwrap();
     let before = std::fs::read(journal.path()).unwrap();

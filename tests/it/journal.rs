@@ -65,6 +65,7 @@ pub fn action(vmid: u64, kind: ActionKind) -> Action {
         guest: felhom_agent::pve::GuestKind::Lxc,
         via_task: false,
         key: None,
+        guard: None,
         params,
         reason: "test".into(),
     }

@@ -16,6 +16,7 @@ mod engine;
 mod export;
 mod flaky;
 mod journal;
+mod last_look;
 mod manual;
 mod metrics;
 mod never_twice;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 fn keyed(vmid: u64, kind: ActionKind, key: &str) -> Action {
     Action {
         key: Some(key.into()),
+        guard: None,
         ..action(vmid, kind)
     }
 }
