@@ -296,7 +296,8 @@ pub struct OpSummary {
     pub vmid: Vmid,
     pub kind: ActionKind,
     pub params: Params,
-    /// The op's one-shot key, if it has one.
+    /// The op's one-shot key, if it has one (left out of the JSON when it has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub state: OpState,
     pub upid: Option<Upid>,
