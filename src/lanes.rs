@@ -169,6 +169,9 @@ pub struct Lanes<E: Executor> {
     spawned: usize,
     queue: VecDeque<Job>,
     busy: BTreeSet<Vmid>,
+    /// Tasks that may still run on the node though no worker waits on them (ops whose
+    /// outcome is unknown): they count against the cap like running jobs.
+    outside: usize,
     results_tx: Sender<JobResult>,
     results_rx: Receiver<JobResult>,
 }
@@ -188,6 +191,7 @@ impl<E: Executor> Lanes<E> {
             spawned: 0,
             queue: VecDeque::new(),
             busy: BTreeSet::new(),
+            outside: 0,
             results_tx,
             results_rx,
         }
@@ -234,9 +238,37 @@ impl<E: Executor> Lanes<E> {
         Ok(true)
     }
 
-    /// Hands queued jobs to free workers, starting workers up to the cap.
+    /// Sets how many tasks may still run on the node outside the lanes (ops in flight
+    /// whose outcome is unknown). They count against `max_parallel`, so the node never
+    /// runs more of the agent's tasks at once than the cap. Takes effect before the next
+    /// job is handed out.
+    pub fn set_outside(&mut self, n: usize) {
+        self.outside = n;
+    }
+
+    /// Hands queued jobs to free workers, starting workers up to the cap (less the
+    /// tasks still running outside the lanes). When those alone fill the cap, the
+    /// queued jobs end unrun: they are planned again on a later pass, once the node
+    /// has said how the earlier ops ended.
     fn pump(&mut self) -> std::io::Result<()> {
         while !self.queue.is_empty() {
+            let running = self.workers.iter().filter(|w| w.running.is_some()).count();
+            if running + self.outside >= self.max_workers {
+                if running == 0 {
+                    crate::log::info(
+                        "jobs not run: tasks of earlier ops may still run and fill max_parallel",
+                        &[
+                            ("tasks", &self.outside),
+                            ("max_parallel", &self.max_workers),
+                            ("jobs", &self.queue.len()),
+                        ],
+                    );
+                    for job in std::mem::take(&mut self.queue) {
+                        self.not_started(job);
+                    }
+                }
+                return Ok(());
+            }
             let free = match self.workers.iter().position(|w| w.running.is_none()) {
                 Some(i) => i,
                 None if self.workers.len() < self.max_workers => match self.spawn() {

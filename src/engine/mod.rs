@@ -460,6 +460,7 @@ impl Engine {
                 (job, startup, default_up)
             })
             .collect::<Vec<_>>();
+        self.lanes.set_outside(self.outside_tasks(None));
         let open = OpenPass {
             report,
             started_at,
@@ -469,6 +470,17 @@ impl Engine {
         self.open.push(open);
         self.dispatch_due();
         (Some(plan), self.finished.pop())
+    }
+
+    /// Ops in flight in the journal that no lane waits on (`done`'s lane has just
+    /// ended): their tasks may still run on the node, so they count against the cap.
+    fn outside_tasks(&self, done: Option<Vmid>) -> usize {
+        let busy = self.lanes.busy();
+        self.journal
+            .in_flight()
+            .iter()
+            .filter(|op| Some(op.vmid) == done || !busy.contains(&op.vmid))
+            .count()
     }
 
     /// Dispatches every staged job that is due now, and moves every pass with nothing
@@ -519,6 +531,7 @@ impl Engine {
     /// Takes one job result: updates backoff and the open pass. Returns the pass report
     /// when this was the pass's last outstanding job.
     pub fn on_result(&mut self, r: JobResult) -> Option<PassReport> {
+        self.lanes.set_outside(self.outside_tasks(Some(r.vmid)));
         self.lanes.complete(&r);
         if let Some(last) = r.last() {
             self.backoff

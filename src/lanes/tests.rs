@@ -364,3 +364,29 @@ fn waiting_jobs_cost_no_thread() {
     assert!(rig.lanes.threads() <= 4);
     rig.lanes.shutdown(|_| {});
 }
+
+#[test]
+fn tasks_running_outside_the_lanes_count_against_the_cap() {
+    let mut rig = rig(3);
+    // Two earlier ops may still run at the node: one job at a time, not three.
+    rig.lanes.set_outside(2);
+    rig.start_each(&[101, 102, 103]);
+    rig.wait_seen(|s| s.in_flight == 1);
+    for _ in 0..3 {
+        rig.open.send(()).unwrap();
+    }
+    let results = rig.collect(3);
+    assert!(results.iter().all(|r| r.not_run == 0));
+    assert_eq!(rig.seen.0.lock().unwrap().max_in_flight, 1);
+
+    // When they fill the cap, queued jobs end unrun rather than wait for ever.
+    rig.lanes.set_outside(3);
+    rig.start_each(&[104, 105]);
+    let results = rig.collect(2);
+    assert!(results
+        .iter()
+        .all(|r| r.not_run == 1 && r.outcomes.is_empty()));
+    assert_eq!(rig.seen.0.lock().unwrap().log.len(), 3);
+    assert!(rig.lanes.busy().is_empty());
+    rig.lanes.shutdown(|_| {});
+}

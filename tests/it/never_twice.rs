@@ -254,3 +254,39 @@ fn plan_beside_a_held_op_shows_it_held_and_changes_nothing() {
     assert_eq!(text, "nothing to do\n");
     assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
 }
+
+/// Defect 7 (review D4): a lane that ends with its op in flight (the answer lost) freed
+/// its worker for the next guest while the task still ran: with `max_parallel` 1 two
+/// tasks ran at once. Ops in flight now count against the cap; jobs that find it full
+/// of them wait for a later pass.
+#[test]
+fn max_parallel_counts_a_task_whose_answer_was_lost() {
+    let opts = SimOptions {
+        task_duration: Duration::from_millis(1000),
+        ..fast_sim()
+    };
+    let rig = Rig::new(
+        "twice-cap-lost",
+        opts,
+        vec![guest(101, false), guest(102, false)],
+        r#"{"guests": [{"vmid": 101, "state": "running"}, {"vmid": 102, "state": "running"}]}"#,
+        serde_json::json!({"max_parallel": 1, "unanswered_grace_secs": 5}),
+    );
+    rig.sim.set_faults(Faults::rule(
+        FaultRule::new(Match::post("status/start"), Effect::StatusAfter(596)).nth(1),
+    ));
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let report = super::rig::pass(&mut engine, &rig.desired());
+    assert_eq!((report.in_flight, report.not_run), (1, 1), "{report:?}");
+    assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 0));
+    assert_eq!(rig.sim.max_concurrent_tasks(), 1, "{report:?}");
+    // Once the node has said how the first ended, the other starts.
+    let report = super::rig::pass(&mut engine, &rig.desired());
+    assert_eq!(report.applied, 1, "{report:?}");
+    engine.shutdown(Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+    assert!(running(&rig, 101) && running(&rig, 102));
+    assert_eq!(rig.sim.max_concurrent_tasks(), 1);
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert_eq!(mutations_of(&rig.sim, 102), ["POST start"]);
+}
