@@ -25,11 +25,17 @@ pub struct KeyUse {
 
 impl KeyUse {
     /// Whether the key may never be carried out again: true while its op is in
-    /// flight and once it `succeeded` or `failed` (a one-shot action is attempted at
-    /// most once, even if it failed); false when it was `abandoned`, the journal's
-    /// way of saying it did not happen, so that it may run.
+    /// flight, once it `succeeded`, and once its task `failed` (a one-shot action is
+    /// carried out at most once, even if it failed). False when the op was
+    /// `abandoned` (the journal's way of saying it did not happen) and when it failed
+    /// with no task: the node refused the request (a lock, say) and started nothing,
+    /// so it may run once the refusal clears.
     pub fn is_spent(&self) -> bool {
-        self.state != OpState::Abandoned
+        match self.state {
+            OpState::Abandoned => false,
+            OpState::Failed => self.upid.is_some(),
+            _ => true,
+        }
     }
 }
 
@@ -44,7 +50,8 @@ impl Keys {
     /// its op's UPID as far as it is known (the caller has parsed it already). A
     /// `started` record with a key makes its op the key's latest; a later record
     /// updates the key only if it is of that op. (The engine never begins an op with
-    /// a key that is spent, so an older op of the key is one that was abandoned.)
+    /// a key that is spent, so an older op of the key is one that was abandoned or
+    /// refused.)
     pub(crate) fn apply(&mut self, rec: &View<'_>, upid: Option<Upid>) {
         let Some(key) = rec.key.as_deref() else {
             return;
@@ -95,7 +102,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_abandoned_leaves_a_key_unspent() {
+    fn only_abandoned_or_refused_ops_leave_a_key_unspent() {
         let used = |state| KeyUse {
             op: OpId(1),
             kind: ActionKind::Start,
@@ -120,9 +127,18 @@ mod tests {
                 (OpState::Started, true),
                 (OpState::TaskRunning, true),
                 (OpState::Succeeded, true),
-                (OpState::Failed, true),
+                (OpState::Failed, false),
                 (OpState::Abandoned, false),
             ]
         );
+        // A failed op with a task: the task ran and failed, the key is spent.
+        let upid: Upid = "UPID:pve1:0001A2B3:0456789A:6B0CA569:vzstart:101:agent@pve!t:"
+            .parse()
+            .unwrap();
+        let ran = KeyUse {
+            upid: Some(upid),
+            ..used(OpState::Failed)
+        };
+        assert!(ran.is_spent());
     }
 }

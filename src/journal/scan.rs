@@ -384,8 +384,8 @@ mod tests {
 
     #[test]
     fn keys_replay_to_their_latest_op_and_spent_ones_are_kept() {
-        // keep_finished is 2: the spent keys' ops 1 and 2 stay in the keep set long
-        // after they leave the window; the abandoned op 3 does not; op 4, a later
+        // keep_finished is 2: the keyed ops 1 and 2 stay in the keep set long after
+        // they leave the window (2 failed with no task, refused, so its key is free); the abandoned op 3 does not; op 4, a later
         // op of op 3's key, is its key's latest.
         check(
             &format!(
@@ -408,7 +408,7 @@ mod tests {
              in flight: op 4 103 start started key=boot
              finished: [6 succeeded, 7 succeeded] keep: [1 2 4 6 7]
              key 101 boot: op 1 start succeeded spent
-             key 102 halt: op 2 stop failed spent
+             key 102 halt: op 2 stop failed
              key 103 boot: op 4 start started spent",
         );
         check(

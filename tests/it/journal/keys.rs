@@ -81,7 +81,7 @@ fn every_state_of_a_keyed_op_and_whether_it_spends_the_key() {
     assert_eq!(
         render(&keys),
         "101 boot: op 1 start succeeded task spent\n\
-         102 halt: op 2 stop failed spent\n\
+         102 halt: op 2 stop failed\n\
          103 boot: op 3 start abandoned\n\
          104 once: op 4 shutdown started spent\n"
     );
@@ -196,7 +196,7 @@ fn a_spent_key_survives_many_compactions() {
     );
     assert!(records.len() < 40, "{} records kept", records.len());
     let spent = "101 boot: op 1 start succeeded task spent\n\
-                 102 halt: op 2 stop failed spent\n\
+                 102 halt: op 2 stop failed\n\
                  104 long: op 4 shutdown task_running task spent\n";
     assert_eq!(render(&keys_of(&records)), spent);
 
@@ -214,7 +214,7 @@ fn a_spent_key_survives_many_compactions() {
     let journal = Journal::open(dir.path(), tiny.clone()).unwrap();
     assert_eq!(journal.compactions(), 1, "compacted at open");
     let spent = "101 boot: op 1 start succeeded task spent\n\
-                 102 halt: op 2 stop failed spent\n\
+                 102 halt: op 2 stop failed\n\
                  104 long: op 4 shutdown succeeded task spent\n";
     assert_eq!(render(&journal.keys()), spent);
     journal.close().unwrap();
