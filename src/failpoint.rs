@@ -15,3 +15,15 @@ pub fn hit(name: &str) -> bool {
     .iter()
     .any(|s| s == name)
 }
+
+/// If the failpoint `name` is set: says so on stderr (`failpoint <name> reached`, the
+/// line a test waits for) and blocks the calling thread for good, for the test to
+/// kill the process there.
+pub fn stop_here(name: &str) {
+    if hit(name) {
+        eprintln!("failpoint {name} reached");
+        loop {
+            std::thread::park();
+        }
+    }
+}

@@ -29,6 +29,26 @@ pub struct Status {
     /// came from, how old it is, and the last fetch's error.
     #[serde(default)]
     pub source: Option<SourceStatus>,
+    /// The one-shot keys the journal knows: when each was carried out, by which task.
+    #[serde(default)]
+    pub keys: Vec<KeyReport>,
+}
+
+/// One guest's one-shot key as the journal last recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyReport {
+    pub vmid: crate::pve::Vmid,
+    pub key: String,
+    pub action: String,
+    /// The op's state: `started`, `task_running`, `succeeded`, `failed`, `abandoned`.
+    pub state: String,
+    /// Whether the key is used up (never carried out again).
+    pub spent: bool,
+    /// Its task's UPID, when one ran (none when nothing had to be sent).
+    pub task: Option<String>,
+    /// RFC 3339 UTC.
+    pub started: String,
+    pub finished: Option<String>,
 }
 
 impl Status {
@@ -42,7 +62,29 @@ impl Status {
             last_pass: report.clone(),
             reload_error: reload_error.map(str::to_string),
             source: None,
+            keys: Vec::new(),
         }
+    }
+
+    /// With the one-shot keys the journal knows.
+    pub fn with_keys(
+        mut self,
+        keys: &std::collections::BTreeMap<(crate::pve::Vmid, String), crate::journal::KeyUse>,
+    ) -> Status {
+        self.keys = keys
+            .iter()
+            .map(|((vmid, key), used)| KeyReport {
+                vmid: *vmid,
+                key: key.clone(),
+                action: used.kind.to_string(),
+                state: used.state.to_string(),
+                spent: used.is_spent(),
+                task: used.upid.as_ref().map(|u| u.to_string()),
+                started: crate::time::rfc3339(used.started_at),
+                finished: used.finished_at.map(crate::time::rfc3339),
+            })
+            .collect();
+        self
     }
 
     /// With the desired-state source's status; a failing source is noted in `summary`.
@@ -140,6 +182,25 @@ pub fn render(s: &Status) -> String {
     }
     for p in &pass.pending {
         let _ = writeln!(out, "pending:   {} {}", p.vmid, p.keys.join(", "));
+    }
+    for k in &s.keys {
+        let _ = writeln!(
+            out,
+            "once:      {} {:?} {}: {} {}{}{}",
+            k.vmid,
+            k.key,
+            k.action,
+            k.state,
+            k.finished.as_deref().unwrap_or(&k.started),
+            k.task
+                .as_deref()
+                .map_or(" (nothing sent)".to_string(), |t| format!(" task {t}")),
+            if k.spent {
+                ""
+            } else {
+                " (not spent: runs again)"
+            }
+        );
     }
     if let Some(src) = &s.source {
         let time = |t: Option<i64>| t.map_or("never".to_string(), crate::time::rfc3339);

@@ -33,7 +33,7 @@ use crate::cancel::Cancel;
 use crate::desired::DesiredState;
 use crate::engine::{observe, Depth};
 use crate::exit::ExitCode;
-use crate::plan::{Hold, Plan, SkipReason};
+use crate::plan::{Plan, SkipReason};
 use crate::pve::types::ClusterResource;
 use crate::pve::Vmid;
 use std::collections::{BTreeMap, BTreeSet};
@@ -236,12 +236,15 @@ fn plan_node(
     local: bool,
     settings: &crate::plan::PlanSettings,
 ) -> Result<(NodePlan, Vec<Vmid>), String> {
-    let holds: BTreeMap<Vmid, Hold> = if local {
-        super::journal_holds(loaded, client).map_err(|e| e.to_string())?
+    let super::FromJournal { holds, spent_keys } = if local {
+        super::from_journal(loaded, client).map_err(|e| e.to_string())?
     } else {
-        BTreeMap::new()
+        super::FromJournal {
+            holds: BTreeMap::new(),
+            spent_keys: BTreeMap::new(),
+        }
     };
-    let obs = observe(
+    let mut obs = observe(
         client,
         node,
         &loaded.desired,
@@ -251,6 +254,7 @@ fn plan_node(
         &Cancel::never(),
     )
     .map_err(|e| format!("not read: {e}"))?;
+    obs.actual.spent_keys = spent_keys;
     let mut plan = crate::plan::plan(&loaded.desired, &obs.actual, &holds, settings);
     plan.skipped
         .retain(|s| !matches!(s.reason, SkipReason::Elsewhere(_) | SkipReason::Missing));

@@ -53,13 +53,17 @@ pub fn journal(
     } else {
         for r in shown {
             println!(
-                "{} seq {} op {} vmid {} {} {}{}{}",
+                "{} seq {} op {} vmid {} {} {}{}{}{}",
                 r.ts,
                 r.seq,
                 r.op,
                 r.vmid,
                 r.kind,
                 r.state,
+                r.key
+                    .as_ref()
+                    .map(|k| format!(" once={k:?}"))
+                    .unwrap_or_default(),
                 r.upid.as_ref().map(|u| format!(" {u}")).unwrap_or_default(),
                 r.error
                     .as_ref()

@@ -52,9 +52,9 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     // Read-only: what the source gives is not kept.
     agent::refresh_or_keep(&mut loaded, false);
     let fixed = &loaded.config.fixed;
-    let holds = journal_holds(&loaded, &client)?;
+    let FromJournal { holds, spent_keys } = from_journal(&loaded, &client)?;
     let settings = agent::plan_settings(&loaded.config.live);
-    let obs = crate::engine::observe(
+    let mut obs = crate::engine::observe(
         &client,
         &fixed.node,
         &loaded.desired,
@@ -63,6 +63,7 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
         crate::engine::Depth::Full,
         &Cancel::never(),
     )?;
+    obs.actual.spent_keys = spent_keys;
     let plan = crate::plan::plan(&loaded.desired, &obs.actual, &holds, &settings);
     if json {
         println!("{}", plan_json(&plan));
@@ -72,13 +73,13 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     Ok(ExitCode::Ok)
 }
 
-/// The holds this node's next pass would start from: the journal's ops still in
-/// flight, decided as a pass would decide them. Read-only: the journal is read, not
-/// opened (the service may hold it).
-pub(crate) fn journal_holds(
+/// What this node's next pass would start from, from its journal: the holds of ops
+/// still in flight, decided as a pass would decide them, and the spent one-shot keys.
+/// Read-only: the journal is read, not opened (the service may hold it).
+pub(crate) fn from_journal(
     loaded: &agent::Loaded,
     client: &crate::pve::client::Client,
-) -> Result<BTreeMap<crate::pve::Vmid, crate::plan::Hold>, AppError> {
+) -> Result<FromJournal, AppError> {
     let fixed = &loaded.config.fixed;
     let journal = crate::journal::file_in(&fixed.state_dir);
     let records = if journal.exists() {
@@ -114,7 +115,14 @@ pub(crate) fn journal_holds(
             at: e.at,
         });
     }
-    Ok(holds)
+    let spent_keys = crate::journal::spent_by_guest(&crate::journal::keys_of(&records));
+    Ok(FromJournal { holds, spent_keys })
+}
+
+/// What [`from_journal`] reads.
+pub(crate) struct FromJournal {
+    pub holds: BTreeMap<crate::pve::Vmid, crate::plan::Hold>,
+    pub spent_keys: BTreeMap<crate::pve::Vmid, std::collections::BTreeSet<String>>,
 }
 
 /// The plan as `{"actions":[...],"skipped":[...],"pending":[...]}`.
@@ -153,9 +161,11 @@ pub fn once(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let deadline = Instant::now() + agent.fixed.task_timeout * 4 + Duration::from_secs(60);
     let (_plan, report) = engine.run_pass(&loaded.desired, deadline);
     engine.shutdown(Instant::now(), || cancel.cancel());
+    let keys = agent.journal.keys();
     agent.journal.close()?;
     let status = crate::status::Status::new(&agent.fixed.node, &report, None)
-        .with_source(loaded.provider.source_status());
+        .with_source(loaded.provider.source_status())
+        .with_keys(&keys);
     crate::status::write(&agent.fixed.state_dir, &status)
         .map_err(|e| AppError::Io("writing the status file".into(), e))?;
     if let Some(target) = &loaded.report {

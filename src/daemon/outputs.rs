@@ -60,7 +60,8 @@ impl Daemon {
         let source = self.source_now();
         let status =
             crate::status::Status::new(&self.fixed.node, report, self.reload_error.as_deref())
-                .with_source(source.clone());
+                .with_source(source.clone())
+                .with_keys(&self.journal.keys());
         if let Err(e) = crate::status::write(&self.fixed.state_dir, &status) {
             log::warn("cannot write status", &[("error", &e)]);
         }

@@ -116,6 +116,7 @@ impl Executor for ApiExecutor {
             Ok(op) => op,
             Err(e) => return Outcome::Failed(format!("journal unavailable, not acting: {e}")),
         };
+        crate::failpoint::stop_here("action-before-call");
         log::info(
             "action started",
             &[

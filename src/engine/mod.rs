@@ -342,12 +342,13 @@ impl Engine {
 
     /// Reads the node and plans, without acting.
     pub fn plan(&self, desired: &DesiredState) -> Result<(Plan, Observation), ApiError> {
-        let obs = self.reader.read(
+        let mut obs = self.reader.read(
             desired,
             &self.read_holds(desired),
             &self.settings.plan,
             &Cancel::never(),
         )?;
+        obs.actual.spent_keys = crate::journal::spent_by_guest(&self.journal.keys());
         let holds = self.holds(desired, &obs);
         Ok((
             plan::plan(desired, &obs.actual, &holds, &self.settings.plan),
@@ -413,6 +414,8 @@ impl Engine {
             }
         }
         let holds = self.holds(desired, &obs);
+        let mut obs = obs;
+        obs.actual.spent_keys = crate::journal::spent_by_guest(&self.journal.keys());
         let plan = plan::plan(desired, &obs.actual, &holds, &self.settings.plan);
         self.fingerprints = desired
             .guests

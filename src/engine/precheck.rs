@@ -67,10 +67,6 @@ pub fn look(client: &Client, node: &str, action: &Action, guard: &Guard) -> Look
     if fresh.ha_managed && !guard.ha_request {
         return changed("handed to HA: ha-manager owns it".into());
     }
-    let ha_state = fresh.ha_state.as_deref().filter(|_| fresh.ha_managed);
-    if let Some(state) = ha_state.filter(|s| plan::ha_heads_for(s, action.kind)) {
-        return changed(format!("HA already carries it out (ha state {state})"));
-    }
     let already =
         |state: &str| Look::AlreadySo(format!("already {state}, as read right before the call"));
     match (action.kind, &fresh.power) {
@@ -83,6 +79,10 @@ pub fn look(client: &Client, node: &str, action: &Action, guard: &Guard) -> Look
         (_, Power::Other(state) | Power::Halted(state)) => {
             return changed(format!("it is {state}, which the agent leaves alone"))
         }
+    }
+    let ha_state = fresh.ha_state.as_deref().filter(|_| fresh.ha_managed);
+    if let Some(state) = ha_state.filter(|s| plan::ha_heads_for(s, action.kind)) {
+        return changed(format!("HA already carries it out (ha state {state})"));
     }
     if let Some(task) = bulk_task(client, node) {
         return changed(format!("the node runs {task}; power actions wait for it"));

@@ -32,11 +32,6 @@ impl Failpoint {
     /// line a test waits for) and blocks the calling thread for good, for the test
     /// to kill the process.
     pub(crate) fn stop_here(self) {
-        if self.is_on() {
-            eprintln!("failpoint {} reached", self.name());
-            loop {
-                std::thread::park();
-            }
-        }
+        crate::failpoint::stop_here(self.name());
     }
 }

@@ -7,7 +7,7 @@ use super::view::View;
 use super::{OpId, OpState, Record};
 use crate::action::ActionKind;
 use crate::pve::{Upid, Vmid};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The latest op of one guest's one-shot key, as of its latest record.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -95,6 +95,17 @@ pub fn keys_of(records: &[Record]) -> BTreeMap<(Vmid, String), KeyUse> {
         keys.apply(&View::of(rec), rec.upid.clone());
     }
     keys.latest
+}
+
+/// Each guest's spent keys, as the planner takes them.
+pub fn spent_by_guest(keys: &BTreeMap<(Vmid, String), KeyUse>) -> BTreeMap<Vmid, BTreeSet<String>> {
+    let mut out: BTreeMap<Vmid, BTreeSet<String>> = BTreeMap::new();
+    for ((vmid, key), used) in keys {
+        if used.is_spent() {
+            out.entry(*vmid).or_default().insert(key.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ mod writer;
 pub use crc::crc32c;
 pub use error::JournalError;
 pub use handle::Journal;
-pub use keys::{keys_of, KeyUse};
+pub use keys::{keys_of, spent_by_guest, KeyUse};
 
 use crate::action::{ActionKind, Params};
 use crate::pve::{Upid, Vmid};

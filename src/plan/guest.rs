@@ -5,7 +5,7 @@ use super::{
     effective_spec, gate, guard, ha_heads_for, Action, ActionKind, Actual, ActualGuest, ActualSpec,
     Field, Hold, Params, Plan, PlanSettings, Skip, SkipReason,
 };
-use crate::desired::{field_kind_problem, GuestSpec, RunState};
+use crate::desired::{field_kind_problem, GuestSpec, OneShot, OneShotAction, RunState};
 use crate::pve::{GuestKind, PowerState, VmPower, Vmid};
 use std::collections::BTreeMap;
 
@@ -76,9 +76,30 @@ pub(super) fn plan_guest(
     if let Live::Unknown(status) = live {
         return skip(out, SkipReason::StatusUnknown(status));
     }
-    let power = match power_action(spec, guest, &live, settings) {
-        Ok(power) => power,
-        Err(reason) => return skip(out, reason),
+    // A one-shot action due (the first of the entry's keys not spent) takes the power
+    // action's place this pass; the desired `state` has its say again on the next.
+    // One that would change nothing is only recorded, first, and the pass goes on.
+    let spent = actual.spent_keys.get(&vmid);
+    let once = spec
+        .once
+        .iter()
+        .find(|o| !spent.is_some_and(|s| s.contains(&o.key)));
+    let once = match once.map(|o| one_shot(o, spec, guest, &live, settings)) {
+        Some(Ok(action)) => Some(action),
+        Some(Err(reason)) => return skip(out, reason),
+        None => None,
+    };
+    let (recorded, power) = match once {
+        Some(action) if already(action.kind, &live) => (Some(action), None),
+        Some(action) => (None, Some(action)),
+        None => (None, None),
+    };
+    let power = match power {
+        Some(action) => Some(action),
+        None => match power_action(spec, guest, &live, settings) {
+            Ok(power) => power,
+            Err(reason) => return skip(out, reason),
+        },
     };
     let config = match &guest.spec {
         Ok(actual) => match config_action(spec, guest, actual, &live) {
@@ -98,7 +119,7 @@ pub(super) fn plan_guest(
     // HA already working towards the same state: a second request would only repeat
     // the first (HA's service state, pve-ha-manager src/PVE/HA/Manager.pm).
     let power = match (power, actual.ha_managed.get(&vmid)) {
-        (Some(p), Some(state)) if ha_heads_for(state, p.kind) => {
+        (Some(p), Some(state)) if ha_heads_for(state, p.kind) && !already(p.kind, &live) => {
             skip(out, SkipReason::HaPending(state.clone()));
             None
         }
@@ -122,6 +143,7 @@ pub(super) fn plan_guest(
         [config, power]
     };
     let before = out.actions.len();
+    out.actions.extend(recorded);
     out.actions.extend(ordered.into_iter().flatten());
     // Not in sync when a power action waits (bulk task, HA) or its spec is unknown.
     if out.actions.len() == before && out.skipped.len() == skips {
@@ -154,14 +176,45 @@ fn unfit(spec: &GuestSpec, guest: &ActualGuest) -> Option<String> {
         .find_map(|(key, _)| field_kind_problem(key, guest.kind))
 }
 
-/// The power action the desired state asks for, or why none may be taken.
-fn power_action(
+/// Whether the guest already is where an action of `kind` would take it.
+fn already(kind: ActionKind, live: &Live) -> bool {
+    match kind {
+        ActionKind::Start => matches!(live, Live::Running),
+        ActionKind::Shutdown | ActionKind::Stop => matches!(live, Live::Stopped),
+        ActionKind::SetConfig => false,
+    }
+}
+
+/// A power action of `kind`, with the parameters PVE needs: a graceful shutdown's
+/// timeout and forced stop after it.
+fn power(
+    kind: ActionKind,
     spec: &GuestSpec,
     guest: &ActualGuest,
-    live: &Live,
     settings: &PlanSettings,
-) -> Result<Option<Action>, SkipReason> {
-    let action = |kind, params, reason: &str| Action {
+    reason: String,
+) -> Action {
+    let params = match kind {
+        ActionKind::Shutdown => {
+            // The guest's own `down` is its shutdown timeout, as for the node's
+            // stop-all; 0 means unset (docs/proxmox-api.md §5.6). A timeout is always
+            // sent: a VM's guest-agent shutdown otherwise waits up to 600 s (§9).
+            let down = guest
+                .spec
+                .as_ref()
+                .ok()
+                .and_then(|s| s.startup)
+                .and_then(|s| s.down)
+                .filter(|d| *d > 0);
+            let timeout = down.unwrap_or(settings.shutdown_timeout_secs);
+            Params::from([
+                ("forceStop".into(), "1".into()),
+                ("timeout".into(), timeout.to_string()),
+            ])
+        }
+        _ => Params::new(),
+    };
+    Action {
         vmid: guest.vmid,
         guest: guest.kind,
         kind,
@@ -169,41 +222,86 @@ fn power_action(
         via_task: false,
         key: None,
         guard: Some(guard(spec, settings)),
-        reason: reason.into(),
+        reason,
+    }
+}
+
+/// A one-shot action due this pass. One whose guest is already where it would take
+/// it is still planned: the executor records its key as carried out without sending
+/// anything, after a fresh look at the guest.
+fn one_shot(
+    once: &OneShot,
+    spec: &GuestSpec,
+    guest: &ActualGuest,
+    live: &Live,
+    settings: &PlanSettings,
+) -> Result<Action, SkipReason> {
+    let kind = match once.action {
+        OneShotAction::Start => ActionKind::Start,
+        OneShotAction::Shutdown => ActionKind::Shutdown,
+        OneShotAction::Stop => ActionKind::Stop,
     };
-    let stop = |from: &str| {
-        if settings.hard_stop {
-            return action(
-                ActionKind::Stop,
-                Params::new(),
-                &format!("state {from} -> stopped"),
-            );
+    if let Live::Other(p) = live {
+        let halted = matches!(
+            p,
+            VmPower::Paused | VmPower::IoError | VmPower::GuestSuspended
+        );
+        if !(kind == ActionKind::Stop && halted) {
+            return Err(SkipReason::VmState {
+                state: p.as_str().to_string(),
+                why: format!(
+                    "one-shot {:?} ({}) waits: the agent does not act on a VM in this state",
+                    once.key,
+                    once.action.as_str()
+                ),
+            });
         }
-        // The guest's own `down` is its shutdown timeout, as for the node's stop-all;
-        // 0 means unset (docs/proxmox-api.md §5.6). A timeout is always sent: a VM's
-        // guest-agent shutdown otherwise waits up to 600 s (§9).
-        let down = guest
-            .spec
-            .as_ref()
-            .ok()
-            .and_then(|s| s.startup)
-            .and_then(|s| s.down)
-            .filter(|d| *d > 0);
-        let timeout = down.unwrap_or(settings.shutdown_timeout_secs);
-        action(
-            ActionKind::Shutdown,
-            Params::from([
-                ("forceStop".into(), "1".into()),
-                ("timeout".into(), timeout.to_string()),
-            ]),
-            &format!("state {from} -> stopped"),
+    }
+    if kind == ActionKind::Start && guest.template {
+        return Err(SkipReason::Template);
+    }
+    let mut reason = format!("once {:?}: {}", once.key, once.action.as_str());
+    if already(kind, live) {
+        let state = if kind == ActionKind::Start {
+            "running"
+        } else {
+            "stopped"
+        };
+        reason += &format!(" (already {state}: recorded, nothing sent)");
+    }
+    let mut action = power(kind, spec, guest, settings, reason);
+    action.key = Some(once.key.clone());
+    Ok(action)
+}
+
+/// The power action the desired state asks for, or why none may be taken.
+fn power_action(
+    spec: &GuestSpec,
+    guest: &ActualGuest,
+    live: &Live,
+    settings: &PlanSettings,
+) -> Result<Option<Action>, SkipReason> {
+    let stop = |from: &str| {
+        let kind = if settings.hard_stop {
+            ActionKind::Stop
+        } else {
+            ActionKind::Shutdown
+        };
+        power(
+            kind,
+            spec,
+            guest,
+            settings,
+            format!("state {from} -> stopped"),
         )
     };
     Ok(match (spec.state, live) {
-        (Some(RunState::Running), Live::Stopped) => Some(action(
+        (Some(RunState::Running), Live::Stopped) => Some(power(
             ActionKind::Start,
-            Params::new(),
-            "state stopped -> running",
+            spec,
+            guest,
+            settings,
+            "state stopped -> running".into(),
         )),
         (Some(RunState::Stopped), Live::Running) => Some(stop("running")),
         (Some(RunState::Stopped), Live::Other(p))

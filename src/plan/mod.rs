@@ -19,7 +19,7 @@ use crate::action::{Action, ActionKind, Guard, Params};
 use crate::desired::{DesiredState, GuestSpec};
 use crate::pve::{GuestKind, PowerState, VmPower, Vmid};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// What the node reports, reduced to what the planner needs.
@@ -35,6 +35,9 @@ pub struct Actual {
     /// The node's own start-all or stop-all task running now, if any: power actions
     /// wait until it has ended.
     pub bulk_task: Option<String>,
+    /// What the journal says, not the node: each guest's one-shot keys that are spent
+    /// (carried out, or in flight). Such a key is never planned again.
+    pub spent_keys: BTreeMap<Vmid, BTreeSet<String>>,
 }
 
 /// One local guest.

@@ -1,7 +1,7 @@
 //! Table-driven planner tests: each case renders its plan as text and compares it.
 
 use super::*;
-use crate::desired::RunState;
+use crate::desired::{OneShotAction, RunState};
 use crate::pve::GuestKind;
 
 fn vmid(n: u32) -> Vmid {
@@ -512,5 +512,104 @@ fn an_ha_guest_already_headed_there_gets_no_second_request() {
          104 shutdown [forceStop=1 timeout=60] state running -> stopped\n\
          101 skip ha request pending (ha state request_start): HA carries it out; not requested again\n\
          102 skip ha request pending (ha state request_stop): HA carries it out; not requested again\n",
+    );
+}
+
+fn once(key: &str, action: OneShotAction) -> crate::desired::OneShot {
+    crate::desired::OneShot {
+        key: key.into(),
+        action,
+    }
+}
+
+#[test]
+fn a_one_shot_runs_until_its_key_is_spent_then_the_next_one() {
+    // No `state`: power is left alone but for the one-shot actions.
+    let mut s = spec(101);
+    s.memory = Some(1024);
+    s.once = vec![
+        once("boot-1", OneShotAction::Start),
+        once("maint-1", OneShotAction::Shutdown),
+    ];
+    let mut observed = local(vec![guest(101, false)]);
+    check(
+        vec![s.clone()],
+        observed.clone(),
+        &[],
+        PlanSettings::default(),
+        "101 set_config [digest=d1 memory=1024] memory 512 -> 1024\n\
+         101 start [] once \"boot-1\": start\n",
+    );
+    // boot-1 spent: the next key, a shutdown, goes before the config update.
+    observed
+        .spent_keys
+        .insert(vmid(101), ["boot-1".to_string()].into());
+    observed.local.insert(vmid(101), guest(101, true));
+    check(
+        vec![s.clone()],
+        observed.clone(),
+        &[],
+        PlanSettings::default(),
+        "101 shutdown [forceStop=1 timeout=60] once \"maint-1\": shutdown\n\
+         101 set_config [digest=d1 memory=1024] memory 512 -> 1024\n",
+    );
+    // Both spent: the guest's power is left alone, however it is.
+    observed.spent_keys.insert(
+        vmid(101),
+        ["boot-1".to_string(), "maint-1".to_string()].into(),
+    );
+    s.memory = None;
+    check(
+        vec![s],
+        observed,
+        &[],
+        PlanSettings::default(),
+        "101 in sync\n",
+    );
+}
+
+#[test]
+fn a_one_shot_that_would_change_nothing_is_recorded_first_and_the_state_still_counts() {
+    // Already stopped: the shutdown is only recorded; `state` then starts it as usual.
+    let mut s = spec(101);
+    s.state = Some(RunState::Running);
+    s.once = vec![once("maint-1", OneShotAction::Shutdown)];
+    check(
+        vec![s.clone()],
+        local(vec![guest(101, false)]),
+        &[],
+        PlanSettings::default(),
+        "101 shutdown [forceStop=1 timeout=60] once \"maint-1\": shutdown (already stopped: recorded, nothing sent)\n\
+         101 start [] state stopped -> running\n",
+    );
+    // Due and not already so: it replaces the state's power action for this pass.
+    check(
+        vec![s],
+        local(vec![guest(101, true)]),
+        &[],
+        PlanSettings::default(),
+        "101 shutdown [forceStop=1 timeout=60] once \"maint-1\": shutdown\n",
+    );
+}
+
+#[test]
+fn a_one_shot_waits_like_any_power_action() {
+    let mut s = spec(101);
+    s.once = vec![once("boot-1", OneShotAction::Start)];
+    let mut observed = local(vec![guest(101, false)]);
+    observed.bulk_task = Some("startall (UPID:x)".into());
+    check(
+        vec![s.clone()],
+        observed,
+        &[],
+        PlanSettings::default(),
+        "101 skip power action waits: the node runs startall (UPID:x)\n",
+    );
+    check(
+        vec![s],
+        local(vec![guest(101, false)]),
+        &[(101, Hold::Busy)],
+        PlanSettings::default(),
+        "101 skip busy: an earlier action is running\n",
     );
 }

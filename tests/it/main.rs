@@ -21,6 +21,7 @@ mod manual;
 mod metrics;
 mod never_twice;
 mod notify;
+mod once;
 mod prom;
 mod qemu;
 mod rig;
