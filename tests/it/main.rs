@@ -22,6 +22,7 @@ mod never_twice;
 mod notify;
 mod prom;
 mod qemu;
+mod review_inflight;
 mod rig;
 mod secrets;
 mod sim;
