@@ -1,14 +1,16 @@
 //! The first promise (one intent is never sent to Proxmox twice) for an op whose answer
 //! was lost: an unanswered start is never matched to an older task of the agent's that
-//! the journal has compacted away, and a lost answer to an HA-managed guest's start or
-//! shutdown is not settled by its `hastart`/`hastop` task alone, so the request is not
-//! filed again before ha-manager acts. Each test broke the promise before the fix (found
-//! by an independent review); the simulated node's audit and request log are the
-//! evidence.
+//! the journal no longer ties to an op, and a lost answer to an HA-managed guest's start
+//! or shutdown is not settled by its `hastart`/`hastop` task alone, so the request is not
+//! filed again before ha-manager acts. Each of these broke the promise before the fix
+//! (found by an independent review). And the grace of a call that got no answer counts
+//! from the call, so a request lost on the way costs one pass, not two. The simulated
+//! node's audit and request log are the evidence.
 
-use super::agent::{Agent, SIGTERM};
+use super::agent::{poll_until, Agent, SIGTERM};
 use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
 use felhom_agent::action::{Action, ActionKind, Params};
+use felhom_agent::cancel::CancelSource;
 use felhom_agent::journal::{Journal, JournalOptions};
 use felhom_agent::pve::{GuestKind, Vmid};
 use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, Sim, SimOptions};
@@ -203,11 +205,67 @@ fn a_lost_answer_to_an_ha_shutdown_is_not_sent_again_before_ha_acts() {
     let report = pass(&mut engine, &desired);
     engine.shutdown(Instant::now(), || cancel.cancel());
     journal.close().unwrap();
-    assert!(!running(&rig.sim, 101));
+    // Held while ha-manager acts, the second pass reads nothing of 101 and ends before
+    // the guest stops: wait for ha-manager.
+    assert!(rig.sim.wait_until(T, |s| !running(s, 101)));
     assert_audit_clean(&rig.sim);
     assert_eq!(
         mutations_of(&rig.sim, 101),
         ["POST shutdown"],
         "the HA request was filed twice; second pass: {report:?}"
+    );
+}
+
+/// A start whose request was lost on the way (the connection reset before the node
+/// acted: no task) is held for the grace, which counts from the instant the executor got
+/// no answer. So the first pass after the grace (5 s, the least the config allows) has
+/// abandoned it and starts the guest in that same pass; before, that pass only started
+/// the count and the start waited for one more pass.
+#[test]
+fn the_grace_of_a_lost_start_counts_from_the_call() {
+    let rig = Rig::new(
+        "inflight-grace-from-call",
+        fast_sim(),
+        vec![guest(101, false)],
+        r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+        serde_json::json!({"unanswered_grace_secs": 5}),
+    );
+    rig.sim.set_faults(Faults::rule(
+        FaultRule::new(Match::post("status/start"), Effect::Reset).times(1),
+    ));
+    let loaded = felhom_agent::agent::load(&rig.config_path).expect("config loads");
+    let mut cancel = CancelSource::new();
+    let built = felhom_agent::agent::Agent::start(&loaded, &cancel.token()).expect("starts");
+    let mut engine = built.engine(&loaded.config.live, cancel.token(), None);
+    let desired = rig.desired();
+    let before = Instant::now();
+    let report = pass(&mut engine, &desired);
+    assert_eq!(report.in_flight, 1, "{report:?}");
+    let op = built.journal.in_flight()[0].op;
+    let since = built
+        .tracker
+        .unanswered_since(op)
+        .expect("the executor told the tracker");
+    assert!(before <= since && since <= Instant::now());
+    assert!(
+        rig.sim.tasks_started(101).is_empty(),
+        "the request was lost"
+    );
+    let grace = Duration::from_secs(5);
+    assert!(poll_until(T, || since.elapsed() >= grace));
+    let report = pass(&mut engine, &desired);
+    assert_eq!(
+        report.applied, 1,
+        "started in the first pass after the grace: {report:?}"
+    );
+    engine.shutdown(Instant::now(), || cancel.cancel());
+    built.journal.close().unwrap();
+    assert!(running(&rig.sim, 101));
+    assert_audit_clean(&rig.sim);
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start", "POST start"]);
+    assert_eq!(
+        rig.sim.tasks_started(101).len(),
+        1,
+        "the first never reached the node"
     );
 }
