@@ -16,8 +16,8 @@
 //! What the node is asked, by what the journal knows of the op:
 //! - a UPID: the task's status. Running: still held. Stopped: ended with its exit status,
 //!   except that an `hastart`/`hastop` task that ended OK only filed a request with HA,
-//!   and [`ha::request_outcome`] decides from the guest's state and HA's (the same
-//!   decision the executing lane makes).
+//!   and [`request_outcome`] decides from the guest's state and HA's (the same
+//!   decision the executing lane makes, `crate::engine::exec`).
 //! - a start, shutdown or stop without a UPID (no answer came, or the agent died before
 //!   it journaled one): its task in the node's task list, that is a task of that type for
 //!   the guest, by the agent's own token, that no op in the journal owns, and that
@@ -42,9 +42,12 @@
 //! the journal has forgotten it. Both start times are the node's clock, so a step of the
 //! agent's clock changes nothing here. Of those, the first that started no earlier than
 //! the op's own record (less [`CLOCK_SKEW_SECS`]) is taken, else the latest (the clock
-//! stepped back between the record and the fork). A guest the journal knows no task of
-//! has no such bound: then only a task that started no earlier than the op's record
-//! (less [`CLOCK_SKEW_SECS`]) is taken, never one from before it.
+//! stepped back between the record and the fork). For a guest the journal knows no task
+//! of (the first op of a guest, or a state directory that was wiped) the op's own record
+//! (less [`CLOCK_SKEW_SECS`]) is the bound instead: a task of ours from before it may be
+//! a forgotten op's and is not taken. (A clock stepped back between that record and the
+//! fork then leaves the op's own task unfound, and the op is held through its grace: the
+//! safe side.)
 //!
 //! Clocks: the grace is measured on the monotonic clock of this process, from the
 //! instant the executor of this process got no answer ([`Tracker::unanswered`]), or else
