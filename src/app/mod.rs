@@ -88,15 +88,20 @@ pub(crate) fn from_journal(
         Vec::new()
     };
     let owned = records.iter().filter_map(|r| r.upid.clone()).collect();
+    let last_tasks = crate::journal::last_tasks_of(&records);
     let node = ClientNode {
         client,
         node: &fixed.node,
     };
+    let known = crate::inflight::Known {
+        token_id: client.token_id(),
+        owned: &owned,
+        last_tasks: &last_tasks,
+    };
     let mut holds: BTreeMap<_, _> = crate::inflight::preview(
         &crate::journal::in_flight_of(&records),
-        &owned,
+        &known,
         &node,
-        client.token_id(),
         &Tracker::new(fixed.unanswered_grace),
     )
     .into_iter()

@@ -10,11 +10,12 @@
 use super::precheck::{self, Look};
 use crate::action::{Action, ActionKind};
 use crate::cancel::Cancel;
+use crate::inflight::{Ending, GuestNow, Tracker, Verdict};
 use crate::journal::{Journal, JournalError, OpId};
 use crate::lanes::{Executor, Outcome};
 use crate::log;
 use crate::pve::error::ApiError;
-use crate::pve::types::{PowerOp, PowerState, TaskOutcome};
+use crate::pve::types::{PowerOp, TaskOutcome};
 use crate::pve::{Client, WaitError, WaitOptions};
 use crate::pve::{GuestKind, Upid};
 use crossbeam_channel::Sender;
@@ -34,6 +35,10 @@ pub struct ApiExecutor {
     pub node: String,
     pub journal: Journal,
     pub task_timeout: Duration,
+    /// The tracker recovery and settling share: told the instant a call went
+    /// unanswered, so that the op's grace counts from then; and the one that counts
+    /// how long HA leaves a request of ours untouched.
+    pub tracker: Tracker,
     /// Told about a fatal journal error (a failed fsync); the daemon exits on it.
     pub fatal: Sender<String>,
     pub progress: Option<Sender<Progress>>,
@@ -85,6 +90,10 @@ impl Recorder<'_> {
     fn failed(&self, op: OpId, error: &str) {
         self.note("failed", self.journal.failed(op, error));
     }
+
+    fn abandoned(&self, op: OpId, why: &str) {
+        self.note("abandoned", self.journal.abandoned(op, why));
+    }
 }
 
 impl Executor for ApiExecutor {
@@ -128,6 +137,13 @@ impl Executor for ApiExecutor {
         );
         self.report(Progress::Started(action.clone()));
         let outcome = self.run(action, op, &rec, cancel);
+        if let Outcome::InFlight(_) = outcome {
+            // No answer, or one that cannot be read, leaves the op without a UPID: its
+            // grace counts from now, not from the first look at it.
+            if self.journal.op(op).is_some_and(|o| o.upid.is_none()) {
+                self.tracker.unanswered(op, Instant::now());
+            }
+        }
         log_outcome(action, op, &outcome);
         self.report(Progress::Finished(action.clone(), outcome.clone()));
         outcome
@@ -181,12 +197,31 @@ impl ApiExecutor {
             .guest_power(action.guest, node, vmid, op, params)
     }
 
-    /// Whether the guest runs now, as the node says.
-    fn status(&self, action: &Action) -> Result<PowerState, ApiError> {
-        Ok(match action.guest {
-            GuestKind::Lxc => self.client.lxc_status(&self.node, action.vmid)?.status,
-            GuestKind::Qemu => self.client.qemu_status(&self.node, action.vmid)?.status,
-        })
+    /// The guest's state and HA's, as the node says; `None` when it is not on this node.
+    fn guest_now(&self, action: &Action) -> Result<Option<GuestNow>, ApiError> {
+        let now = match action.guest {
+            GuestKind::Lxc => self
+                .client
+                .lxc_status(&self.node, action.vmid)
+                .map(|s| GuestNow {
+                    status: s.status,
+                    ha_managed: s.ha_managed,
+                    ha_state: s.ha_state,
+                }),
+            GuestKind::Qemu => self
+                .client
+                .qemu_status(&self.node, action.vmid)
+                .map(|s| GuestNow {
+                    status: s.status,
+                    ha_managed: s.ha_managed,
+                    ha_state: s.ha_state,
+                }),
+        };
+        match now {
+            Ok(now) => Ok(Some(now)),
+            Err(e) if e.is_config_missing() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn run(&self, action: &Action, op: OpId, rec: &Recorder<'_>, cancel: &Cancel) -> Outcome {
@@ -258,8 +293,11 @@ impl ApiExecutor {
         }
     }
 
-    /// An HA-managed guest answers with an `hastart`/`hastop` task that only queues a
-    /// request; the guest changes state later. Verify by its status, not by the task.
+    /// An HA-managed guest answers with an `hastart`/`hastop` task that only files a
+    /// request with HA; the guest changes state later. Its outcome is decided as for an
+    /// op in flight ([`crate::inflight::request_outcome`]), looking again until it is
+    /// decided or the task's deadline passes; then the op stays in flight, and every
+    /// pass looks at it again.
     #[allow(clippy::too_many_arguments)]
     fn verify_ha(
         &self,
@@ -271,46 +309,66 @@ impl ApiExecutor {
         deadline: Instant,
         cancel: &Cancel,
     ) -> Outcome {
-        let want = match action.kind {
-            _ if !upid.kind.starts_with("ha") => None,
-            ActionKind::Start => Some(PowerState::Running),
-            ActionKind::Stop | ActionKind::Shutdown => Some(PowerState::Stopped),
-            ActionKind::SetConfig => None,
+        let applied = |upid: Upid| Outcome::Applied {
+            upid: Some(upid),
+            warnings,
         };
-        let Some(want) = want else {
+        if !crate::inflight::is_ha_request(&upid) {
             rec.succeeded(op);
-            return Outcome::Applied {
-                upid: Some(upid),
-                warnings,
-            };
-        };
+            return applied(upid);
+        }
         let mut interval = Duration::from_millis(200);
         loop {
-            match self.status(action) {
-                Ok(status) if status == want => {
+            let now = self.guest_now(action);
+            let verdict =
+                crate::inflight::request_outcome(op, action.kind, &upid, now, &self.tracker);
+            let ending = match verdict {
+                Verdict::Ended(ending) => ending,
+                // `request_outcome` never finds a task: held, then.
+                Verdict::Held(_) | Verdict::TaskFound(_)
+                    if Instant::now() + interval < deadline =>
+                {
+                    if cancel.wait(interval) {
+                        return Outcome::Cancelled(format!(
+                            "ha request {upid} unverified at shutdown"
+                        ));
+                    }
+                    interval = (interval * 3 / 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                held => {
+                    // Not failed: HA may still act on the request, so the op stays in
+                    // flight and holds its guest until a look decides it.
+                    let why = held.to_string();
+                    self.tracker.held(op, &why);
+                    return Outcome::InFlight(format!(
+                        "{why}; not decided within the task timeout of {} s",
+                        self.task_timeout.as_secs()
+                    ));
+                }
+            };
+            self.tracker.ended(op);
+            return match ending {
+                Ending::Succeeded => {
                     rec.succeeded(op);
-                    return Outcome::Applied {
-                        upid: Some(upid),
-                        warnings,
-                    };
+                    applied(upid)
                 }
-                // HA may relocate the guest to satisfy the request; the request
-                // itself was delivered, so the op is done and the guest is gone.
-                Err(e) if e.is_config_missing() => {
+                // HA may relocate the guest to carry the request out; the request was
+                // delivered, so the op is done and the guest is its new node's.
+                Ending::Moved(m) => {
                     rec.succeeded(op);
-                    return Outcome::Moved(format!("ha request {upid}: {e}"));
+                    Outcome::Moved(m)
                 }
-                Ok(_) | Err(_) if Instant::now() + interval < deadline => {}
-                _ => {
-                    let msg = format!("ha request {upid} did not take effect in time");
-                    rec.failed(op, &msg);
-                    return Outcome::Failed(msg);
+                Ending::Failed(m) => {
+                    rec.failed(op, &m);
+                    Outcome::Failed(m)
                 }
-            }
-            if cancel.wait(interval) {
-                return Outcome::Cancelled(format!("ha request {upid} unverified at shutdown"));
-            }
-            interval = (interval * 3 / 2).min(Duration::from_secs(2));
+                // Nothing more of ours: the next pass plans from the live state.
+                Ending::Settled(m) => {
+                    rec.abandoned(op, &m);
+                    Outcome::Blocked(m)
+                }
+            };
         }
     }
 }

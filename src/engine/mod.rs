@@ -247,6 +247,7 @@ impl Engine {
             node: settings.node.clone(),
             journal: journal.clone(),
             task_timeout: settings.task_timeout,
+            tracker: tracker.clone(),
             fatal: fatal_tx.clone(),
             progress,
         };

@@ -14,39 +14,63 @@
 //! - `felhom-agent plan` ([`preview`]) looks once and journals nothing.
 //!
 //! What the node is asked, by what the journal knows of the op:
-//! - a UPID: the task's status. Running: still held. Stopped: ended with its exit status.
+//! - a UPID: the task's status. Running: still held. Stopped: ended with its exit status,
+//!   except that an `hastart`/`hastop` task that ended OK only filed a request with HA,
+//!   and [`request_outcome`] decides from the guest's state and HA's (the same
+//!   decision the executing lane makes, `crate::engine::exec`).
 //! - a start, shutdown or stop without a UPID (no answer came, or the agent died before
 //!   it journaled one): its task in the node's task list, that is a task of that type for
-//!   the guest, by the agent's own token, that no other op in the journal owns, started
-//!   no earlier than the op (less a margin for clock steps). Found: its UPID is journaled
-//!   and it is looked at as above. Not found: held until no task has shown up for
-//!   [`Tracker::grace`] of this process's monotonic time, then ended as not carried out.
-//!   pvedaemon may fork the task late (all its workers busy), so "not listed yet" is not
-//!   "never".
-//! - a config update without an answer: a container's update is synchronous and leaves
-//!   no task, so the guest's config digest answers. Changed since the digest the update
-//!   carried: ended, because PVE refuses an update whose digest no longer matches, so
-//!   ours can no longer apply (and may have). Unchanged: held for the same grace, then
-//!   ended as not carried out; should it still arrive late, it and any later update
-//!   carry the same digest and PVE applies only one of them.
+//!   the guest, by the agent's own token, that no op in the journal owns, and that
+//!   started no earlier than the guest's last task the journal knows (see below). Found:
+//!   its UPID is journaled and it is looked at as above. Not found: held until no task
+//!   has shown up for [`Tracker::grace`] of this process's monotonic time, then ended as
+//!   not carried out. pvedaemon may fork the task late (all its workers busy), so "not
+//!   listed yet" is not "never".
+//! - a config update without an answer: a VM's may have gone by task (`qmconfig`),
+//!   searched for as above; a container's update is synchronous and leaves no task, so
+//!   the guest's config digest answers. Changed since the digest the update carried:
+//!   ended, because PVE refuses an update whose digest no longer matches, so ours can no
+//!   longer apply (and may have). Unchanged: held for the same grace, then ended as not
+//!   carried out; should it still arrive late, it and any later update carry the same
+//!   digest and PVE applies only one of them.
 //!
-//! Clocks: the grace is measured on the monotonic clock of this process, from the first
-//! time this process looked, so a wall-clock step cannot end it early and a restart
-//! starts it again (conservative: an op from before a restart waits its grace in full).
-//! The task-list search reaches [`CLOCK_STEP_SECS`] before the op's wall-clock start.
+//! Which task is an op's: the agent sends one action at a time per guest and journals
+//! every UPID it gets, and the journal keeps each guest's last task however old
+//! ([`Journal::last_tasks`]). So a task of ours that no op owns and that started after
+//! the guest's last task is this op's (or, rarely, the late task of an op since ended
+//! without one); one that started before it is an older op's and is never taken, however
+//! the journal has forgotten it. Both start times are the node's clock, so a step of the
+//! agent's clock changes nothing here. Of those, the first that started no earlier than
+//! the op's own record (less [`CLOCK_SKEW_SECS`]) is taken, else the latest (the clock
+//! stepped back between the record and the fork). For a guest the journal knows no task
+//! of (the first op of a guest, or a state directory that was wiped) the op's own record
+//! (less [`CLOCK_SKEW_SECS`]) is the bound instead: a task of ours from before it may be
+//! a forgotten op's and is not taken. (A clock stepped back between that record and the
+//! fork then leaves the op's own task unfound, and the op is held through its grace: the
+//! safe side.)
+//!
+//! Clocks: the grace is measured on the monotonic clock of this process, from the
+//! instant the executor of this process got no answer ([`Tracker::unanswered`]), or else
+//! from the first time this process looked, so a wall-clock step cannot end it early and
+//! a restart starts it again (conservative: an op from before a restart waits its grace
+//! in full). The task-list search reaches no further back than [`CLOCK_STEP_SECS`]
+//! before the op's wall-clock start.
 
+mod ha;
 mod node;
+mod tracker;
 
+pub use ha::{is_ha_request, request_outcome, GuestNow};
 pub use node::ClientNode;
+pub use tracker::Tracker;
 
 use crate::action::ActionKind;
 use crate::cancel::Cancel;
 use crate::journal::{Journal, JournalError, OpId, OpSummary};
 use crate::log;
 use crate::pve::{ApiError, GuestKind, PowerOp, Upid, Vmid};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long a start, stop or config update without an answer may go unexplained by the
@@ -59,8 +83,9 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
 /// seconds and the node's clock may differ a little from the agent's.
 pub const CLOCK_SKEW_SECS: i64 = 5;
 
-/// How far before an op's `started` record the task-list search reaches, in case the
-/// wall clock was stepped back between the record and the task's fork.
+/// How far before an op's `started` record the task-list search reaches at most, in
+/// case the wall clock was stepped back between the record and the task's fork (and
+/// never further back than the guest's last task the journal knows).
 pub const CLOCK_STEP_SECS: i64 = 86_400;
 
 /// A task's state as the node reports it.
@@ -84,6 +109,9 @@ pub trait Node {
     fn tasks_since(&self, vmid: Vmid, types: &[&str], since: i64) -> Result<Vec<Upid>, ApiError>;
     /// The digest of the guest's config, whichever kind it is.
     fn config_digest(&self, vmid: Vmid) -> Result<String, ApiError>;
+    /// The guest's state and HA's, whichever kind it is; `None` when the guest is not
+    /// on this node.
+    fn guest_now(&self, vmid: Vmid) -> Result<Option<GuestNow>, ApiError>;
 }
 
 /// How one look at an op ended.
@@ -106,6 +134,10 @@ pub enum Ending {
     /// `abandoned` in the journal: it did not happen, or can no longer happen, and the
     /// next pass plans from the live state.
     Settled(String),
+    /// The guest left this node after HA took the request (`succeeded` in the journal,
+    /// since the request was delivered): nothing more of ours, its new node's agent
+    /// takes it from here.
+    Moved(String),
 }
 
 impl fmt::Display for Verdict {
@@ -114,87 +146,29 @@ impl fmt::Display for Verdict {
             Verdict::Ended(Ending::Succeeded) => f.write_str("ended: succeeded"),
             Verdict::Ended(Ending::Failed(s)) => write!(f, "ended: failed ({s})"),
             Verdict::Ended(Ending::Settled(s)) => write!(f, "ended: {s}"),
+            Verdict::Ended(Ending::Moved(s)) => write!(f, "ended: moved ({s})"),
             Verdict::TaskFound(upid) => write!(f, "task {upid} found"),
             Verdict::Held(why) => f.write_str(why),
         }
     }
 }
 
-/// What a look needs besides the op: whose tasks are ours, and which UPIDs other ops own.
+/// What a look needs besides the op: whose tasks are ours, which UPIDs other ops own,
+/// and each guest's last task.
 pub struct Known<'a> {
     /// The agent's token id: the `user` of the tasks it starts.
     pub token_id: &'a str,
     /// UPIDs the journal already ties to an op.
     pub owned: &'a BTreeSet<Upid>,
-}
-
-/// What this process has seen of ops in flight: when it first found each one
-/// unexplained (for the grace, on the monotonic clock), and why each is held (for
-/// `plan`, `status` and logs). Shared by recovery, the observer and the engine.
-#[derive(Clone)]
-pub struct Tracker {
-    inner: Arc<Mutex<TrackerInner>>,
-    grace: Duration,
-}
-
-#[derive(Default)]
-struct TrackerInner {
-    unexplained_since: HashMap<OpId, Instant>,
-    why: HashMap<OpId, String>,
-}
-
-impl fmt::Debug for Tracker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracker")
-            .field("grace", &self.grace)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Tracker {
-    pub fn new(grace: Duration) -> Tracker {
-        Tracker {
-            inner: Arc::default(),
-            grace,
-        }
-    }
-
-    /// How long an unanswered op may go unexplained by the node.
-    pub fn grace(&self) -> Duration {
-        self.grace
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// How long `op` has been unexplained, counting from the first time this process
-    /// asked (which starts the count).
-    fn unexplained_for(&self, op: OpId, now: Instant) -> Duration {
-        let since = *self.lock().unexplained_since.entry(op).or_insert(now);
-        now.saturating_duration_since(since)
-    }
-
-    fn held(&self, op: OpId, why: &str) {
-        self.lock().why.insert(op, why.to_string());
-    }
-
-    fn ended(&self, op: OpId) {
-        let mut inner = self.lock();
-        inner.unexplained_since.remove(&op);
-        inner.why.remove(&op);
-    }
-
-    /// Why `op` is held, as of the last look.
-    pub fn why(&self, op: OpId) -> Option<String> {
-        self.lock().why.get(&op).cloned()
-    }
+    /// Each guest's last task as the journal keeps it ([`Journal::last_tasks`]): a task
+    /// that started before it is never taken for a later op.
+    pub last_tasks: &'a BTreeMap<Vmid, Upid>,
 }
 
 /// One look at one op: asks the node and decides. Does not journal (see [`settle`]).
 pub fn look(op: &OpSummary, node: &dyn Node, known: &Known<'_>, tracker: &Tracker) -> Verdict {
     if let Some(upid) = &op.upid {
-        return look_at_task(upid, node);
+        return look_at_task(op, upid, node, tracker);
     }
     // The journal does not say which kind of guest the op was for; a vmid is one kind,
     // so the task types of both (and HA's, which stands in for them) are searched.
@@ -223,17 +197,22 @@ fn task_types(kind: ActionKind) -> [&'static str; 3] {
     ]
 }
 
-fn look_at_task(upid: &Upid, node: &dyn Node) -> Verdict {
+/// The op's task `upid` (journaled, or just found): its status, and for an HA request
+/// that ended OK, the guest's.
+fn look_at_task(op: &OpSummary, upid: &Upid, node: &dyn Node, tracker: &Tracker) -> Verdict {
     match node.task_state(upid) {
         Ok(TaskState::Running) => Verdict::Held(format!("task {upid} still running")),
+        Ok(TaskState::Finished { ok: true, .. }) if is_ha_request(upid) => {
+            request_outcome(op.op, op.kind, upid, node.guest_now(op.vmid), tracker)
+        }
         Ok(TaskState::Finished { ok: true, .. }) => Verdict::Ended(Ending::Succeeded),
         Ok(TaskState::Finished { exitstatus, .. }) => Verdict::Ended(Ending::Failed(exitstatus)),
         Err(e) => Verdict::Held(format!("cannot read task {upid}: {}", log::Chain(&e))),
     }
 }
 
-/// Looks for the op's task among `types`. Not found: held, and with a `tracker`, held
-/// through the grace and then ended.
+/// Looks for the op's task among `types` (see the module doc for which task is an
+/// op's). Not found: held, and with a `tracker`, held through the grace and then ended.
 fn look_for_task(
     op: &OpSummary,
     types: &[&str],
@@ -241,7 +220,11 @@ fn look_for_task(
     known: &Known<'_>,
     tracker: Option<&Tracker>,
 ) -> Verdict {
-    let earliest = op.started_at - CLOCK_STEP_SECS;
+    let record = op.started_at - CLOCK_SKEW_SECS;
+    let earliest = match known.last_tasks.get(&op.vmid) {
+        Some(last) => last.starttime.max(op.started_at - CLOCK_STEP_SECS),
+        None => record,
+    };
     let tasks = match node.tasks_since(op.vmid, types, earliest) {
         Ok(tasks) => tasks,
         Err(e) => {
@@ -255,16 +238,10 @@ fn look_for_task(
     };
     let mut ours: Vec<Upid> = tasks
         .into_iter()
-        .filter(|u| u.user == known.token_id && !known.owned.contains(u))
+        .filter(|u| u.user == known.token_id && u.starttime >= earliest && !known.owned.contains(u))
         .collect();
-    // One op at a time per guest, each with its UPID journaled once known: a task of
-    // ours that no op owns and that started after this op's record is this op's. One
-    // that started before it can only be this op's if the clock stepped back (or an
-    // older op's record was compacted away); the latest such one is the likeliest.
     ours.sort_by_key(|u| u.starttime);
-    let after = ours
-        .iter()
-        .find(|u| u.starttime >= op.started_at - CLOCK_SKEW_SECS);
+    let after = ours.iter().find(|u| u.starttime >= record);
     if let Some(upid) = after.or(ours.last()) {
         return Verdict::TaskFound(upid.clone());
     }
@@ -296,7 +273,7 @@ fn look_at_config(op: &OpSummary, node: &dyn Node, tracker: &Tracker) -> Verdict
 /// An op the node does not explain yet: held through the grace, then ended.
 fn unexplained(op: &OpSummary, tracker: &Tracker, what: &str) -> Verdict {
     let waited = tracker.unexplained_for(op.op, Instant::now());
-    if waited >= tracker.grace {
+    if waited >= tracker.grace() {
         return Verdict::Ended(Ending::Settled(format!(
             "not carried out: {what} after {} s",
             waited.as_secs()
@@ -306,7 +283,7 @@ fn unexplained(op: &OpSummary, tracker: &Tracker, what: &str) -> Verdict {
         "op {} {} got no answer; {what} (waiting up to {} s more)",
         op.op,
         op.kind,
-        (tracker.grace - waited).as_secs()
+        (tracker.grace() - waited).as_secs()
     ))
 }
 
@@ -325,14 +302,14 @@ fn apply(
                 "found the task of an unanswered op",
                 &[("op", &op.op), ("vmid", &op.vmid), ("upid", &upid)],
             );
-            look_at_task(&upid, node)
+            look_at_task(op, &upid, node, tracker)
         }
         other => other,
     };
     match &verdict {
         Verdict::Ended(ending) => {
             match ending {
-                Ending::Succeeded => journal.succeeded(op.op)?,
+                Ending::Succeeded | Ending::Moved(_) => journal.succeeded(op.op)?,
                 Ending::Failed(status) => journal.failed(op.op, status)?,
                 Ending::Settled(why) => journal.abandoned(op.op, why)?,
             }
@@ -364,9 +341,11 @@ pub fn settle(
     cancel: &Cancel,
 ) -> Result<(), JournalError> {
     let owned = journal.upids();
+    let last_tasks = journal.last_tasks();
     let known = Known {
         token_id,
         owned: &owned,
+        last_tasks: &last_tasks,
     };
     for op in journal.in_flight() {
         if cancel.is_cancelled() {
@@ -477,19 +456,18 @@ pub fn recover(
 
 /// The read-only look `felhom-agent plan` takes: which guests a pass would hold for an
 /// op in flight, and why. Journals nothing; an op the node shows ended holds nothing,
-/// since the service journals it on its next look.
+/// since the service journals it on its next look. `known` as the journal's records
+/// give it ([`crate::journal::last_tasks_of`] for its last tasks).
 pub fn preview(
     ops: &[OpSummary],
-    owned: &BTreeSet<Upid>,
+    known: &Known<'_>,
     node: &dyn Node,
-    token_id: &str,
     tracker: &Tracker,
 ) -> BTreeMap<Vmid, String> {
-    let known = Known { token_id, owned };
     let mut holds = BTreeMap::new();
     for op in ops {
-        let verdict = match look(op, node, &known, tracker) {
-            Verdict::TaskFound(upid) => look_at_task(&upid, node),
+        let verdict = match look(op, node, known, tracker) {
+            Verdict::TaskFound(upid) => look_at_task(op, &upid, node, tracker),
             other => other,
         };
         if let Verdict::Held(why) = verdict {
@@ -501,3 +479,5 @@ pub fn preview(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ha;

@@ -1,6 +1,6 @@
 //! [`Node`] answered by the real Proxmox client.
 
-use super::{Node, TaskState};
+use super::{GuestNow, Node, TaskState};
 use crate::pve::types::{TaskQuery, TaskRunState};
 use crate::pve::{ApiError, Client, Upid, Vmid};
 
@@ -52,6 +52,27 @@ impl Node for ClientNode<'_> {
             Err(e) if e.is_config_missing() => {
                 Ok(self.client.qemu_config(self.node, vmid, false)?.digest)
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn guest_now(&self, vmid: Vmid) -> Result<Option<GuestNow>, ApiError> {
+        match self.client.lxc_status(self.node, vmid) {
+            Ok(s) => Ok(Some(GuestNow {
+                status: s.status,
+                ha_managed: s.ha_managed,
+                ha_state: s.ha_state,
+            })),
+            // Not a container here: a VM, then, or not on this node at all.
+            Err(e) if e.is_config_missing() => match self.client.qemu_status(self.node, vmid) {
+                Ok(s) => Ok(Some(GuestNow {
+                    status: s.status,
+                    ha_managed: s.ha_managed,
+                    ha_state: s.ha_state,
+                })),
+                Err(e) if e.is_config_missing() => Ok(None),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         }
     }

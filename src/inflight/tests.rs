@@ -1,6 +1,6 @@
 //! The in-flight decision against a fake node: every kind of op left in flight, the
-//! grace on the monotonic clock, tasks that are not ours, and the digest of an
-//! unanswered config update.
+//! grace on the monotonic clock, tasks that are not ours or older than the guest's last
+//! task, and the digest of an unanswered config update. (HA requests: `tests_ha`.)
 
 use super::*;
 use crate::action::{Action, ActionKind, Params};
@@ -8,12 +8,13 @@ use crate::journal::{JournalOptions, OpState};
 use std::cell::RefCell;
 
 /// A node whose answers the test sets.
-struct Fake {
-    state: Result<TaskState, ApiError>,
-    tasks: Result<Vec<Upid>, ApiError>,
-    digest: Result<String, ApiError>,
+pub(super) struct Fake {
+    pub(super) state: Result<TaskState, ApiError>,
+    pub(super) tasks: Result<Vec<Upid>, ApiError>,
+    pub(super) digest: Result<String, ApiError>,
+    pub(super) guest: Result<Option<GuestNow>, ApiError>,
     /// The `since` of each task-list query.
-    asked_since: RefCell<Vec<i64>>,
+    pub(super) asked_since: RefCell<Vec<i64>>,
 }
 
 impl Default for Fake {
@@ -22,6 +23,11 @@ impl Default for Fake {
             state: Ok(TaskState::Running),
             tasks: Ok(Vec::new()),
             digest: Ok("d1".into()),
+            guest: Ok(Some(GuestNow {
+                status: crate::pve::PowerState::Stopped,
+                ha_managed: false,
+                ha_state: None,
+            })),
             asked_since: RefCell::new(Vec::new()),
         }
     }
@@ -38,17 +44,24 @@ impl Node for Fake {
     fn config_digest(&self, _: Vmid) -> Result<String, ApiError> {
         self.digest.clone()
     }
+    fn guest_now(&self, _: Vmid) -> Result<Option<GuestNow>, ApiError> {
+        self.guest.clone()
+    }
 }
 
-const TOKEN: &str = "agent@pve!t";
+pub(super) const TOKEN: &str = "agent@pve!t";
 
-fn upid(starttime: i64, user: &str) -> Upid {
-    format!("UPID:pve1:0001A2B3:0456789A:{starttime:08X}:vzstart:101:{user}:")
+pub(super) fn upid(starttime: i64, user: &str) -> Upid {
+    typed_upid(starttime, "vzstart", user)
+}
+
+pub(super) fn typed_upid(starttime: i64, kind: &str, user: &str) -> Upid {
+    format!("UPID:pve1:0001A2B3:0456789A:{starttime:08X}:{kind}:101:{user}:")
         .parse()
         .unwrap()
 }
 
-fn http503() -> ApiError {
+pub(super) fn http503() -> ApiError {
     ApiError::Http {
         status: 503,
         message: "busy".into(),
@@ -56,7 +69,7 @@ fn http503() -> ApiError {
     }
 }
 
-fn finished(ok: bool, status: &str) -> Result<TaskState, ApiError> {
+pub(super) fn finished(ok: bool, status: &str) -> Result<TaskState, ApiError> {
     Ok(TaskState::Finished {
         ok,
         exitstatus: status.into(),
@@ -64,29 +77,43 @@ fn finished(ok: bool, status: &str) -> Result<TaskState, ApiError> {
 }
 
 /// A journal in a fresh temp dir, removed on drop.
-struct Scratch {
+pub(super) struct Scratch {
     journal: Option<Journal>,
     dir: std::path::PathBuf,
 }
 
 impl Scratch {
-    fn new() -> Scratch {
+    pub(super) fn new() -> Scratch {
+        Scratch::keeping(JournalOptions::default().keep_finished)
+    }
+
+    /// A journal that keeps only the last `keep_finished` finished ops.
+    fn keeping(keep_finished: usize) -> Scratch {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("felhom-inflight-{}-{n}", std::process::id()));
-        let journal = Journal::open(&dir, JournalOptions::default()).unwrap();
+        let opts = JournalOptions {
+            keep_finished,
+            ..JournalOptions::default()
+        };
+        let journal = Journal::open(&dir, opts).unwrap();
         Scratch {
             journal: Some(journal),
             dir,
         }
     }
 
-    fn j(&self) -> &Journal {
+    pub(super) fn j(&self) -> &Journal {
         self.journal.as_ref().unwrap()
     }
 
     /// Begins an op of `kind` for guest 101, optionally with a UPID.
-    fn op(&self, kind: ActionKind, with: Option<Upid>) -> OpId {
+    pub(super) fn op(&self, kind: ActionKind, with: Option<Upid>) -> OpId {
+        self.op_of(101, kind, with)
+    }
+
+    /// Begins an op of `kind` for guest `vmid`, optionally with a UPID.
+    fn op_of(&self, vmid: u64, kind: ActionKind, with: Option<Upid>) -> OpId {
         let mut params = Params::new();
         if kind == ActionKind::SetConfig {
             params.insert("digest".into(), "d1".into());
@@ -95,7 +122,7 @@ impl Scratch {
         let op = self
             .j()
             .begin(&Action {
-                vmid: Vmid::new(101).unwrap(),
+                vmid: Vmid::new(vmid).unwrap(),
                 kind,
                 guest: crate::pve::GuestKind::Lxc,
                 via_task: false,
@@ -111,12 +138,12 @@ impl Scratch {
         op
     }
 
-    fn state(&self, op: OpId) -> OpState {
+    pub(super) fn state(&self, op: OpId) -> OpState {
         self.j().op(op).unwrap().state
     }
 
     /// One settle over the journal; returns why 101 is held, if it is.
-    fn settle(&self, node: &Fake, tracker: &Tracker) -> Option<String> {
+    pub(super) fn settle(&self, node: &Fake, tracker: &Tracker) -> Option<String> {
         settle(
             self.j(),
             node,
@@ -142,7 +169,7 @@ impl Drop for Scratch {
     }
 }
 
-fn tracker() -> Tracker {
+pub(super) fn tracker() -> Tracker {
     Tracker::new(Duration::from_secs(120))
 }
 
@@ -194,8 +221,29 @@ fn an_unanswered_start_is_found_in_the_task_list() {
     let summary = s.j().op(op).unwrap();
     assert_eq!(summary.state, OpState::Succeeded);
     assert_eq!(summary.upid, Some(ours), "the UPID is journaled first");
-    // The search reaches back for clock steps.
-    assert_eq!(node.asked_since.borrow()[0], started - CLOCK_STEP_SECS);
+    // The journal knows no earlier task of 101: nothing from before the op's record is
+    // taken, so the search starts there.
+    assert_eq!(node.asked_since.borrow()[0], started - CLOCK_SKEW_SECS);
+}
+
+#[test]
+fn the_search_reaches_back_to_the_guests_last_task_and_at_most_a_day() {
+    for last_age in [600, 3 * 86_400] {
+        let s = Scratch::new();
+        let now = crate::time::unix_now();
+        let first = s.op(ActionKind::Start, Some(upid(now - last_age, TOKEN)));
+        s.j().succeeded(first).unwrap();
+        let op = s.op(ActionKind::Stop, None);
+        let started = s.j().op(op).unwrap().started_at;
+        let node = Fake::default();
+        assert!(s.settle(&node, &tracker()).is_some());
+        let since = (now - last_age).max(started - CLOCK_STEP_SECS);
+        assert_eq!(
+            node.asked_since.borrow()[0],
+            since,
+            "last task {last_age} s ago"
+        );
+    }
 }
 
 #[test]
@@ -219,19 +267,94 @@ fn a_task_another_op_owns_is_not_taken() {
 }
 
 #[test]
-fn after_a_backward_clock_step_the_latest_unowned_task_is_taken() {
+fn after_a_backward_clock_step_the_latest_unowned_task_since_the_last_one_is_taken() {
     let s = Scratch::new();
-    let op = s.op(ActionKind::Start, None);
+    let now = crate::time::unix_now();
+    let last = upid(now - 1800, TOKEN);
+    let first = s.op(ActionKind::Start, Some(last.clone()));
+    s.j().succeeded(first).unwrap();
+    let op = s.op(ActionKind::Stop, None);
     let started = s.j().op(op).unwrap().started_at;
-    // Stepped back 10 minutes between the record and the fork.
+    // Stepped back 10 minutes between the record and the fork: the task starts "before"
+    // the record, but after the guest's last task, so it is this op's.
     let task = upid(started - 600, TOKEN);
     let node = Fake {
-        tasks: Ok(vec![upid(started - 1200, TOKEN), task.clone()]),
+        tasks: Ok(vec![upid(started - 1200, TOKEN), task.clone(), last]),
         ..Fake::default()
     };
     let why = s.settle(&node, &tracker()).unwrap();
     assert!(why.contains("still running"), "{why}");
     assert_eq!(s.j().op(op).unwrap().upid, Some(task));
+}
+
+#[test]
+fn an_old_task_the_journal_forgot_is_never_taken() {
+    // 101's start of yesterday, then more finished ops elsewhere than the journal
+    // keeps (2 here): the journal still knows 101's last task and owns its UPID.
+    let s = Scratch::keeping(2);
+    let now = crate::time::unix_now();
+    let yesterday = upid(now - 20 * 3600, TOKEN);
+    let first = s.op(ActionKind::Start, Some(yesterday.clone()));
+    s.j().succeeded(first).unwrap();
+    for _ in 0..3 {
+        let other = s.op_of(102, ActionKind::Start, None);
+        s.j().succeeded(other).unwrap();
+    }
+    assert!(
+        s.j().op(first).is_none(),
+        "out of the window of finished ops"
+    );
+    assert!(s.j().upids().contains(&yesterday));
+    let op = s.op(ActionKind::Start, None);
+    // Yesterday's task, and one still older that no journal ever tied to an op (a state
+    // directory wiped since, say): neither is this op's.
+    let older = upid(now - 22 * 3600, TOKEN);
+    let node = Fake {
+        tasks: Ok(vec![older.clone(), yesterday.clone()]),
+        state: finished(true, "OK"),
+        ..Fake::default()
+    };
+    let why = s.settle(&node, &tracker()).unwrap();
+    assert!(
+        why.contains("no vzstart/qmstart/hastart task listed yet"),
+        "{why}"
+    );
+    assert_eq!(s.state(op), OpState::Started);
+    // Nor without any task of the guest in the journal: nothing from before the op's
+    // record is taken then.
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let node = Fake {
+        tasks: Ok(vec![older, yesterday]),
+        state: finished(true, "OK"),
+        ..Fake::default()
+    };
+    let why = s.settle(&node, &tracker()).unwrap();
+    assert!(
+        why.contains("no vzstart/qmstart/hastart task listed yet"),
+        "{why}"
+    );
+    assert_eq!(s.state(op), OpState::Started);
+}
+
+#[test]
+fn a_vm_config_update_is_not_settled_by_an_old_qmconfig_task() {
+    // A VM's update by task (qmconfig) whose answer was lost: an older qmconfig task of
+    // ours from before the guest's last task does not settle it; the digest decides.
+    let s = Scratch::new();
+    let now = crate::time::unix_now();
+    let first = s.op(ActionKind::Start, Some(upid(now - 600, TOKEN)));
+    s.j().succeeded(first).unwrap();
+    let op = s.op(ActionKind::SetConfig, None);
+    let node = Fake {
+        tasks: Ok(vec![typed_upid(now - 900, "qmconfig", TOKEN)]),
+        state: finished(true, "OK"),
+        ..Fake::default()
+    };
+    let why = s.settle(&node, &tracker()).unwrap();
+    assert!(why.contains("config is unchanged"), "{why}");
+    assert_eq!(s.state(op), OpState::Started);
+    assert_eq!(s.j().op(op).unwrap().upid, None);
 }
 
 #[test]
@@ -257,6 +380,39 @@ fn an_unanswered_start_without_a_task_is_held_through_the_grace_on_the_monotonic
     let op = s.j().op(op).unwrap();
     assert_eq!(op.state, OpState::Abandoned);
     assert!(op.error.unwrap().contains("not carried out"));
+}
+
+#[test]
+fn the_grace_counts_from_the_instant_the_executor_got_no_answer() {
+    let grace = Duration::from_secs(60);
+    // Told by the executor that the call went unanswered a whole grace ago: the first
+    // look already ends the op, instead of starting the count.
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let tracker = Tracker::new(grace);
+    let then = Instant::now()
+        .checked_sub(grace)
+        .expect("the clock is past a minute");
+    tracker.unanswered(op, then);
+    assert_eq!(tracker.unanswered_since(op), Some(then));
+    assert_eq!(s.settle(&Fake::default(), &tracker), None);
+    let ended = s.j().op(op).unwrap();
+    assert_eq!(ended.state, OpState::Abandoned);
+    assert!(ended.error.unwrap().contains("after 60 s"));
+    assert_eq!(tracker.unanswered_since(op), None, "forgotten once ended");
+    // Told nothing (a restart): the count starts at the first look.
+    let s = Scratch::new();
+    let op = s.op(ActionKind::Start, None);
+    let tracker = Tracker::new(grace);
+    let why = s.settle(&Fake::default(), &tracker).unwrap();
+    assert!(why.contains("waiting up to"), "{why}");
+    assert_eq!(s.state(op), OpState::Started);
+    // Told twice, the later instant stands (the longer wait).
+    let tracker = Tracker::new(grace);
+    let now = Instant::now();
+    tracker.unanswered(op, now);
+    tracker.unanswered(op, then);
+    assert_eq!(tracker.unanswered_since(op), Some(now));
 }
 
 #[test]
@@ -327,8 +483,14 @@ fn recovery_waits_for_a_late_task_and_preview_agrees_without_journaling() {
     let op = s.op(ActionKind::Start, None);
     let ops = s.j().in_flight();
     let owned = s.j().upids();
+    let last_tasks = s.j().last_tasks();
+    let known = Known {
+        token_id: TOKEN,
+        owned: &owned,
+        last_tasks: &last_tasks,
+    };
     // No task yet: preview holds it and journals nothing.
-    let holds = preview(&ops, &owned, &Fake::default(), TOKEN, &tracker());
+    let holds = preview(&ops, &known, &Fake::default(), &tracker());
     assert!(holds[&Vmid::new(101).unwrap()].contains("no vzstart/qmstart/hastart task"));
     assert_eq!(s.state(op), OpState::Started);
     // Recovery with a deadline shorter than the grace: held, not abandoned.
@@ -347,7 +509,7 @@ fn recovery_waits_for_a_late_task_and_preview_agrees_without_journaling() {
         state: finished(false, "command 'lxc-start' failed"),
         ..Fake::default()
     };
-    let preview_holds = preview(&ops, &owned, &node, TOKEN, &tracker());
+    let preview_holds = preview(&ops, &known, &node, &tracker());
     assert!(preview_holds.is_empty(), "{preview_holds:?}");
     let opts = RecoverOptions {
         deadline: Instant::now() + Duration::from_secs(5),
@@ -391,10 +553,15 @@ fn op_started(age: i64) -> OpSummary {
 
 #[test]
 fn wall_clock_steps_neither_end_the_grace_nor_hide_the_task() {
-    let owned = BTreeSet::new();
+    let now = crate::time::unix_now();
+    // 101's last task, three hours ago by the node's clock.
+    let last = upid(now - 3 * 3600, TOKEN);
+    let owned = BTreeSet::from([last.clone()]);
+    let last_tasks = BTreeMap::from([(Vmid::new(101).unwrap(), last)]);
     let known = Known {
         token_id: TOKEN,
         owned: &owned,
+        last_tasks: &last_tasks,
     };
     // The clock stepped forward ten days since the record (or the agent was down that
     // long): the grace still starts at this look.
@@ -406,9 +573,9 @@ fn wall_clock_steps_neither_end_the_grace_nor_hide_the_task() {
         "{verdict:?}"
     );
     // The clock stepped back two hours between the record and the fork: the task
-    // starts "before" the record and is still found.
+    // starts "before" the record, but after the guest's last task, and is still found.
     let op = op_started(-7200);
-    let task = upid(crate::time::unix_now(), TOKEN);
+    let task = upid(now, TOKEN);
     let node = Fake {
         tasks: Ok(vec![task.clone()]),
         ..Fake::default()

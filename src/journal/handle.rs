@@ -126,9 +126,18 @@ impl Journal {
     }
 
     /// The UPIDs the journal ties to an op: those of the ops in flight, of the
-    /// finished ops it keeps, and of the latest op of each one-shot key.
+    /// finished ops it keeps, of each guest's last task, and of the latest op of each
+    /// one-shot key.
     pub fn upids(&self) -> std::collections::BTreeSet<Upid> {
         self.inner.shared.index().upids()
+    }
+
+    /// Each guest's last task: the UPID of its latest op that has one, as of the latest
+    /// durable records. Kept across restarts and compactions whatever `keep_finished`
+    /// says (see the module doc of `journal`); [`super::last_tasks_of`] answers the
+    /// same over [`super::read_records`].
+    pub fn last_tasks(&self) -> BTreeMap<Vmid, Upid> {
+        self.inner.shared.index().last_tasks()
     }
 
     /// The latest op of each guest's one-shot key, by guest and key, as of the

@@ -1,10 +1,11 @@
-//! The in-memory replay of a journal: each op's latest state, the ops in flight, and
-//! the counters that continue across restarts. Pure: no I/O, no clock.
+//! The in-memory replay of a journal: each op's latest state, the ops in flight, each
+//! guest's last task, and the counters that continue across restarts. Pure: no I/O, no
+//! clock.
 
 use super::keys::{KeyUse, Keys};
 use super::view::View;
 use super::{OpId, OpState, OpSummary};
-use crate::pve::Vmid;
+use crate::pve::{Upid, Vmid};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Whether an op may go from `from` to `to`. `started` only ever begins an op.
@@ -45,6 +46,13 @@ pub(crate) struct Index {
     /// Every op with a key that ended `succeeded` or `failed`: compaction keeps
     /// them forever.
     spent_keyed: BTreeSet<OpId>,
+    /// Each guest's latest op that has a UPID (its last task): compaction keeps it
+    /// whatever `keep_finished` says, so that a task of the agent's is never taken for
+    /// a later op's (see `crate::inflight`).
+    last_task: HashMap<Vmid, OpId>,
+    /// The summaries of the ops in `last_task` that are neither in flight nor in
+    /// `finished` (moved here rather than cloned, so that replay stays cheap).
+    last_task_ops: HashMap<OpId, OpSummary>,
     last_seq: u64,
     max_op: u64,
     /// The op of the record with the highest seq.
@@ -61,6 +69,8 @@ impl Index {
             keep_finished,
             keys: Keys::default(),
             spent_keyed: BTreeSet::new(),
+            last_task: HashMap::new(),
+            last_task_ops: HashMap::new(),
             last_seq: 0,
             max_op: 0,
             last_op: None,
@@ -128,10 +138,14 @@ impl Index {
                 if self.keep_finished > 0 {
                     self.finished.push_back(rec.op);
                     self.finished_ops.insert(rec.op, done);
+                } else {
+                    self.keep_if_last_task(done);
                 }
                 if self.finished.len() > self.keep_finished {
                     if let Some(old) = self.finished.pop_front() {
-                        self.finished_ops.remove(&old);
+                        if let Some(done) = self.finished_ops.remove(&old) {
+                            self.keep_if_last_task(done);
+                        }
                     }
                 }
             } else {
@@ -139,6 +153,9 @@ impl Index {
                 cur.upid = rec.upid().map_err(|e| format!("op {}: {e}", rec.op))?;
                 if cur.key.is_some() {
                     keyed_upid = cur.upid.clone();
+                }
+                if cur.upid.is_some() {
+                    self.note_task(rec.vmid, rec.op);
                 }
             }
         }
@@ -149,6 +166,40 @@ impl Index {
         self.last_op = Some(rec.op);
         self.records += 1;
         Ok(())
+    }
+
+    /// `op` of `vmid` has a UPID now: it is the guest's last task unless a later op
+    /// of the guest already has one.
+    fn note_task(&mut self, vmid: Vmid, op: OpId) {
+        let previous = self.last_task.entry(vmid).or_insert(op);
+        if *previous < op {
+            let old = std::mem::replace(previous, op);
+            self.last_task_ops.remove(&old);
+        }
+    }
+
+    /// Keeps a finished op that leaves the window of the last `keep_finished` if it
+    /// is its guest's last task.
+    fn keep_if_last_task(&mut self, done: OpSummary) {
+        if self.last_task.get(&done.vmid) == Some(&done.op) {
+            self.last_task_ops.insert(done.op, done);
+        }
+    }
+
+    /// Each guest's last task: the UPID of its latest op that has one, in flight or
+    /// finished however long ago.
+    pub(crate) fn last_tasks(&self) -> BTreeMap<Vmid, Upid> {
+        self.last_task
+            .iter()
+            .filter_map(|(vmid, op)| {
+                let summary = self
+                    .in_flight
+                    .get(op)
+                    .or_else(|| self.finished_ops.get(op))
+                    .or_else(|| self.last_task_ops.get(op))?;
+                Some((*vmid, summary.upid.clone()?))
+            })
+            .collect()
     }
 
     /// An op in flight.
@@ -168,12 +219,13 @@ impl Index {
         self.in_flight.values().cloned().collect()
     }
 
-    /// The UPIDs of the ops in flight, of the finished ops kept, and of the latest
-    /// op of each one-shot key.
-    pub(crate) fn upids(&self) -> BTreeSet<crate::pve::Upid> {
+    /// The UPIDs of the ops in flight, of the finished ops kept, of each guest's last
+    /// task, and of the latest op of each one-shot key.
+    pub(crate) fn upids(&self) -> BTreeSet<Upid> {
         self.in_flight
             .values()
             .chain(self.finished_ops.values())
+            .chain(self.last_task_ops.values())
             .filter_map(|o| o.upid.clone())
             .chain(self.keys.get().values().filter_map(|k| k.upid.clone()))
             .collect()
@@ -205,12 +257,15 @@ impl Index {
     /// The ops whose records compaction keeps: every op in flight, the last
     /// `keep_finished` finished ones, every op with a one-shot key that ended
     /// `succeeded` or `failed` (a spent key stays spent through any number of
-    /// compactions), and always the op with the highest id and the op of the last
-    /// record, so that the next op id and seq survive even `keep_finished == 0`.
+    /// compactions), each guest's latest op with a UPID (so that its last task stays
+    /// the journal's through any number of compactions), and always the op with the
+    /// highest id and the op of the last record, so that the next op id and seq
+    /// survive even `keep_finished == 0`.
     pub(crate) fn keep_set(&self) -> BTreeSet<OpId> {
         let mut keep: BTreeSet<OpId> = self.in_flight.keys().copied().collect();
         keep.extend(self.finished.iter().copied());
         keep.extend(self.spent_keyed.iter().copied());
+        keep.extend(self.last_task.values().copied());
         if self.max_op > 0 {
             keep.insert(OpId(self.max_op));
         }
@@ -257,6 +312,9 @@ impl Index {
             finished.join(", "),
             keep.join(" ")
         );
+        for (vmid, upid) in self.last_tasks() {
+            let _ = writeln!(out, "last task {vmid}: op {} {upid}", self.last_task[&vmid]);
+        }
         for ((vmid, key), used) in self.keys() {
             let _ = writeln!(
                 out,

@@ -12,6 +12,11 @@
 //! engine can ask, whatever restarted or was compacted in between, whether a key
 //! was ever used ([`Journal::keys`], [`KeyUse::is_spent`]).
 //!
+//! It also keeps, for every guest, its latest op that has a UPID, however many ops
+//! have finished since ([`Journal::last_tasks`]): a task of the agent's that the node
+//! lists and the journal does not tie to an op must then be newer than that one, so
+//! `crate::inflight` never takes an old task for an op whose answer was lost.
+//!
 //! # The file
 //!
 //! `<state_dir>/journal` ([`file_in`]) holds one JSON object per line, each
@@ -70,8 +75,9 @@
 //!   * `succeeded`: the call returned null (synchronous success) or the task ended OK.
 //!   * `failed`: the call or the task failed; see `error`.
 //!   * `abandoned`: the op did not happen, or can no longer happen (no task appeared
-//!     for an unanswered start or stop, or the config changed under an unanswered
-//!     `set_config`); the next pass re-plans from the live state.
+//!     for an unanswered start or stop, the config changed under an unanswered
+//!     `set_config`, or HA will no longer carry out the request an `hastart` or
+//!     `hastop` task filed); the next pass re-plans from the live state.
 //!
 //!   The last three finish the op: nothing follows them.
 //! * `upid`: the task's UPID as a string, present once known (from `task_running`
@@ -313,6 +319,8 @@ pub struct JournalOptions {
     /// open (default 4 MiB).
     pub compact_bytes: u64,
     /// How many finished ops compaction keeps, newest by finish first (default 1000).
+    /// Besides them it keeps the ops in flight, the spent one-shot keys' ops and each
+    /// guest's latest op with a UPID.
     pub keep_finished: usize,
 }
 
@@ -345,6 +353,24 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, JournalError> {
         reason: c.reason,
     })?;
     Ok(records)
+}
+
+/// Each guest's last task in `records`: the UPID of its latest op that has one, as
+/// [`Journal::last_tasks`] gives it for the journal it holds open. Records are taken
+/// as they come: use [`read_records`] to check them first.
+pub fn last_tasks_of(records: &[Record]) -> std::collections::BTreeMap<Vmid, Upid> {
+    let mut last: std::collections::BTreeMap<Vmid, (OpId, &Upid)> = Default::default();
+    for rec in records {
+        if let Some(upid) = &rec.upid {
+            let slot = last.entry(rec.vmid).or_insert((rec.op, upid));
+            if slot.0 <= rec.op {
+                *slot = (rec.op, upid);
+            }
+        }
+    }
+    last.into_iter()
+        .map(|(vmid, (_, upid))| (vmid, upid.clone()))
+        .collect()
 }
 
 /// The ops whose latest record in `records` is `started` or `task_running`, by op id.

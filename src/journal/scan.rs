@@ -268,9 +268,12 @@ mod tests {
                  started 3 103 shutdown forceStop=1 timeout=60
                  succeeded 1"
             ),
-            "records 6, next seq 7, next op 4
-             in flight: op 3 103 shutdown started forceStop=1 timeout=60
-             finished: [2 failed, 1 succeeded] keep: [1 2 3]",
+            &format!(
+                "records 6, next seq 7, next op 4
+                 in flight: op 3 103 shutdown started forceStop=1 timeout=60
+                 finished: [2 failed, 1 succeeded] keep: [1 2 3]
+                 last task 101: op 1 {UPID}"
+            ),
         );
     }
 
@@ -289,6 +292,45 @@ mod tests {
              succeeded 3",
             "records 8, next seq 9, next op 5
              finished: [2 succeeded, 3 succeeded] keep: [2 3 4]",
+        );
+    }
+
+    #[test]
+    fn each_guests_last_task_is_kept_whatever_keep_finished_says() {
+        // keep_finished is 2: op 1, 101's only op with a task, leaves the window of
+        // finished ops but stays in the keep set and keeps its UPID; 102's last task
+        // moves from op 2 to op 5, and op 2 goes; an op of 101 without a task (op 6)
+        // does not replace op 1; an op in flight with a task (op 7) is 103's.
+        let later = UPID.replace("6650F1C2", "6650F2C2");
+        let third = UPID.replace("6650F1C2", "6650F3C2");
+        check(
+            &format!(
+                "started 1 101 start
+                 task_running 1 {UPID}
+                 succeeded 1
+                 started 2 102 start
+                 task_running 2 {UPID}
+                 succeeded 2
+                 started 3 104 start
+                 succeeded 3
+                 started 4 104 start
+                 succeeded 4
+                 started 5 102 stop
+                 task_running 5 {later}
+                 failed 5 boom
+                 started 6 101 stop
+                 abandoned 6 no task found
+                 started 7 103 shutdown
+                 task_running 7 {third}"
+            ),
+            &format!(
+                "records 17, next seq 18, next op 8
+                 in flight: op 7 103 shutdown task_running {third}
+                 finished: [5 failed, 6 abandoned] keep: [1 5 6 7]
+                 last task 101: op 1 {UPID}
+                 last task 102: op 5 {later}
+                 last task 103: op 7 {third}"
+            ),
         );
     }
 
@@ -404,12 +446,15 @@ mod tests {
                  started 7 106 start
                  succeeded 7"
             ),
-            "records 14, next seq 15, next op 8
+            &format!(
+                "records 14, next seq 15, next op 8
              in flight: op 4 103 start started key=boot
              finished: [6 succeeded, 7 succeeded] keep: [1 2 4 6 7]
+             last task 101: op 1 {UPID}
              key 101 boot: op 1 start succeeded spent
              key 102 halt: op 2 stop failed
-             key 103 boot: op 4 start started spent",
+             key 103 boot: op 4 start started spent"
+            ),
         );
         check(
             "started 1 101 start key:boot\nabandoned 1 no task found\nstarted 2 102 start",

@@ -2,7 +2,9 @@
 
 use super::{action, assert_seqs_increase, opts, upid, ChildTest, TempDir, CHILD_DIR_ENV};
 use felhom_agent::action::ActionKind;
-use felhom_agent::journal::{in_flight_of, read_records, Journal, JournalOptions, OpId, OpState};
+use felhom_agent::journal::{
+    in_flight_of, last_tasks_of, read_records, Journal, JournalOptions, OpId, OpState,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -54,6 +56,62 @@ fn compaction_keeps_in_flight_ops_and_recent_history() {
     journal.close().unwrap();
     let records = read_records(&dir.journal()).unwrap();
     assert_eq!(records.last().unwrap().seq, appended + 1);
+}
+
+#[test]
+fn each_guests_last_task_survives_compactions_whatever_keep_finished_says() {
+    let dir = TempDir::new("compact-last-task");
+    let small = opts(4 * 1024, 3);
+    let journal = Journal::open(dir.path(), small.clone()).unwrap();
+    // 101 and 102 each get a task; 102 a later one, which replaces the first.
+    let task = |journal: &Journal, vmid: u64, n: u32| {
+        let op = journal.begin(&action(vmid, ActionKind::Start)).unwrap();
+        let upid = upid(vmid, "vzstart", n);
+        journal.task_running(op, &upid).unwrap();
+        journal.succeeded(op).unwrap();
+        (op, upid)
+    };
+    let (first, t101) = task(&journal, 101, 1);
+    let (replaced, _) = task(&journal, 102, 2);
+    let (later, t102) = task(&journal, 102, 3);
+    // Then a busy day elsewhere, ops without tasks, and one of 101 without a task.
+    let busy = |journal: &Journal| {
+        for i in 0..300 {
+            let op = journal
+                .begin(&action(200 + i % 50, ActionKind::Start))
+                .unwrap();
+            journal.abandoned(op, "no task found").unwrap();
+        }
+        let op = journal.begin(&action(101, ActionKind::Stop)).unwrap();
+        journal.abandoned(op, "no task found").unwrap();
+    };
+    busy(&journal);
+    assert!(journal.compactions() >= 5, "{}", journal.compactions());
+    let want = format!("101 {t101}\n102 {t102}\n");
+    let render =
+        |m: &std::collections::BTreeMap<felhom_agent::pve::Vmid, felhom_agent::pve::Upid>| {
+            m.iter()
+                .map(|(v, u)| format!("{v} {u}\n"))
+                .collect::<String>()
+        };
+    assert_eq!(render(&journal.last_tasks()), want);
+    assert!(journal.upids().contains(&t101) && journal.upids().contains(&t102));
+    journal.close().unwrap();
+
+    let records = read_records(&dir.journal()).unwrap();
+    let kept = |op: OpId| records.iter().filter(|r| r.op == op).count();
+    assert_eq!((kept(first), kept(replaced), kept(later)), (3, 0, 3));
+    assert_eq!(render(&last_tasks_of(&records)), want);
+    // After a reopen that compacts keeping no finished op at all.
+    let journal = Journal::open(dir.path(), opts(1024, 0)).unwrap();
+    assert_eq!(journal.compactions(), 1, "compacted at open");
+    assert_eq!(render(&journal.last_tasks()), want);
+    journal.close().unwrap();
+    let records = read_records(&dir.journal()).unwrap();
+    assert_eq!(render(&last_tasks_of(&records)), want);
+    let journal = Journal::open(dir.path(), small).unwrap();
+    assert_eq!(render(&journal.last_tasks()), want);
+    journal.close().unwrap();
 }
 
 #[test]
