@@ -7,7 +7,7 @@
 
 use super::agent::{poll_until, SIGHUP, SIGTERM, SIGUSR1};
 use super::rig::{fast_sim, guest, Rig};
-use felhom_agent::sim::{Effect, FaultRule, Faults, Garble, Match, PowerState, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Garble, Match, PowerState, Sim, SimOptions};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -261,6 +261,9 @@ fn the_token_secret_never_leaks() {
     write_config(&rig, &good);
     agent.signal(SIGHUP);
     agent.wait_for("msg=reloaded", 1);
+    // Passes go on every second, faults and all, until 101 runs.
+    let started = |s: &Sim| s.guest(101).unwrap().status == PowerState::Running;
+    assert!(rig.sim.wait_until(T, started), "{}", agent.log());
     let log = agent.log();
     let exit = agent.stop("run", &mut out);
     assert!(exit.success(), "{exit}");
