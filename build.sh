@@ -163,6 +163,11 @@ build_static() {
   # applied by the self-relocation of the musl that Rust bundles) they take 1.4 KiB.
   # check_static runs the result, which proves the relocations are applied.
   local flags="-C link-arg=-Wl,-z,pack-relative-relocs"
+  # No .eh_frame_hdr (47 KiB): release builds abort on panic, so nothing unwinds; the
+  # index only speeds up the backtrace a panic may print, and a stripped binary's
+  # backtrace names no function anyway. Without it a panic prints its message and an
+  # empty backtrace, then aborts as before.
+  flags+=" -C link-arg=-Wl,--no-eh-frame-hdr"
   # Identical code folding merges functions whose machine code is the same (generic
   # instances mostly): 22 KiB less. GNU ld cannot do it; the lld that every rustup
   # toolchain ships (rust-lld, behind its gcc-ld/ld.lld wrapper) can, so use it when
