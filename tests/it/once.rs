@@ -4,10 +4,8 @@
 //! from the node's own request log and task list.
 
 use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
-use super::rig::{fast_sim, guest, mutations_of, Rig};
-use felhom_agent::action::{Action, ActionKind, Params};
-use felhom_agent::journal::{Journal, JournalOptions};
-use felhom_agent::pve::{GuestKind, Vmid};
+use super::rig::{busy_day, fast_sim, guest, mutations_of, Rig};
+use felhom_agent::journal::JournalOptions;
 use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::time::Duration;
 
@@ -38,33 +36,6 @@ fn wait_pass(agent: &mut Agent, n: u64) -> u64 {
 
 fn journal_text(rig: &Rig) -> String {
     std::fs::read_to_string(felhom_agent::journal::file_in(&rig.state_dir())).unwrap_or_default()
-}
-
-/// `count` finished ops on other guests, written with a small compaction bound so
-/// that the journal is compacted many times over.
-fn busy_day(rig: &Rig, count: u64) -> u64 {
-    let options = JournalOptions {
-        compact_bytes: 4096,
-        keep_finished: 20,
-    };
-    let journal = Journal::open(&rig.state_dir(), options).expect("journal opens");
-    for i in 0..count {
-        let action = Action {
-            vmid: Vmid::new(1000 + i % 50).unwrap(),
-            guest: GuestKind::Lxc,
-            kind: ActionKind::Start,
-            params: Params::new(),
-            via_task: false,
-            key: None,
-            guard: None,
-            reason: "state stopped -> running".into(),
-        };
-        let op = journal.begin(&action).unwrap();
-        journal.succeeded(op).unwrap();
-    }
-    let compactions = journal.compactions();
-    journal.close().unwrap();
-    compactions
 }
 
 #[test]
@@ -98,7 +69,11 @@ fn a_one_shot_start_runs_once_whatever_happens_and_a_new_key_runs_again() {
 
     // A busy day compacts the journal many times over; the key's op survives it, and
     // a restart (which compacts again at open) does not start the guest.
-    assert!(busy_day(&rig, 600) > 5);
+    let small = JournalOptions {
+        compact_bytes: 4096,
+        keep_finished: 20,
+    };
+    assert!(busy_day(&rig.state_dir(), small, 600) > 5);
     assert!(journal_text(&rig).contains("\"boot-1\""));
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     wait_pass(&mut agent, 3);

@@ -9,10 +9,8 @@
 
 use super::agent::{poll_until, Agent, SIGTERM};
 use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
-use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::cancel::CancelSource;
-use felhom_agent::journal::{Journal, JournalOptions};
-use felhom_agent::pve::{GuestKind, Vmid};
+use felhom_agent::journal::JournalOptions;
 use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, Sim, SimOptions};
 use std::time::{Duration, Instant};
 
@@ -27,38 +25,6 @@ fn running(sim: &Sim, vmid: u32) -> bool {
 fn assert_audit_clean(sim: &Sim) {
     let audit = sim.audit();
     assert!(audit.is_clean(), "{audit}");
-}
-
-/// `count` finished ops on other guests, journaled the way the agent journals them: a
-/// busy day on a large node (a morning start of 500 guests and an evening shutdown).
-fn busy_day(state_dir: &std::path::Path, count: usize) {
-    let journal = Journal::open(state_dir, JournalOptions::default()).expect("journal opens");
-    const WRITERS: usize = 8;
-    std::thread::scope(|s| {
-        for w in 0..WRITERS {
-            let journal = &journal;
-            std::thread::Builder::new()
-                .name(format!("busy day {w}"))
-                .spawn_scoped(s, move || {
-                    for i in (w..count).step_by(WRITERS) {
-                        let action = Action {
-                            vmid: Vmid::new(1000 + (i % 500) as u64).unwrap(),
-                            guest: GuestKind::Lxc,
-                            kind: ActionKind::Start,
-                            params: Params::new(),
-                            via_task: false,
-                            key: None,
-                            guard: None,
-                            reason: "state stopped -> running".into(),
-                        };
-                        let op = journal.begin(&action).unwrap();
-                        journal.succeeded(op).unwrap();
-                    }
-                })
-                .expect("writer starts");
-        }
-    });
-    journal.close().unwrap();
 }
 
 /// Defect: an unanswered start is matched to an old task of the agent's own that the
@@ -82,7 +48,7 @@ fn an_unanswered_start_is_not_matched_to_an_old_task_the_journal_forgot() {
     // Since then someone stopped it by hand, and the agent had a busy day elsewhere.
     rig.sim
         .update_guest(101, |g| g.status = PowerState::Stopped);
-    busy_day(&rig.state_dir(), 1000);
+    super::rig::busy_day(&rig.state_dir(), JournalOptions::default(), 1000);
     rig.sim.clear_requests();
     rig.sim.reset_counters();
     // pvedaemon gets to the next start 4 s late (busy workers); the agent is killed

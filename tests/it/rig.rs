@@ -159,3 +159,44 @@ pub fn unique() -> usize {
     static N: AtomicUsize = AtomicUsize::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// `count` finished ops on other guests (vmids 1000 up), journaled by eight threads the
+/// way the agent journals them: a busy day on a large node. Returns how many times the
+/// journal was compacted meanwhile.
+pub fn busy_day(
+    state_dir: &std::path::Path,
+    options: felhom_agent::journal::JournalOptions,
+    count: usize,
+) -> u64 {
+    use felhom_agent::action::{Action, ActionKind, Params};
+    use felhom_agent::pve::{GuestKind, Vmid};
+    let journal = felhom_agent::journal::Journal::open(state_dir, options).expect("journal opens");
+    const WRITERS: usize = 8;
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let journal = &journal;
+            std::thread::Builder::new()
+                .name(format!("busy day {w}"))
+                .spawn_scoped(s, move || {
+                    for i in (w..count).step_by(WRITERS) {
+                        let action = Action {
+                            vmid: Vmid::new(1000 + (i % 500) as u64).unwrap(),
+                            guest: GuestKind::Lxc,
+                            kind: ActionKind::Start,
+                            params: Params::new(),
+                            via_task: false,
+                            key: None,
+                            guard: None,
+                            reason: "state stopped -> running".into(),
+                        };
+                        let op = journal.begin(&action).unwrap();
+                        journal.succeeded(op).unwrap();
+                    }
+                })
+                .expect("writer starts");
+        }
+    });
+    let compactions = journal.compactions();
+    journal.close().unwrap();
+    compactions
+}
