@@ -23,7 +23,8 @@
 //! the API with three workers, and a read per worker keeps them busy without queueing
 //! the agent's own mutations behind a flood of reads.
 
-mod read;
+// The config-to-spec mapping is the crate's one reading of a config; `export` uses it too.
+pub(crate) mod read;
 
 use crate::cancel::Cancel;
 use crate::desired::{DesiredState, GuestSpec, RunState as Want};

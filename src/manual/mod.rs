@@ -238,9 +238,9 @@ Names the file, line and key of every problem. It does not contact the node.",
         args: "(--vmid LIST | --tag TAG | --all)",
         summary: "print the chosen guests as a desired state, as they are now",
         text: "\
-Prints the chosen guests as they are now, in the desired-state format, so that \
-adopting it plans nothing. Fields a desired state cannot hold, or with a change \
-pending until a restart, are left out and noted on stderr. Read-only.",
+Prints the chosen guests (containers and VMs) as they are now, in the desired-state \
+format, so that adopting it plans nothing. Fields a desired state cannot hold, or with \
+a change pending until a restart, are left out and noted on stderr. Read-only.",
         options: &[
             ("--vmid", ""),
             ("--tag", ""),
@@ -333,16 +333,22 @@ reads the journal file but never opens it for writing.",
     (
         "export",
         "\
-Each chosen guest gets its run state, its hostname as `name`, and every managed field \
-from the active config, written the way the planner compares it: absent swap is 0, \
-absent onboot is false, absent memory is 512, a description loses its trailing \
-newlines, tags are lowercased, sorted and de-duplicated. `--vmid` and `--tag` may be \
-combined; a vmid that is not on the node is an error, and nothing is printed.
+Each chosen guest, container or virtual machine, gets its run state, its name (a \
+container's hostname), and every managed field of its kind from the active config, \
+written the way the planner compares it: absent onboot is false, absent memory is 512, \
+tags are lowercased, sorted and de-duplicated; a container's absent swap is 0 and its \
+description loses its trailing newlines; a VM gets `\"type\": \"qemu\"`, absent cores \
+and sockets are 1, and its description loses its trailing whitespace. A VM's run state \
+is read from its `status/current`. `--vmid` and `--tag` may be combined; a vmid that is \
+not on the node is an error, and nothing is printed.
 
-Left out, each with a note on stderr: `cores` when unset (all host cores); a value the \
+Left out, each with a note on stderr: a container's `cores` when unset (all host \
+cores); a VM's `balloon` when unset (its target follows memory); a value the \
 desired-state parser refuses; a field with a change waiting in PVE's pending section, \
-which the agent would otherwise undo after the guest's next restart. Locked guests \
-and guests with an op of the agent in flight are noted too. Containers only.",
+which the agent would otherwise undo after the guest's next restart; the `state` of a \
+VM the agent leaves alone (paused, prelaunch, io-error, suspended, hibernated, a \
+stopped VM being backed up). Locked guests and guests with an op of the agent in \
+flight are noted too.",
     ),
 ];
 

@@ -1,6 +1,8 @@
 //! `felhom-agent export` against the simulated node: adopting a drifted fleet plans
 //! nothing, an edit of the export plans exactly that edit, and export is read-only
-//! beside a running agent.
+//! beside a running agent. Virtual machines beside containers: [`vms`].
+
+mod vms;
 
 use super::rig::{fast_sim, Rig};
 use felhom_agent::action::{Action, ActionKind, Params};

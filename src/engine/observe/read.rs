@@ -1,5 +1,6 @@
 //! Reading one guest beyond the lists: its config as the fields the agent manages (with
-//! what is already pending), and a virtual machine's power state.
+//! what is already pending), and a virtual machine's power state. `export` maps a config
+//! to those fields with the same [`of_lxc`] and [`of_vm`], so it writes what a pass sees.
 
 use crate::desired::GuestSpec;
 use crate::plan::{ActualSpec, Field, Startup};
@@ -47,7 +48,7 @@ pub(super) fn vm_power(client: &Client, node: &str, vmid: Vmid) -> Result<VmPowe
 }
 
 /// The managed fields of a container's active config.
-fn of_lxc(c: &LxcConfig) -> ActualSpec {
+pub(crate) fn of_lxc(c: &LxcConfig) -> ActualSpec {
     ActualSpec {
         kind: GuestKind::Lxc,
         cores: c.cores,
@@ -71,7 +72,7 @@ fn of_lxc(c: &LxcConfig) -> ActualSpec {
 }
 
 /// The managed fields of a VM's active config.
-fn of_vm(c: &VmConfig) -> ActualSpec {
+pub(crate) fn of_vm(c: &VmConfig) -> ActualSpec {
     let hotplug = c.hotplug_features();
     ActualSpec {
         kind: GuestKind::Qemu,
