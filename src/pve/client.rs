@@ -269,17 +269,16 @@ impl Client {
         decode(&format!("GET {path}"), data)
     }
 
-    /// `POST .../status/{start|stop|shutdown}` with `params` (`timeout`, `forceStop`,
-    /// ...; wire strings). `Some(upid)` for a task, `None` for a synchronous success.
+    /// `POST .../lxc/{vmid}/status/{start|stop|shutdown}`: [`Client::guest_power`] for
+    /// a container.
     pub fn lxc_power(
         &self,
         node: &str,
         vmid: Vmid,
         op: PowerOp,
         params: &Params,
-    ) -> Result<Option<Upid>, ApiError> {
-        let path = format!("{}/status/{}", ct_path(node, vmid), op.as_str());
-        self.mutate(Method::Post, &path, params)
+    ) -> Result<Upid, ApiError> {
+        self.guest_power(super::GuestKind::Lxc, node, vmid, op, params)
     }
 
     /// `PUT .../config`, form-encoded; `delete` and `digest` are ordinary params. LXC
@@ -324,7 +323,8 @@ pub(crate) fn guests_of(request: &str, list: Vec<Value>) -> Result<Vec<ClusterRe
         .collect()
 }
 
-/// A mutation's `data`: a task id, or null for a synchronous success.
+/// A config update's `data`: a task id, or null for a synchronous success. (A power
+/// call's is always a task id: [`power::power_task`].)
 pub(crate) fn task_id(request: &str, data: Value) -> Result<Option<Upid>, ApiError> {
     match data {
         Value::Null => Ok(None),
@@ -388,6 +388,7 @@ fn check_token_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+mod power;
 mod qemu;
 #[cfg(test)]
 mod tests;

@@ -206,6 +206,7 @@ fn export_runs_beside_an_agent_that_holds_the_journal() {
             kind: ActionKind::Start,
             params: Params::new(),
             reason: "state stopped -> running".into(),
+            key: None,
         })
         .unwrap();
     let before = std::fs::read(journal.path()).unwrap();

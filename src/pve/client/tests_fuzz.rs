@@ -2,6 +2,7 @@
 //! gives a value or a typed error, never a panic. A table of known-bad answers first,
 //! then seeded mutations of good ones (`crate::fuzz`).
 
+use super::power::{power_task, PowerCall};
 use super::*;
 use crate::fuzz::{cases, mutate};
 use crate::pve::transport::{interpret, Answer};
@@ -96,7 +97,15 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
         (
             "POST /nodes/pve1/lxc/101/status/start",
             format!(r#"{{"data":"{UPID}"}}"#),
-            |r, v| task_id(r, v).map(drop),
+            |r, v| {
+                let call = PowerCall {
+                    kind: crate::pve::GuestKind::Lxc,
+                    node: "pve1",
+                    vmid: Vmid::new(101).unwrap(),
+                    op: PowerOp::Start,
+                };
+                power_task(r, v, &call).map(drop)
+            },
         ),
         (
             "PUT /nodes/pve1/lxc/101/config",
@@ -207,8 +216,33 @@ fn malformed_answers_are_typed_errors() {
             r#"{"data":"UPID:pve1:1:2:3:vzstart:101:root@pam:"}"#,
             "pid is not 8 hex digits",
         ),
-        (8, r#"{"data":{"upid":"x"}}"#, "expected a task id or null"),
-        (8, r#"{"data":101}"#, "expected a task id or null, got 101"),
+        (
+            8,
+            r#"{"data":{"upid":"x"}}"#,
+            "expected the UPID of the task the call started",
+        ),
+        (
+            8,
+            r#"{"data":101}"#,
+            "expected the UPID of the task the call started, got 101",
+        ),
+        (
+            8,
+            r#"{"data":null}"#,
+            "expected the UPID of the task the call started, got null",
+        ),
+        (
+            8,
+            r#"{"data":"UPID:pve2:0001A2B3:0456789A:6650F1C2:vzstart:101:agent@pve!reconciler:"}"#,
+            "it runs on node \"pve2\", not on \"pve1\"",
+        ),
+        (
+            8,
+            r#"{"data":"UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstop:101:agent@pve!reconciler:"}"#,
+            "its type is \"vzstop\", not vzstart or hastart",
+        ),
+        (9, r#"{"data":{"upid":"x"}}"#, "expected a task id or null"),
+        (9, r#"{"data":101}"#, "expected a task id or null, got 101"),
         (9, r#"{"nodata":null}"#, "no \"data\" in the response"),
     ];
     let list = endpoints();
