@@ -11,6 +11,7 @@
 use super::error::ApiError;
 use super::form::encode_component;
 use super::form::Params;
+use super::resources::Resources;
 use super::times::TaskTimes;
 use super::types::{
     ClusterNode, ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp,
@@ -203,20 +204,16 @@ impl Client {
     /// `GET /cluster/resources?type=vm`: every guest on every node, LXC and QEMU.
     /// Entries of any other type are skipped.
     pub fn cluster_resources(&self) -> Result<Vec<ClusterResource>, ApiError> {
-        let path = "/cluster/resources";
-        let list: Vec<Value> = self.get(path, &[("type", "vm".into())])?;
-        guests_of(&format!("GET {path}"), list)
+        let list: Resources<ClusterResource> =
+            self.get("/cluster/resources", &[("type", "vm".into())])?;
+        Ok(list.0)
     }
 
     /// `GET /cluster/resources?type=node`: every node of the cluster.
     pub fn cluster_nodes(&self) -> Result<Vec<ClusterNode>, ApiError> {
-        let path = "/cluster/resources";
-        let list: Vec<Value> = self.get(path, &[("type", "node".into())])?;
-        let request = format!("GET {path}");
-        list.into_iter()
-            .filter(|v| v.get("type").and_then(Value::as_str) == Some("node"))
-            .map(|v| decode(&request, v))
-            .collect()
+        let list: Resources<ClusterNode> =
+            self.get("/cluster/resources", &[("type", "node".into())])?;
+        Ok(list.0)
     }
 
     /// `GET /nodes/{node}/tasks` with the filters that are set.
@@ -265,8 +262,7 @@ impl Client {
             encode_component(&upid.node),
             upid.to_path_segment()
         );
-        let data = self.request(Method::Get, &path, &[], None, timeout, retry)?;
-        decode(&format!("GET {path}"), data)
+        self.request(Method::Get, &path, &[], None, timeout, retry)
     }
 
     /// `POST .../lxc/{vmid}/status/{start|stop|shutdown}`: [`Client::guest_power`] for
@@ -298,8 +294,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
-        let data = self.request(Method::Get, path, query, None, self.timeout, self.retry)?;
-        decode(&format!("GET {path}"), data)
+        self.request(Method::Get, path, query, None, self.timeout, self.retry)
     }
 
     fn mutate(
@@ -312,15 +307,6 @@ impl Client {
         let data = self.request(method, path, &[], Some(params), self.timeout, self.retry)?;
         task_id(&request, data)
     }
-}
-
-/// The guests of a cluster resource list: entries of type `lxc` and `qemu`, decoded;
-/// every other entry is skipped.
-pub(crate) fn guests_of(request: &str, list: Vec<Value>) -> Result<Vec<ClusterResource>, ApiError> {
-    list.into_iter()
-        .filter(|v| matches!(v.get("type").and_then(Value::as_str), Some("lxc" | "qemu")))
-        .map(|v| decode(request, v))
-        .collect()
 }
 
 /// A config update's `data`: a task id, or null for a synchronous success. (A power
@@ -346,14 +332,6 @@ fn shorten(v: &Value) -> String {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text,
     }
-}
-
-/// Decodes `data` into `T`, naming the request on failure.
-pub(crate) fn decode<T: DeserializeOwned>(request: &str, data: Value) -> Result<T, ApiError> {
-    serde_json::from_value(data).map_err(|e| ApiError::Decode {
-        request: request.to_string(),
-        detail: e.to_string(),
-    })
 }
 
 fn ct_path(node: &str, vmid: Vmid) -> String {
