@@ -305,7 +305,11 @@ impl Client {
     ) -> Result<Option<Upid>, ApiError> {
         let request = format!("{method} {path}");
         let data = self.request(method, path, &[], Some(params), self.timeout, self.retry)?;
-        task_id(&request, data)
+        let upid = task_id(&request, data)?;
+        if let Some(upid) = &upid {
+            self.times.note_start(upid, std::time::Instant::now());
+        }
+        Ok(upid)
     }
 }
 

@@ -13,6 +13,7 @@ use crate::pve::types::PowerOp;
 use crate::pve::{Upid, Vmid};
 use minreq::Method;
 use serde_json::Value;
+use std::time::Instant;
 
 /// One power call, as sent: what its answer must name.
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +78,9 @@ impl Client {
             self.timeout,
             self.retry,
         )?;
-        power_task(&format!("POST {path}"), data, &call)
+        let upid = power_task(&format!("POST {path}"), data, &call)?;
+        self.times.note_start(&upid, Instant::now());
+        Ok(upid)
     }
 }
 

@@ -83,8 +83,9 @@ fn a_hanging_task_hits_the_wait_deadline() {
         .iter()
         .filter(|r| r.path.contains("/tasks/"))
         .count();
-    // vzstart is expected to take 1 s at first: polls at 75 ms, 0.5 s and the deadline.
-    assert_eq!(polls, 3, "polls at 75 ms, 0.5 s, 0.7 s");
+    // vzstart is expected to take 1 s at first: polls at 75 ms, 125 ms, 333 ms and the
+    // deadline.
+    assert_eq!(polls, 4, "polls at 75 ms, 125 ms, 333 ms, 0.7 s");
 }
 
 #[test]
