@@ -2,10 +2,10 @@
 //!
 //! The contract, in order: journal `started` (durable) → call the API → on error journal
 //! `failed` → if a UPID came back, journal `task_running` with it (durable) before waiting
-//! → wait → journal `succeeded` or `failed` with the exit status. A null result is a
-//! synchronous success. Every journal step goes through [`Recorder`], the one seam where
-//! a journal error is logged; after the API call has happened, a journal error never turns
-//! into a failed action.
+//! → wait → journal `succeeded` or `failed` with the exit status. A config update's
+//! null result is a synchronous success (a power call always names its task). Every
+//! journal step goes through [`Recorder`], the one seam where a journal error is logged;
+//! after the API call has happened, a journal error never turns into a failed action.
 
 use super::precheck::{self, Look};
 use crate::action::{Action, ActionKind};
@@ -195,6 +195,7 @@ impl ApiExecutor {
         };
         self.client
             .guest_power(action.guest, node, vmid, op, params)
+            .map(Some)
     }
 
     /// The guest's state and HA's, as the node says; `None` when it is not on this node.

@@ -11,6 +11,7 @@
 use super::error::ApiError;
 use super::form::encode_component;
 use super::form::Params;
+use super::resources::Resources;
 use super::times::TaskTimes;
 use super::types::{
     ClusterNode, ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp,
@@ -203,20 +204,16 @@ impl Client {
     /// `GET /cluster/resources?type=vm`: every guest on every node, LXC and QEMU.
     /// Entries of any other type are skipped.
     pub fn cluster_resources(&self) -> Result<Vec<ClusterResource>, ApiError> {
-        let path = "/cluster/resources";
-        let list: Vec<Value> = self.get(path, &[("type", "vm".into())])?;
-        guests_of(&format!("GET {path}"), list)
+        let list: Resources<ClusterResource> =
+            self.get("/cluster/resources", &[("type", "vm".into())])?;
+        Ok(list.0)
     }
 
     /// `GET /cluster/resources?type=node`: every node of the cluster.
     pub fn cluster_nodes(&self) -> Result<Vec<ClusterNode>, ApiError> {
-        let path = "/cluster/resources";
-        let list: Vec<Value> = self.get(path, &[("type", "node".into())])?;
-        let request = format!("GET {path}");
-        list.into_iter()
-            .filter(|v| v.get("type").and_then(Value::as_str) == Some("node"))
-            .map(|v| decode(&request, v))
-            .collect()
+        let list: Resources<ClusterNode> =
+            self.get("/cluster/resources", &[("type", "node".into())])?;
+        Ok(list.0)
     }
 
     /// `GET /nodes/{node}/tasks` with the filters that are set.
@@ -265,21 +262,19 @@ impl Client {
             encode_component(&upid.node),
             upid.to_path_segment()
         );
-        let data = self.request(Method::Get, &path, &[], None, timeout, retry)?;
-        decode(&format!("GET {path}"), data)
+        self.request(Method::Get, &path, &[], None, timeout, retry)
     }
 
-    /// `POST .../status/{start|stop|shutdown}` with `params` (`timeout`, `forceStop`,
-    /// ...; wire strings). `Some(upid)` for a task, `None` for a synchronous success.
+    /// `POST .../lxc/{vmid}/status/{start|stop|shutdown}`: [`Client::guest_power`] for
+    /// a container.
     pub fn lxc_power(
         &self,
         node: &str,
         vmid: Vmid,
         op: PowerOp,
         params: &Params,
-    ) -> Result<Option<Upid>, ApiError> {
-        let path = format!("{}/status/{}", ct_path(node, vmid), op.as_str());
-        self.mutate(Method::Post, &path, params)
+    ) -> Result<Upid, ApiError> {
+        self.guest_power(super::GuestKind::Lxc, node, vmid, op, params)
     }
 
     /// `PUT .../config`, form-encoded; `delete` and `digest` are ordinary params. LXC
@@ -299,8 +294,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
-        let data = self.request(Method::Get, path, query, None, self.timeout, self.retry)?;
-        decode(&format!("GET {path}"), data)
+        self.request(Method::Get, path, query, None, self.timeout, self.retry)
     }
 
     fn mutate(
@@ -311,20 +305,16 @@ impl Client {
     ) -> Result<Option<Upid>, ApiError> {
         let request = format!("{method} {path}");
         let data = self.request(method, path, &[], Some(params), self.timeout, self.retry)?;
-        task_id(&request, data)
+        let upid = task_id(&request, data)?;
+        if let Some(upid) = &upid {
+            self.times.note_start(upid, std::time::Instant::now());
+        }
+        Ok(upid)
     }
 }
 
-/// The guests of a cluster resource list: entries of type `lxc` and `qemu`, decoded;
-/// every other entry is skipped.
-pub(crate) fn guests_of(request: &str, list: Vec<Value>) -> Result<Vec<ClusterResource>, ApiError> {
-    list.into_iter()
-        .filter(|v| matches!(v.get("type").and_then(Value::as_str), Some("lxc" | "qemu")))
-        .map(|v| decode(request, v))
-        .collect()
-}
-
-/// A mutation's `data`: a task id, or null for a synchronous success.
+/// A config update's `data`: a task id, or null for a synchronous success. (A power
+/// call's is always a task id: [`power::power_task`].)
 pub(crate) fn task_id(request: &str, data: Value) -> Result<Option<Upid>, ApiError> {
     match data {
         Value::Null => Ok(None),
@@ -346,14 +336,6 @@ fn shorten(v: &Value) -> String {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text,
     }
-}
-
-/// Decodes `data` into `T`, naming the request on failure.
-pub(crate) fn decode<T: DeserializeOwned>(request: &str, data: Value) -> Result<T, ApiError> {
-    serde_json::from_value(data).map_err(|e| ApiError::Decode {
-        request: request.to_string(),
-        detail: e.to_string(),
-    })
 }
 
 fn ct_path(node: &str, vmid: Vmid) -> String {
@@ -388,6 +370,7 @@ fn check_token_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+mod power;
 mod qemu;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The Proxmox VE API: the only module that knows Proxmox URLs and JSON.
 
 pub mod client;
+mod envelope;
 pub mod error;
 pub mod form;
 pub mod kind;
@@ -8,6 +9,7 @@ pub mod messages;
 pub mod perl;
 pub mod qemu;
 mod request;
+mod resources;
 mod retry;
 mod times;
 pub mod tls;

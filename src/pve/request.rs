@@ -11,7 +11,7 @@ use super::transport::{
 };
 use crate::log;
 use minreq::Method;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
 impl Client {
@@ -22,8 +22,9 @@ impl Client {
     }
 
     /// Sends a request, repeating it as `retry` and [`may_retry`] allow, and returns
-    /// the unwrapped `data`. Each repeat is logged at debug level.
-    pub(super) fn request(
+    /// the answer's `data` as a `T`, decoded straight from the body's bytes
+    /// ([`super::envelope`]). Each repeat is logged at debug level.
+    pub(super) fn request<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -31,7 +32,7 @@ impl Client {
         form: Option<&Params>,
         timeout: Duration,
         retry: Retry,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<T, ApiError> {
         let mut target = path.to_string();
         if !query.is_empty() {
             target.push('?');
@@ -67,16 +68,16 @@ impl Client {
         }
     }
 
-    /// Sends one request and returns the unwrapped `data`. Logged at debug level with
+    /// Sends one request and returns its `data` as a `T`. Logged at debug level with
     /// method, path, status and duration; never the header.
-    fn attempt(
+    fn attempt<T: DeserializeOwned>(
         &self,
         method: &Method,
         path: &str,
         target: &str,
         form: Option<&Params>,
         timeout: Duration,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<T, ApiError> {
         let label = format!("{method} {path}");
         let url = format!("{}/api2/json{target}", self.base.origin);
         let mut req = minreq::Request::new(method.clone(), url)

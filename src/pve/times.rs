@@ -2,16 +2,26 @@
 //! waits that saw them end, so that [`super::wait`] can poll just before and at the
 //! expected end instead of on a fixed ladder.
 //!
-//! The estimate is the median of the last three observations of a type: one task
-//! that takes ten times longer (or ends at once) does not move it, and a real change
-//! takes over after two tasks. Until the median of three observations agrees with
-//! another within 10 % the estimate is "unsettled" and the schedule adds probes
-//! before the expected end, which both catch a task that is much shorter than thought
-//! and measure it more precisely.
+//! A wait observes the interval in which its task ended: between the last poll that
+//! saw it running and the first that saw it stopped. A narrow interval (at most 10 % of
+//! the duration) is a measurement, "precise". A wide one (the task ended long before
+//! or after it was expected, between two polls far apart) only bounds the duration
+//! and gives a guess ([`observed`]), which keeps its interval: the next wait probes
+//! inside it.
+//!
+//! The estimate is the median of the last three observations of a type: one task that
+//! takes ten times longer (or ends at once) does not move it, and a real change
+//! unsettles it after two tasks. It is "settled" when two precise observations among
+//! the three agree within 10 % (the median lies between them); until then the schedule
+//! adds probes before the expected end, which both catch a task that is much shorter
+//! than thought and measure it more precisely. Guesses never settle the estimate,
+//! however many agree: the waits that run side by side with one expectation see their
+//! tasks end between the same two polls and make the same guess.
 
-use std::collections::HashMap;
+use super::Upid;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many observations per task type the estimate is the median of (the code
 /// below takes the middle of three).
@@ -19,9 +29,26 @@ const WINDOW: usize = 3;
 /// Task types tracked at most; a node has a handful. Bounds the map should a broken
 /// answer invent types.
 const MAX_KINDS: usize = 64;
+/// Task starts remembered at most, until their wait begins: far more than the tasks a
+/// client's lanes have in flight. The oldest goes first.
+const MAX_STARTS: usize = 256;
 /// Observations are clamped to this range.
 const SHORTEST: Duration = Duration::from_millis(10);
 const LONGEST: Duration = Duration::from_secs(3600);
+/// How close two observations must be to agree, and how narrow, relative to the
+/// duration, the interval a task was seen to end in must be to be a measurement.
+const CLOSE: f64 = 0.1;
+
+/// What one wait learned about its task's duration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Observation {
+    pub took: Duration,
+    /// Whether the task's end was seen within [`CLOSE`] of `took`: a measurement, not
+    /// a guess inside a wide interval.
+    pub precise: bool,
+    /// The interval the task was seen to end in, from the start of its wait.
+    pub within: (Duration, Duration),
+}
 
 /// What a wait expects of a task.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,6 +57,13 @@ pub struct Expected {
     pub duration: Duration,
     /// Whether the last observations agree, so that polls can be few.
     pub settled: bool,
+    /// Whether no task of the type was seen yet: the duration is [`TaskTimes::prior`],
+    /// which may be off many times over.
+    pub prior: bool,
+    /// For an unsettled estimate that is a guess: the interval the task it comes from
+    /// was seen to end in. A task like it ends inside, so the schedule probes there
+    /// and polls at its end, not below it nor in small steps past the estimate.
+    pub within: Option<(Duration, Duration)>,
 }
 
 /// The learned durations, per task type. Thread-safe; one is shared by a [`super::Client`]
@@ -37,41 +71,65 @@ pub struct Expected {
 #[derive(Debug, Default)]
 pub struct TaskTimes {
     by_kind: Mutex<HashMap<String, Recent>>,
+    /// When the client was handed the UPID of each task it started and has not waited
+    /// on yet.
+    starts: Mutex<VecDeque<(Upid, Instant)>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Recent {
-    samples: [Duration; WINDOW],
+    samples: [Observation; WINDOW],
     len: usize,
     next: usize,
 }
 
+impl Default for Recent {
+    fn default() -> Recent {
+        let none = Observation {
+            took: Duration::ZERO,
+            precise: false,
+            within: (Duration::ZERO, Duration::ZERO),
+        };
+        Recent {
+            samples: [none; WINDOW],
+            len: 0,
+            next: 0,
+        }
+    }
+}
+
 impl Recent {
-    fn push(&mut self, d: Duration) {
-        self.samples[self.next] = d;
+    fn push(&mut self, o: Observation) {
+        self.samples[self.next] = o;
         self.next = (self.next + 1) % WINDOW;
         self.len = (self.len + 1).min(WINDOW);
     }
 
-    fn latest(&self) -> Duration {
-        self.samples[(self.next + WINDOW - 1) % WINDOW]
-    }
-
     fn expected(&self) -> Expected {
+        let unsettled = |o: &Observation| Expected {
+            duration: o.took,
+            settled: false,
+            prior: false,
+            within: (!o.precise).then_some(o.within),
+        };
         if self.len < WINDOW {
-            return Expected {
-                duration: self.latest(),
-                settled: false,
-            };
+            return unsettled(&self.samples[(self.next + WINDOW - 1) % WINDOW]);
         }
         let mut s = self.samples;
-        s.sort();
-        let close = |a: Duration, b: Duration| b.as_secs_f64() <= a.as_secs_f64() * 1.1;
-        Expected {
-            duration: s[1],
-            // The median agrees with one of the others: an outlier does not unsettle.
-            settled: close(s[0], s[1]) || close(s[1], s[2]),
+        s.sort_by_key(|o| o.took);
+        let close = |a: &Observation, b: &Observation| {
+            a.precise && b.precise && b.took.as_secs_f64() <= a.took.as_secs_f64() * (1.0 + CLOSE)
+        };
+        // Sorted, any pair has the median between them.
+        if close(&s[0], &s[1]) || close(&s[1], &s[2]) || close(&s[0], &s[2]) {
+            return Expected {
+                duration: s[1].took,
+                settled: true,
+                prior: false,
+                within: None,
+            };
         }
+        unsettled(&s[1])
     }
 }
 
@@ -100,158 +158,90 @@ impl TaskTimes {
             _ => Expected {
                 duration: TaskTimes::prior(kind),
                 settled: false,
+                prior: true,
+                within: None,
             },
         }
     }
 
-    /// Feeds one observed duration of a task of type `kind`.
+    /// Notes that the call that started task `upid` was answered `at`. A wait on the
+    /// task then measures from there, not from when the caller began the wait: the
+    /// agent journals a UPID before it waits (an fsync, at times tens of milliseconds),
+    /// and that delay would otherwise be taken off the task's duration.
+    pub(crate) fn note_start(&self, upid: &Upid, at: Instant) {
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        if starts.len() >= MAX_STARTS {
+            starts.pop_front();
+        }
+        starts.push_back((upid.clone(), at));
+    }
+
+    /// When the call that started task `upid` was answered, if noted (and forgets it).
+    pub(crate) fn take_start(&self, upid: &Upid) -> Option<Instant> {
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        let i = starts.iter().position(|(u, _)| u == upid)?;
+        starts.remove(i).map(|(_, at)| at)
+    }
+
+    /// Feeds one measured duration of a task of type `kind`.
     pub fn record(&self, kind: &str, took: Duration) {
-        let took = took.clamp(SHORTEST, LONGEST);
+        self.observe(
+            kind,
+            Observation {
+                took,
+                precise: true,
+                within: (took, took),
+            },
+        );
+    }
+
+    /// Feeds what one wait observed of a task of type `kind` ([`observed`]).
+    pub(crate) fn observe(&self, kind: &str, o: Observation) {
+        let o = Observation {
+            took: o.took.clamp(SHORTEST, LONGEST),
+            ..o
+        };
         let mut map = self.by_kind.lock().unwrap_or_else(|p| p.into_inner());
         if !map.contains_key(kind) && map.len() >= MAX_KINDS {
             return;
         }
-        map.entry(kind.to_string()).or_default().push(took);
+        map.entry(kind.to_string()).or_default().push(o);
     }
 }
 
-/// The duration to record after a wait that expected `used`, last saw the task
-/// running at `running_at` and saw it stopped by `stopped_by` (all from the start of
-/// the wait): the task ended in between.
+/// What a wait that expected `used`, last saw the task running at `running_at` and
+/// saw it stopped by `stopped_by` (all from the start of the wait) observed: the task
+/// ended in between.
 ///
 /// An expectation inside that interval was right and is kept (a midpoint would drift
-/// with each task). Otherwise an unsettled expectation gives way to the interval's
-/// midpoint (the schedule's probes keep the interval short), while a settled one moves
-/// at most 10 % past the interval's near end: the task most likely ended close to
-/// where it was expected, and a wide interval (the poll before the expected end saw it
-/// stopped, the poll before that was the early one) says little about where in it.
-pub(crate) fn observed(used: Expected, running_at: Duration, stopped_by: Duration) -> Duration {
+/// with each task); otherwise a narrow interval's midpoint is a measurement. A wide
+/// interval only bounds the duration, and gives a guess: its midpoint if the
+/// expectation was not settled (the next wait probes inside the interval), else the
+/// bound nearest the expectation. A settled expectation is most likely off by a
+/// little: a task that ends just before the poll at 97 % of it is seen stopped there
+/// with only the early poll before it, and the midpoint of that interval would be far
+/// too short. If the tasks did change, two such guesses unsettle the estimate, and the
+/// probes that follow measure it.
+pub(crate) fn observed(used: Expected, running_at: Duration, stopped_by: Duration) -> Observation {
     let e = used.duration;
+    let width = stopped_by.saturating_sub(running_at).as_secs_f64();
+    let narrow = |took: Duration| width <= took.as_secs_f64() * CLOSE;
     let mid = (running_at + stopped_by) / 2;
-    if e > running_at && e <= stopped_by {
+    let took = if e > running_at && e <= stopped_by {
         e
-    } else if !used.settled {
+    } else if narrow(mid) || !used.settled {
         mid
     } else if e > stopped_by {
-        mid.max(stopped_by.mul_f64(0.9))
+        stopped_by
     } else {
-        mid.min(running_at.mul_f64(1.1))
+        running_at
+    };
+    Observation {
+        took,
+        precise: narrow(took),
+        within: (running_at, stopped_by),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    #[test]
-    fn starts_from_the_prior_and_settles_on_agreeing_observations() {
-        let t = TaskTimes::new();
-        assert_eq!(
-            t.expected("vzstart"),
-            Expected {
-                duration: ms(1000),
-                settled: false
-            }
-        );
-        assert_eq!(t.expected("vzshutdown").duration, ms(3000));
-        assert_eq!(t.expected("hastart").duration, ms(500));
-        t.record("vzstart", ms(300));
-        assert_eq!(t.expected("vzstart").duration, ms(300));
-        t.record("vzstart", ms(210));
-        assert_eq!(t.expected("vzstart").duration, ms(210), "the latest of two");
-        assert!(!t.expected("vzstart").settled);
-        t.record("vzstart", ms(100));
-        assert_eq!(
-            t.expected("vzstart"),
-            Expected {
-                duration: ms(210),
-                settled: false
-            },
-            "100, 210 and 300 disagree by more than 10 %"
-        );
-        t.record("vzstart", ms(200));
-        assert_eq!(
-            t.expected("vzstart"),
-            Expected {
-                duration: ms(200),
-                settled: true
-            },
-            "the median (200) agrees with 210"
-        );
-        assert_eq!(t.expected("vzstop").duration, ms(1000), "types are apart");
-    }
-
-    #[test]
-    fn converges_after_a_change_and_ignores_one_outlier() {
-        let t = TaskTimes::new();
-        for _ in 0..5 {
-            t.record("vzstart", ms(1000));
-        }
-        t.record("vzstart", ms(10_000));
-        assert_eq!(
-            t.expected("vzstart"),
-            Expected {
-                duration: ms(1000),
-                settled: true
-            },
-            "one slow start"
-        );
-        t.record("vzstart", ms(1000));
-        t.record("vzstart", ms(20));
-        assert_eq!(
-            t.expected("vzstart").duration,
-            ms(1000),
-            "one instant failure"
-        );
-        t.record("vzstart", ms(2000));
-        t.record("vzstart", ms(2000));
-        assert_eq!(t.expected("vzstart").duration, ms(2000), "a real change");
-    }
-
-    #[test]
-    fn observations_are_clamped_and_kinds_bounded() {
-        let t = TaskTimes::new();
-        t.record("x", Duration::ZERO);
-        assert_eq!(t.expected("x").duration, SHORTEST);
-        t.record("x", Duration::from_secs(1 << 20));
-        assert_eq!(t.expected("x").duration, LONGEST);
-        for i in 0..2 * MAX_KINDS {
-            t.record(&format!("kind{i}"), ms(5000));
-        }
-        assert_eq!(t.expected("kind0").duration, ms(5000));
-        let last = format!("kind{}", 2 * MAX_KINDS - 1);
-        assert_eq!(t.expected(&last).duration, TaskTimes::prior(&last));
-    }
-
-    #[test]
-    fn what_a_wait_observed() {
-        let unsettled = |d| Expected {
-            duration: d,
-            settled: false,
-        };
-        let settled = |d| Expected {
-            duration: d,
-            settled: true,
-        };
-        for e in [unsettled(ms(1000)), settled(ms(1000))] {
-            assert_eq!(observed(e, ms(970), ms(1010)), ms(1000), "kept");
-            assert_eq!(observed(e, ms(1000), ms(1040)), ms(1020), "running at 1000");
-        }
-        // Shorter than expected.
-        assert_eq!(
-            observed(unsettled(ms(2000)), ms(75), ms(1000)),
-            ms(537) + ms(1) / 2
-        );
-        assert_eq!(observed(settled(ms(2000)), ms(75), ms(1000)), ms(900));
-        assert_eq!(observed(settled(ms(2000)), ms(800), ms(1000)), ms(900));
-        assert_eq!(observed(settled(ms(2000)), ms(960), ms(1000)), ms(980));
-        // Longer than expected.
-        assert_eq!(observed(unsettled(ms(500)), ms(600), ms(1000)), ms(800));
-        assert_eq!(observed(settled(ms(500)), ms(600), ms(1000)), ms(660));
-        assert_eq!(observed(settled(ms(500)), ms(600), ms(620)), ms(610));
-    }
-}
+mod tests;

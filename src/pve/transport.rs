@@ -7,6 +7,7 @@
 //! `InvalidData` io error whose inner error's text names the failure.
 
 use super::error::{ApiError, TransportError};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -261,9 +262,9 @@ pub(crate) struct Answer<'a> {
     pub body: &'a [u8],
 }
 
-/// Unwraps `{"data": ...}` from a 2xx, or builds the error for anything else. A 2xx
-/// whose JSON ends early was cut off ([`ApiError::Truncated`]), not malformed.
-pub(crate) fn interpret(request: &str, a: &Answer<'_>) -> Result<Value, ApiError> {
+/// The `data` of a 2xx as a `T` ([`super::envelope`]), or the error for anything else.
+/// A 2xx whose JSON ends early was cut off ([`ApiError::Truncated`]), not malformed.
+pub(crate) fn interpret<T: DeserializeOwned>(request: &str, a: &Answer<'_>) -> Result<T, ApiError> {
     if is_no_status_line(a.status, a.reason, a.has_headers) {
         return Err(ApiError::NoAnswer {
             request: request.to_string(),
@@ -271,25 +272,7 @@ pub(crate) fn interpret(request: &str, a: &Answer<'_>) -> Result<Value, ApiError
         });
     }
     if (200..300).contains(&a.status) {
-        let decode = |detail: String| ApiError::Decode {
-            request: request.to_string(),
-            detail,
-        };
-        let mut v: Value = serde_json::from_slice(a.body).map_err(|e| {
-            if e.is_eof() {
-                ApiError::Truncated {
-                    request: request.to_string(),
-                    status: a.status,
-                    detail: format!("{} bytes, inside its JSON", a.body.len()),
-                }
-            } else {
-                decode(e.to_string())
-            }
-        })?;
-        return match v.get_mut("data") {
-            Some(data) => Ok(data.take()),
-            None => Err(decode("no \"data\" in the response".into())),
-        };
+        return super::envelope::data(request, a.status, a.body);
     }
     Err(http_error(a))
 }

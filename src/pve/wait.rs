@@ -5,7 +5,10 @@
 //! The schedule ([`schedule`]) polls early once (a task that fails at once is seen at
 //! once), then just before and just after the expected end, then with growing steps if
 //! the task runs long, capped at [`MAX_GAP`]. While the expectation is not settled it
-//! adds probes at half and four fifths of it. A 1 s task whose time is known is seen
+//! adds probes at half and four fifths of it; while it is only the prior (no task of
+//! the type seen yet), at an eighth and a third of it. While it is a guess from an
+//! interval a task was seen to end in, the probes below that interval are left out
+//! and its end is polled too, so that a task like that one is seen by the sixth poll. A 1 s task whose time is known is seen
 //! to end with three polls, at most 1 % (and a few ms) late.
 
 use super::client::{whole_seconds, Client};
@@ -57,12 +60,22 @@ impl std::fmt::Debug for WaitOptions {
 pub(crate) fn schedule(e: Expected) -> impl Iterator<Item = Duration> {
     let d = e.duration;
     let mut anchors = vec![FIRST_POLL];
-    if !e.settled {
-        anchors.push(d.mul_f64(0.5));
-        anchors.push(d.mul_f64(0.8));
+    if e.prior {
+        // Nothing seen of the type yet: the probes spread out, since the task may be
+        // many times shorter than the prior.
+        anchors.extend([d / 8, d / 3]);
+    } else if !e.settled {
+        anchors.extend([d.mul_f64(0.5), d.mul_f64(0.8)]);
     }
-    anchors.push(d.mul_f64(0.97));
-    anchors.push(d.mul_f64(1.01));
+    anchors.extend([d.mul_f64(0.97), d.mul_f64(1.01)]);
+    if let Some((running, stopped)) = e.within {
+        // A guess: a task like the one it comes from ends where that one did, so
+        // probes below the interval are left out and its end is polled.
+        anchors.retain(|a| *a == FIRST_POLL || *a > running);
+        if stopped > d.mul_f64(1.01) {
+            anchors.push(stopped);
+        }
+    }
     let mut planned: Vec<Duration> = Vec::with_capacity(anchors.len() + 4);
     for a in anchors {
         let Some(&last) = planned.last() else {
@@ -95,8 +108,9 @@ const POLL_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Client {
     /// Polls `GET /nodes/{upid.node}/tasks/{upid}/status` until the task stops, on the
-    /// schedule above; a task that ends well feeds the client's
-    /// [`super::TaskTimes`] for its type.
+    /// schedule above, counted from when the client was handed the UPID (when this
+    /// client started the task; else from the call); a task that ends well feeds the
+    /// client's [`super::TaskTimes`] for its type.
     ///
     /// `OK` and `WARNINGS: n` are success; any other exit status comes back as
     /// [`TaskOutcome::Failed`] (it is not an `Err`). Transient errors while polling
@@ -109,7 +123,14 @@ impl Client {
     /// under a second), and a request already in flight is not interrupted by the
     /// cancel token.
     pub fn wait_task(&self, upid: &Upid, opts: &WaitOptions) -> Result<TaskOutcome, WaitError> {
-        let start = Instant::now();
+        // From when this client was handed the UPID, if it was (polls already due are
+        // then made at once), else from now.
+        let now = Instant::now();
+        let start = self
+            .task_times()
+            .take_start(upid)
+            .filter(|at| *at <= now)
+            .unwrap_or(now);
         let expected = self.task_times().expected(&upid.kind);
         let mut polls = schedule(expected);
         let mut running_at = Duration::ZERO;
@@ -139,8 +160,8 @@ impl Client {
                     Some(outcome) => {
                         let stopped_by = start.elapsed();
                         if outcome.is_success() {
-                            let took = observed(expected, running_at, stopped_by);
-                            self.task_times().record(&upid.kind, took);
+                            let seen = observed(expected, running_at, stopped_by);
+                            self.task_times().observe(&upid.kind, seen);
                         }
                         log::debug(
                             "task ended",

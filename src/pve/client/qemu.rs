@@ -59,7 +59,7 @@ impl Client {
         vmid: Vmid,
         op: PowerOp,
         params: &Params,
-    ) -> Result<Option<Upid>, ApiError> {
+    ) -> Result<Upid, ApiError> {
         self.guest_power(GuestKind::Qemu, node, vmid, op, params)
     }
 
@@ -91,30 +91,6 @@ impl Client {
         params: &Params,
     ) -> Result<Option<Upid>, ApiError> {
         let path = format!("{}/config", guest_path(GuestKind::Qemu, node, vmid));
-        self.mutate(Method::Post, &path, params)
-    }
-
-    /// `POST /nodes/{node}/{lxc|qemu}/{vmid}/status/{start|stop|shutdown}` with `params`
-    /// (`timeout`, `forceStop`, ...; wire strings). `Some(upid)` for a task (its type is
-    /// [`GuestKind::task_types`]), `None` for a synchronous success.
-    ///
-    /// A VM's shutdown without `timeout` is refused here, unsent, as
-    /// [`ApiError::Config`]: with the guest agent enabled PVE would otherwise wait up to
-    /// 600 s for it (docs/proxmox-api.md §9.5).
-    pub fn guest_power(
-        &self,
-        kind: GuestKind,
-        node: &str,
-        vmid: Vmid,
-        op: PowerOp,
-        params: &Params,
-    ) -> Result<Option<Upid>, ApiError> {
-        if kind == GuestKind::Qemu && op == PowerOp::Shutdown && !params.contains_key("timeout") {
-            return Err(ApiError::Config(format!(
-                "a shutdown of VM {vmid} needs a timeout; not sent"
-            )));
-        }
-        let path = format!("{}/status/{}", guest_path(kind, node, vmid), op.as_str());
         self.mutate(Method::Post, &path, params)
     }
 

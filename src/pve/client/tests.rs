@@ -157,7 +157,7 @@ fn power_returns_the_task_id() {
     p.insert("forceStop".into(), "1".into());
     let res = client.lxc_power("pve1", vmid(101), PowerOp::Shutdown, &p);
     let req = server.request();
-    assert_eq!(res.unwrap().unwrap().to_string(), upid);
+    assert_eq!(res.unwrap().to_string(), upid);
     assert!(req.starts_with("POST /api2/json/nodes/pve1/lxc/101/status/shutdown HTTP/1.1"));
     assert!(req.ends_with("\r\n\r\nforceStop=1&timeout=60"), "{req}");
 }

@@ -2,6 +2,7 @@
 //! gives a value or a typed error, never a panic. A table of known-bad answers first,
 //! then seeded mutations of good ones (`crate::fuzz`).
 
+use super::power::{power_task, PowerCall};
 use super::*;
 use crate::fuzz::{cases, mutate};
 use crate::pve::transport::{interpret, Answer};
@@ -9,14 +10,15 @@ use crate::rng::XorShift;
 
 const UPID: &str = "UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstart:101:agent@pve!reconciler:";
 
-type Decoder = fn(&str, Value) -> Result<(), ApiError>;
+type Decoder = fn(&str, &Answer<'_>) -> Result<(), ApiError>;
 
-fn typed<T: DeserializeOwned>(request: &str, data: Value) -> Result<(), ApiError> {
-    decode::<T>(request, data).map(drop)
+/// The answer's `data` as a `T`, as the client's `get` reads it.
+fn typed<T: DeserializeOwned>(request: &str, a: &Answer<'_>) -> Result<(), ApiError> {
+    interpret::<T>(request, a).map(drop)
 }
 
 /// Each endpoint: its request label, a good body, and the decoding its method does
-/// after [`interpret`].
+/// from the answer ([`interpret`] and what follows it).
 fn endpoints() -> Vec<(&'static str, String, Decoder)> {
     vec![
         (
@@ -45,8 +47,8 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
             r#"{"data":{"vmid":"101","status":"running","name":"web1","template":0,
                "ha":{"managed":1,"state":"started"},"lock":"backup"}}"#
                 .into(),
-            |r, v| {
-                let raw: RawGuestStatus = decode(r, v)?;
+            |r, a| {
+                let raw: RawGuestStatus = interpret(r, a)?;
                 raw.into_status(Vmid::new(101).unwrap());
                 Ok(())
             },
@@ -56,8 +58,8 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
             r#"{"data":[{"key":"memory","value":512,"pending":1024},
                {"key":"swap","value":512,"delete":"1"},{"key":"hostname","value":"web1"}]}"#
                 .into(),
-            |r, v| {
-                let list: Vec<PendingEntry> = decode(r, v)?;
+            |r, a| {
+                let list: Vec<PendingEntry> = interpret(r, a)?;
                 list.iter()
                     .for_each(|p| assert!(p.is_pending() || p.pending.is_none()));
                 Ok(())
@@ -69,7 +71,7 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
                "status":"running","hastate":"started"},{"id":"node/pve1","type":"node"},
                {"id":"qemu/100","vmid":100,"type":"qemu","node":"pve2","template":0}]}"#
                 .into(),
-            |r, v| guests_of(r, decode(r, v)?).map(drop),
+            typed::<Resources<ClusterResource>>,
         ),
         (
             "GET /nodes/pve1/tasks",
@@ -85,8 +87,8 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
                 r#"{{"data":{{"upid":"{UPID}","status":"stopped","exitstatus":"WARNINGS: 2",
                    "type":"vzstart","starttime":1716580802,"pid":1}}}}"#
             ),
-            |r, v| {
-                let status: TaskStatus = decode(r, v)?;
+            |r, a| {
+                let status: TaskStatus = interpret(r, a)?;
                 if let Some(outcome) = status.outcome() {
                     drop(outcome.failure());
                 }
@@ -96,12 +98,20 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
         (
             "POST /nodes/pve1/lxc/101/status/start",
             format!(r#"{{"data":"{UPID}"}}"#),
-            |r, v| task_id(r, v).map(drop),
+            |r, a| {
+                let call = PowerCall {
+                    kind: crate::pve::GuestKind::Lxc,
+                    node: "pve1",
+                    vmid: Vmid::new(101).unwrap(),
+                    op: PowerOp::Start,
+                };
+                power_task(r, interpret(r, a)?, &call).map(drop)
+            },
         ),
         (
             "PUT /nodes/pve1/lxc/101/config",
             r#"{"data":null}"#.into(),
-            |r, v| task_id(r, v).map(drop),
+            |r, a| task_id(r, interpret(r, a)?).map(drop),
         ),
     ]
 }
@@ -115,7 +125,7 @@ fn answer(request: &str, status: u16, body: &[u8], decoder: Decoder) -> Result<(
         has_headers: true,
         body,
     };
-    let result = interpret(request, &a).and_then(|data| decoder(request, data));
+    let result = decoder(request, &a);
     match (&result, (200..300).contains(&status)) {
         (Ok(()), true)
         | (Err(ApiError::Decode { .. } | ApiError::Truncated { .. }), true)
@@ -207,8 +217,33 @@ fn malformed_answers_are_typed_errors() {
             r#"{"data":"UPID:pve1:1:2:3:vzstart:101:root@pam:"}"#,
             "pid is not 8 hex digits",
         ),
-        (8, r#"{"data":{"upid":"x"}}"#, "expected a task id or null"),
-        (8, r#"{"data":101}"#, "expected a task id or null, got 101"),
+        (
+            8,
+            r#"{"data":{"upid":"x"}}"#,
+            "expected the UPID of the task the call started",
+        ),
+        (
+            8,
+            r#"{"data":101}"#,
+            "expected the UPID of the task the call started, got 101",
+        ),
+        (
+            8,
+            r#"{"data":null}"#,
+            "expected the UPID of the task the call started, got null",
+        ),
+        (
+            8,
+            r#"{"data":"UPID:pve2:0001A2B3:0456789A:6650F1C2:vzstart:101:agent@pve!reconciler:"}"#,
+            "it runs on node \"pve2\", not on \"pve1\"",
+        ),
+        (
+            8,
+            r#"{"data":"UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstop:101:agent@pve!reconciler:"}"#,
+            "its type is \"vzstop\", not vzstart or hastart",
+        ),
+        (9, r#"{"data":{"upid":"x"}}"#, "expected a task id or null"),
+        (9, r#"{"data":101}"#, "expected a task id or null, got 101"),
         (9, r#"{"nodata":null}"#, "no \"data\" in the response"),
     ];
     let list = endpoints();

@@ -320,7 +320,7 @@ fn parameter_errors_are_kept() {
 
 #[test]
 fn a_connection_closed_before_the_status_line_is_no_answer() {
-    let r = interpret(
+    let r = interpret::<Value>(
         "POST /nodes/pve1/lxc/101/status/start",
         &Answer {
             status: 503,

@@ -118,7 +118,7 @@ fn a_config_write_during_a_shutdown_hits_the_lock_timeout() {
             &params(&[("timeout", "60")]),
         )
         .unwrap();
-    assert!(upid.is_some());
+    assert_eq!(upid.kind, "vzshutdown");
     let e = http_err(c.lxc_set_config("pve1", vmid(101), &params(&[("cores", "2")])));
     assert!(e.is_lock_timeout(), "{e}");
     assert_eq!(e.failure(), Some(TaskFailure::LockTimeout));

@@ -153,7 +153,7 @@ const QUICK: Retry = Retry {
     max_backoff: Duration::from_millis(40),
 };
 
-fn start_101(c: &Client) -> Result<Option<felhom_agent::pve::Upid>, ApiError> {
+fn start_101(c: &Client) -> Result<felhom_agent::pve::Upid, ApiError> {
     c.lxc_power(
         "pve1",
         Vmid::new(101).unwrap(),

@@ -121,7 +121,6 @@ fn vm_power_calls_and_their_tasks() {
     let c = client(&sim);
     let upid = c
         .qemu_power("pve1", vmid(100), PowerOp::Start, &no_params())
-        .unwrap()
         .unwrap();
     assert_eq!(upid.kind, GuestKind::Qemu.power_task(PowerOp::Start));
     assert_eq!(wait(&c, &upid), TaskOutcome::Ok);
@@ -152,7 +151,6 @@ fn vm_power_calls_and_their_tasks() {
             PowerOp::Shutdown,
             &shutdown,
         )
-        .unwrap()
         .unwrap();
     assert_eq!(upid.kind, "qmshutdown");
     assert_eq!(wait(&c, &upid), TaskOutcome::Ok);
@@ -171,7 +169,6 @@ fn vm_power_calls_and_their_tasks() {
             PowerOp::Start,
             &no_params(),
         )
-        .unwrap()
         .unwrap();
     assert_eq!(upid.kind, "vzstart");
     assert_eq!(wait(&c, &upid), TaskOutcome::Ok);
@@ -194,7 +191,6 @@ fn vm_failures_are_classified() {
     let start_task = |id| {
         c.qemu_power("pve1", vmid(id), PowerOp::Start, &no_params())
             .unwrap()
-            .unwrap()
     };
     let out = wait(&c, &start_task(100));
     assert_eq!(out.failure(), Some(TaskFailure::AlreadyRunning), "{out}");
@@ -208,7 +204,6 @@ fn vm_failures_are_classified() {
     assert_eq!(e.failure(), Some(TaskFailure::Paused));
     let stop = c
         .qemu_power("pve1", vmid(102), PowerOp::Stop, &no_params())
-        .unwrap()
         .unwrap();
     let out = wait(&c, &stop);
     assert_eq!(
@@ -223,7 +218,6 @@ fn vm_failures_are_classified() {
             PowerOp::Shutdown,
             &params(&[("timeout", "0")]),
         )
-        .unwrap()
         .unwrap();
     let out = wait(&c, &shutdown);
     assert_eq!(out.failure(), Some(TaskFailure::ShutdownTimeout), "{out}");

@@ -1,0 +1,192 @@
+//! The review's findings about the client's reading of a power call's answer (defect
+//! D5): PVE answers a start, shutdown or stop with the UPID of the task it started,
+//! always (docs/proxmox-api.md §5.1). A `null`, or a UPID of another node, guest or
+//! task type, is garbage whose outcome is unknown: the op stays in flight, its guest is
+//! held until the node explains it, and the bad UPID is neither journaled nor polled.
+//! A rewriting proxy ([`super::proxy`]) says what the simulator's faults cannot. The
+//! node's audit and request log, and the journal, are the evidence.
+
+use super::proxy::{Proxy, Rewrite};
+use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
+use felhom_agent::journal::{file_in, read_records};
+use felhom_agent::sim::{PowerState, Sim, SimOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+
+fn running(sim: &Sim, vmid: u32) -> bool {
+    sim.guest(vmid).unwrap().status == PowerState::Running
+}
+
+/// Fails with the node's audit when it found a violation (a clearer message than the
+/// panic of the `Sim` dropping).
+fn assert_audit_clean(sim: &Sim) {
+    let audit = sim.audit();
+    assert!(audit.is_clean(), "{audit}");
+}
+
+/// Points the rig's config at `url` instead of the simulated node.
+fn point_config_at(rig: &Rig, url: &str) {
+    let text = std::fs::read_to_string(&rig.config_path).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cfg["api_url"] = url.into();
+    std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
+}
+
+/// Defect: a power call answered `{"data": null}` is taken as a synchronous success
+/// (`exec::ApiExecutor::run`, `Ok(None)`), journaled `succeeded`, and the guest is
+/// free again while the node's start task still runs; the next pass starts it again.
+/// PVE answers a start, shutdown or stop with its task's UPID, always: a null there is
+/// garbage, and its outcome is unknown. (A proxy swaps the UPID for null.)
+#[test]
+fn a_power_call_answered_with_null_is_not_taken_as_done() {
+    let opts = SimOptions {
+        task_duration: Duration::from_millis(1500),
+        ..fast_sim()
+    };
+    let rig = Rig::new(
+        "review-null-start",
+        opts,
+        vec![guest(101, false)],
+        r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+        serde_json::json!({}),
+    );
+    let rewritten = Arc::new(AtomicBool::new(false));
+    let rewrite: Arc<Rewrite> = {
+        let rewritten = rewritten.clone();
+        Arc::new(move |method, path, _body| {
+            let first = method == "POST"
+                && path.ends_with("/status/start")
+                && !rewritten.swap(true, Ordering::SeqCst);
+            first.then(|| br#"{"data":null}"#.to_vec())
+        })
+    };
+    let proxy = Proxy::start(rig.sim.addr(), rewrite);
+    point_config_at(&rig, &proxy.url());
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let desired = rig.desired();
+    let first = pass(&mut engine, &desired);
+    let second = pass(&mut engine, &desired);
+    assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 0));
+    engine.shutdown(Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+    drop(proxy);
+    assert!(running(&rig.sim, 101));
+    // The node saw a start arrive while a start task of 101 ran.
+    assert_audit_clean(&rig.sim);
+    assert_eq!(
+        mutations_of(&rig.sim, 101),
+        ["POST start"],
+        "a second start while the first task ran: {first:?}\n{second:?}"
+    );
+}
+
+/// The UPID in a power call's answer with one field replaced: `(index, value)`, the
+/// index counted from the `UPID` prefix (1 node, 5 task type, 6 id).
+fn with_field(upid: &str, index: usize, value: &str) -> String {
+    let mut fields: Vec<&str> = upid.split(':').collect();
+    fields[index] = value;
+    fields.join(":")
+}
+
+/// A power call answered with a well-formed UPID that is not of the task the call
+/// starts (another node's, another guest's, or another type's) is not journaled, not
+/// polled, and not taken as the op's task: the op stays in flight with its outcome
+/// unknown, the guest is held (no second start while the real task runs), and once the
+/// real task has ended the node's task list explains the op.
+#[test]
+fn a_power_call_answered_with_another_task_is_neither_journaled_nor_waited_on() {
+    for (what, index, value) in [
+        ("another node", 1, "pve2"),
+        ("another task type", 5, "vzstop"),
+        ("another guest", 6, "102"),
+    ] {
+        let opts = SimOptions {
+            task_duration: Duration::from_millis(1500),
+            ..fast_sim()
+        };
+        let rig = Rig::new(
+            "review-wrong-upid",
+            opts,
+            vec![guest(101, false), guest(102, false)],
+            r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+            serde_json::json!({}),
+        );
+        let swapped: Arc<Mutex<Option<String>>> = Arc::default();
+        let rewrite: Arc<Rewrite> = {
+            let swapped = swapped.clone();
+            Arc::new(move |method, path, body| {
+                if method != "POST" || !path.ends_with("/status/start") {
+                    return None;
+                }
+                let mut swapped = swapped.lock().unwrap();
+                if swapped.is_some() {
+                    return None;
+                }
+                let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+                let bad = with_field(answer["data"].as_str()?, index, value);
+                *swapped = Some(bad.clone());
+                Some(serde_json::json!({ "data": bad }).to_string().into_bytes())
+            })
+        };
+        let proxy = Proxy::start(rig.sim.addr(), rewrite);
+        point_config_at(&rig, &proxy.url());
+        let (mut engine, journal, mut cancel) = rig.engine();
+        let desired = rig.desired();
+        let first = pass(&mut engine, &desired);
+        // The real task still runs: the guest is held.
+        let second = pass(&mut engine, &desired);
+        assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 0));
+        // The task has ended: the node's task list explains the op.
+        let third = pass(&mut engine, &desired);
+        let left = journal.in_flight();
+        engine.shutdown(Instant::now(), || cancel.cancel());
+        journal.close().unwrap();
+        drop(proxy);
+        let bad = swapped
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the proxy swapped the start's UPID");
+        assert_eq!(first.in_flight, 1, "{what}: {first:?}");
+        assert!(running(&rig.sim, 101), "{what}");
+        assert_audit_clean(&rig.sim);
+        assert_eq!(
+            mutations_of(&rig.sim, 101),
+            ["POST start"],
+            "{what}: a second start\n{first:?}\n{second:?}\n{third:?}"
+        );
+        assert!(mutations_of(&rig.sim, 102).is_empty(), "{what}");
+        // The bad UPID was never polled, nor any task status of another node read.
+        let polled: Vec<String> = rig
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/tasks/") && r.path.ends_with("/status"))
+            .map(|r| r.path)
+            .collect();
+        assert!(
+            polled
+                .iter()
+                .all(|p| !p.contains(&bad) && p.starts_with("/nodes/pve1/")),
+            "{what}: polled {polled:?}"
+        );
+        // Nor journaled; the op ended by the real task, which the journal names.
+        let records = read_records(&file_in(&rig.state_dir())).unwrap();
+        let upids: Vec<String> = records
+            .iter()
+            .filter_map(|r| r.upid.as_ref().map(|u| u.to_string()))
+            .collect();
+        assert!(!upids.contains(&bad), "{what}: journaled {upids:?}");
+        assert!(
+            upids.iter().any(|u| u.contains(":vzstart:101:")),
+            "{what}: the real task is not in the journal: {upids:?}"
+        );
+        assert!(
+            left.is_empty(),
+            "{what}: still in flight: {left:?}\n{third:?}"
+        );
+    }
+}
