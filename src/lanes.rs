@@ -105,6 +105,10 @@ pub struct Job {
     /// runs only while the desired state in force still has this fingerprint for the
     /// guest.
     pub fingerprint: u64,
+    /// The generation of the plan settings (hold tag, name guard, HA mode, stop mode)
+    /// the actions were planned under. An action runs only while they are in force:
+    /// what the last look checks was decided under them.
+    pub settings: u64,
 }
 
 /// What became of a job: one outcome per action that ran, in order. Actions after the
@@ -130,7 +134,15 @@ impl JobResult {
 
 /// The desired state in force, as each guest's spec fingerprint; shared with the
 /// workers, which check it before every action.
-pub type Wanted = Arc<RwLock<BTreeMap<Vmid, u64>>>;
+pub type Wanted = Arc<RwLock<InForce>>;
+
+/// What is in force now: each named guest's desired spec fingerprint, and the
+/// generation of the plan settings.
+#[derive(Debug, Default)]
+pub struct InForce {
+    pub guests: BTreeMap<Vmid, u64>,
+    pub settings: u64,
+}
 
 /// What every worker shares.
 #[derive(Clone)]
@@ -197,14 +209,15 @@ impl<E: Executor> Lanes<E> {
         }
     }
 
-    /// Sets the desired state in force (each pass, and at once on a reload). An action
-    /// runs only while its guest's fingerprint here equals its job's.
-    pub fn set_wanted(&self, wanted: BTreeMap<Vmid, u64>) {
+    /// Sets the desired state and plan settings in force (each pass, and at once on a
+    /// reload). An action runs only while its guest's fingerprint here equals its
+    /// job's, and the settings generation too.
+    pub fn set_wanted(&self, guests: BTreeMap<Vmid, u64>, settings: u64) {
         *self
             .ctx
             .wanted
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = wanted;
+            .unwrap_or_else(PoisonError::into_inner) = InForce { guests, settings };
     }
 
     /// Guests with a job queued or running.
@@ -435,15 +448,11 @@ fn stop_reason(ctx: &LaneCtx, job: &Job) -> Option<&'static str> {
     if ctx.stopping.load(Ordering::SeqCst) || ctx.cancel.is_cancelled() {
         return Some("shutting down");
     }
-    let wanted = ctx
-        .wanted
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&job.vmid)
-        .copied();
-    match wanted {
+    let in_force = ctx.wanted.read().unwrap_or_else(PoisonError::into_inner);
+    match in_force.guests.get(&job.vmid) {
         None => Some("guest left the desired state"),
-        Some(f) if f != job.fingerprint => Some("desired state changed since planned"),
+        Some(f) if *f != job.fingerprint => Some("desired state changed since planned"),
+        Some(_) if in_force.settings != job.settings => Some("plan settings changed since planned"),
         Some(_) => None,
     }
 }

@@ -244,17 +244,17 @@ fn plan_node(
             spent_keys: BTreeMap::new(),
         }
     };
-    let mut obs = observe(
+    let obs = observe(
         client,
         node,
         &loaded.desired,
         &holds,
+        &spent_keys,
         settings,
         Depth::Full,
         &Cancel::never(),
     )
     .map_err(|e| format!("not read: {e}"))?;
-    obs.actual.spent_keys = spent_keys;
     let mut plan = crate::plan::plan(&loaded.desired, &obs.actual, &holds, settings);
     plan.skipped
         .retain(|s| !matches!(s.reason, SkipReason::Elsewhere(_) | SkipReason::Missing));

@@ -54,16 +54,16 @@ pub fn plan(config_path: &Path, json: bool) -> Result<ExitCode, AppError> {
     let fixed = &loaded.config.fixed;
     let FromJournal { holds, spent_keys } = from_journal(&loaded, &client)?;
     let settings = agent::plan_settings(&loaded.config.live);
-    let mut obs = crate::engine::observe(
+    let obs = crate::engine::observe(
         &client,
         &fixed.node,
         &loaded.desired,
         &holds,
+        &spent_keys,
         &settings,
         crate::engine::Depth::Full,
         &Cancel::never(),
     )?;
-    obs.actual.spent_keys = spent_keys;
     let plan = crate::plan::plan(&loaded.desired, &obs.actual, &holds, &settings);
     if json {
         println!("{}", plan_json(&plan));

@@ -69,14 +69,7 @@ fn is_pve_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
-/// PVE's node name syntax (`pve-node`): `[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?`.
-pub(super) fn is_node_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-}
+pub(super) use crate::pve::is_node_name;
 
 /// A node name from the config.
 pub(super) fn node(s: &str) -> Result<String, String> {

@@ -241,14 +241,24 @@ fn once(v: &Node, label: &str, problems: &mut Problems) -> Result<Vec<OneShot>, 
             );
             continue;
         };
-        let (mut key, mut action) = (None, None);
+        let (mut key, mut action, mut node) = (None, None, None);
         let has = |k: &str| members.iter().any(|m| m.key == k);
         let (has_key, has_action) = (has("key"), has("action"));
-        for m in known_members(members, &["key", "action"], Some(label), problems) {
+        for m in known_members(members, &["key", "action", "node"], Some(label), problems) {
             let r = match m.key.as_str() {
                 "key" => string(&m.value).and_then(|k| {
                     check_key(k)?;
                     key = Some(k.to_string());
+                    Ok(())
+                }),
+                "node" => string(&m.value).and_then(|n| {
+                    if !crate::pve::is_node_name(n) {
+                        return Err(format!(
+                            "invalid node name {}: give the name of the node whose agent carries the key out, as the Proxmox GUI shows it",
+                            json::quote(n)
+                        ));
+                    }
+                    node = Some(n.to_string());
                     Ok(())
                 }),
                 _ => choice(&m.value, &["start", "shutdown", "stop"]).map(|a| {
@@ -302,7 +312,7 @@ fn once(v: &Node, label: &str, problems: &mut Problems) -> Result<Vec<OneShot>, 
             problems.push(item.pos, Some(label), Some(&at), msg);
             continue;
         }
-        out.push(OneShot { key, action });
+        out.push(OneShot { key, action, node });
     }
     Ok(out)
 }

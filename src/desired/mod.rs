@@ -129,6 +129,11 @@ pub struct OneShot {
     /// runs again.
     pub key: String,
     pub action: OneShotAction,
+    /// The node whose agent carries it out. A key's use is journaled on the node
+    /// that carried it out, so in a cluster only the named node's agent may: an
+    /// agent never carries out a key that names no node when its node is one of
+    /// several (after a migration, another node's agent would find it unused).
+    pub node: Option<String>,
 }
 
 /// What a one-shot action does.

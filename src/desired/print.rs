@@ -84,8 +84,13 @@ fn guest(out: &mut String, g: &GuestSpec) {
             .once
             .iter()
             .map(|o| {
+                let node = o
+                    .node
+                    .as_ref()
+                    .map(|n| format!(", \"node\": {}", quote(n)))
+                    .unwrap_or_default();
                 format!(
-                    "{{\"key\": {}, \"action\": {}}}",
+                    "{{\"key\": {}, \"action\": {}{node}}}",
                     quote(&o.key),
                     quote(o.action.as_str())
                 )
@@ -137,6 +142,7 @@ mod tests {
             onboot: Some(true),
             tags: Some(vec!["prod".into(), "Web".into()]),
             once: vec![crate::desired::OneShot {
+                node: None,
                 key: "maint-1".into(),
                 action: crate::desired::OneShotAction::Shutdown,
             }],

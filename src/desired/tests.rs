@@ -57,6 +57,9 @@ fn render(state: &DesiredState) -> String {
         }
         for o in &g.once {
             line += &format!(" once={}:{}", o.key, o.action.as_str());
+            if let Some(node) = &o.node {
+                line += &format!("@{node}");
+            }
         }
         if let Some(v) = &g.tags {
             line += &format!(" tags={v:?}");

@@ -293,6 +293,14 @@ fn once() {
         ),
         (r#""once": []"#, "101"),
         (
+            r#""once": [{"key": "k", "action": "start", "node": "pve-2"}]"#,
+            "101 once=k:start@pve-2",
+        ),
+        (
+            r#""once": [{"key": "k", "action": "start", "node": "pve_2"}]"#,
+            "76: guest 101: once[0].node: invalid node name \"pve_2\": give the name of the node whose agent carries the key out, as the Proxmox GUI shows it",
+        ),
+        (
             r#""once": {"key": "k", "action": "start"}"#,
             "35: guest 101: once: expected an array like [{\"key\": \"maintenance-2026-12\", \"action\": \"shutdown\"}], found an object",
         ),

@@ -145,6 +145,8 @@ pub struct Engine {
     lanes: Lanes<ApiExecutor>,
     backoff: Backoff,
     fingerprints: BTreeMap<Vmid, u64>,
+    /// The generation of `settings.plan`: one more at each change.
+    settings_gen: u64,
     passes: u64,
     /// Passes whose jobs are still running. Passes may overlap: a later pass skips the
     /// guests an earlier one is still working on, so each guest is outstanding in at
@@ -217,11 +219,13 @@ impl NodeReader {
         } else {
             Depth::Needed
         };
+        let spent = crate::journal::spent_by_guest(&self.journal.keys());
         observe(
             &self.client,
             &self.node,
             desired,
             &held,
+            &spent,
             settings,
             depth,
             cancel,
@@ -268,6 +272,7 @@ impl Engine {
             settings,
             backoff: Backoff::new(seed),
             fingerprints: BTreeMap::new(),
+            settings_gen: 0,
             passes: 0,
             open: Vec::new(),
             finished: Vec::new(),
@@ -451,6 +456,7 @@ impl Engine {
                     vmid,
                     actions: plan.for_guest(vmid).cloned().collect(),
                     fingerprint: self.fingerprints.get(&vmid).copied().unwrap_or(0),
+                    settings: self.settings_gen,
                 };
                 let guest = obs.actual.local.get(&vmid);
                 let startup = guest
@@ -577,9 +583,10 @@ impl Engine {
         self.finished.pop()
     }
 
-    /// Tells the lanes the desired state in force now (each pass, and at once on a
-    /// reload): a job whose guest is no longer named, or named with a different spec,
-    /// goes no further, not even to its first action.
+    /// Tells the lanes the desired state and plan settings in force now (each pass, and
+    /// at once on a reload): a job whose guest is no longer named, or named with a
+    /// different spec, or planned under other settings, goes no further, not even to
+    /// its first action.
     pub fn set_wanted(&self, desired: &DesiredState) {
         self.lanes.set_wanted(
             desired
@@ -587,6 +594,7 @@ impl Engine {
                 .iter()
                 .map(|(v, s)| (*v, s.fingerprint()))
                 .collect(),
+            self.settings_gen,
         );
     }
 
@@ -609,7 +617,14 @@ impl Engine {
     }
 
     /// Changes how later passes plan (a reload).
+    /// The plan settings for the next pass. Changed ones (a reload) end the queued
+    /// and remaining actions planned under the old ones, once [`Engine::set_wanted`]
+    /// tells the lanes: the hold tag, name guard and HA mode they were checked against
+    /// are no longer the operator's.
     pub fn set_plan_settings(&mut self, plan: PlanSettings) {
+        if plan != self.settings.plan {
+            self.settings_gen += 1;
+        }
         self.settings.plan = plan;
     }
 

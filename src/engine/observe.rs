@@ -102,17 +102,28 @@ struct Reads {
 /// (nothing is planned); a failed read of one guest only makes that guest's spec
 /// unknown. `held` guests get no config read. `cancel` ends the read between requests
 /// (shutdown), as an error.
+///
+/// `spent`: each guest's spent one-shot keys, from the journal; the observation
+/// carries them. When a key that names no node is due on a local guest, the cluster's
+/// node list is read as well (`GET /cluster/resources?type=node`), since such a key
+/// may be carried out only on a node that is alone.
+#[allow(clippy::too_many_arguments)]
 pub fn observe(
     client: &Client,
     node: &str,
     desired: &DesiredState,
     held: &BTreeMap<Vmid, Hold>,
+    spent: &BTreeMap<Vmid, BTreeSet<String>>,
     settings: &PlanSettings,
     depth: Depth,
     cancel: &Cancel,
 ) -> Result<Observation, ApiError> {
     let mut out = Observation {
-        actual: Actual::default(),
+        actual: Actual {
+            node: node.to_string(),
+            spent_keys: spent.clone(),
+            ..Actual::default()
+        },
         names: BTreeMap::new(),
         held: held.clone(),
         config_reads: 0,
@@ -210,6 +221,19 @@ pub fn observe(
                 spec,
             },
         );
+    }
+    let unpinned_due = listed.iter().any(|entry| {
+        desired.guests.get(&entry.vmid).is_some_and(|want| {
+            let spent = spent.get(&entry.vmid);
+            want.once
+                .iter()
+                .find(|o| !spent.is_some_and(|s| s.contains(&o.key)))
+                .is_some_and(|o| o.node.is_none())
+        })
+    });
+    if unpinned_due {
+        stop_if_cancelled(cancel, "GET the cluster's nodes")?;
+        out.actual.cluster_nodes = Some(client.cluster_nodes()?.len());
     }
     if power_drift {
         // Only when a power action may follow: a pass with nothing to start or stop

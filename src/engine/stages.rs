@@ -178,6 +178,7 @@ mod tests {
                 reason: String::new(),
             }],
             fingerprint: 0,
+            settings: 0,
         }
     }
 

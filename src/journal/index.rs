@@ -43,8 +43,8 @@ pub(crate) struct Index {
     keep_finished: usize,
     /// The latest op of each guest's one-shot key.
     keys: Keys,
-    /// Every op with a key that ended `succeeded` or `failed`: compaction keeps
-    /// them forever.
+    /// Every op with a key that ended having spent it (`keys::spends_key`):
+    /// compaction keeps them forever.
     spent_keyed: BTreeSet<OpId>,
     /// Each guest's latest op that has a UPID (its last task): compaction keeps it
     /// whatever `keep_finished` says, so that a task of the agent's is never taken for
@@ -128,7 +128,9 @@ impl Index {
             if rec.state.is_finished() {
                 let mut done = self.in_flight.remove(&rec.op).expect("looked up above");
                 if done.key.is_some() {
-                    if matches!(rec.state, OpState::Succeeded | OpState::Failed) {
+                    let refused = rec.state == OpState::Failed
+                        && super::keys::is_refusal(rec.error.as_deref());
+                    if super::keys::spends_key(rec.state, done.upid.is_some(), refused) {
                         self.spent_keyed.insert(rec.op);
                     }
                     keyed_upid = done.upid.clone();

@@ -21,22 +21,42 @@ pub struct KeyUse {
     pub started_at: i64,
     /// Unix seconds of the record that finished the op, once it is finished.
     pub finished_at: Option<i64>,
+    /// The op failed because the guest was locked ([`is_refusal`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl KeyUse {
-    /// Whether the key may never be carried out again: true while its op is in
-    /// flight, once it `succeeded`, and once its task `failed` (a one-shot action is
-    /// carried out at most once, even if it failed). False when the op was
-    /// `abandoned` (the journal's way of saying it did not happen) and when it failed
-    /// with no task: the node refused the request (a lock, say) and started nothing,
-    /// so it may run once the refusal clears.
+    /// Whether the key may never be carried out again ([`spends_key`]).
     pub fn is_spent(&self) -> bool {
-        match self.state {
-            OpState::Abandoned => false,
-            OpState::Failed => self.upid.is_some(),
-            _ => true,
-        }
+        spends_key(self.state, self.upid.is_some(), self.refused)
     }
+}
+
+/// Whether an op of a one-shot key, as of its latest record, used the key up: true
+/// while the op is in flight, once it `succeeded`, and once its request reached the
+/// node and started a task, whatever became of it (a task that failed, or an HA
+/// request the journal `abandoned` because something else was asked since): a
+/// one-shot action is carried out at most once, even if it failed or was overridden.
+/// False when the op was `abandoned` before any task existed (the journal's way of
+/// saying it did not happen), when it failed with no task (the node refused the
+/// request outright), and when its task failed on the guest's lock (`refused`: PVE
+/// checks the lock inside the task, which then does nothing), so that it runs once
+/// the refusal clears.
+pub(crate) fn spends_key(state: OpState, has_task: bool, refused: bool) -> bool {
+    match state {
+        OpState::Abandoned => has_task,
+        OpState::Failed => has_task && !refused,
+        _ => true,
+    }
+}
+
+/// Whether a failed task's exit status is the node's refusal for a lock: the guest's
+/// own (`CT is locked (backup)`) or its config file's (`can't lock file ... got
+/// timeout`). The same messages the executor takes as `blocked`.
+pub(crate) fn is_refusal(error: Option<&str>) -> bool {
+    use crate::pve::messages;
+    error.is_some_and(|e| messages::lock_name(e).is_some() || messages::is_lock_timeout(e))
 }
 
 /// The latest op per guest and key, folded from the records in file order.
@@ -65,6 +85,7 @@ impl Keys {
                 upid: None,
                 started_at: rec.unix_ts(),
                 finished_at: None,
+                refused: false,
             };
             self.latest.insert(slot, used);
             return;
@@ -78,6 +99,7 @@ impl Keys {
         }
         if rec.state.is_finished() {
             used.finished_at = Some(rec.unix_ts());
+            used.refused = rec.state == OpState::Failed && is_refusal(rec.error.as_deref());
         }
     }
 
@@ -113,43 +135,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_abandoned_or_refused_ops_leave_a_key_unspent() {
-        let used = |state| KeyUse {
-            op: OpId(1),
-            kind: ActionKind::Start,
-            state,
-            upid: None,
-            started_at: 0,
-            finished_at: None,
-        };
-        let spent: Vec<(OpState, bool)> = [
-            OpState::Started,
-            OpState::TaskRunning,
-            OpState::Succeeded,
-            OpState::Failed,
-            OpState::Abandoned,
-        ]
-        .into_iter()
-        .map(|s| (s, used(s).is_spent()))
-        .collect();
-        assert_eq!(
-            spent,
-            [
-                (OpState::Started, true),
-                (OpState::TaskRunning, true),
-                (OpState::Succeeded, true),
-                (OpState::Failed, false),
-                (OpState::Abandoned, false),
-            ]
-        );
-        // A failed op with a task: the task ran and failed, the key is spent.
+    fn only_ops_that_started_nothing_leave_a_key_unspent() {
         let upid: Upid = "UPID:pve1:0001A2B3:0456789A:6B0CA569:vzstart:101:agent@pve!t:"
             .parse()
             .unwrap();
-        let ran = KeyUse {
-            upid: Some(upid),
-            ..used(OpState::Failed)
+        let used = |state, upid: Option<&Upid>, refused| KeyUse {
+            op: OpId(1),
+            kind: ActionKind::Start,
+            state,
+            upid: upid.cloned(),
+            started_at: 0,
+            finished_at: None,
+            refused,
         };
-        assert!(ran.is_spent());
+        let table: Vec<(OpState, bool, bool, bool)> = [
+            (OpState::Started, false, false),
+            (OpState::TaskRunning, true, false),
+            (OpState::Succeeded, false, false),
+            (OpState::Succeeded, true, false),
+            // Refused by the API: no task ran.
+            (OpState::Failed, false, false),
+            // The task ran and failed: spent.
+            (OpState::Failed, true, false),
+            // The task failed on the guest's lock: it did nothing.
+            (OpState::Failed, true, true),
+            // Never reached the node.
+            (OpState::Abandoned, false, false),
+            // An HA request that was overridden: it reached the node.
+            (OpState::Abandoned, true, false),
+        ]
+        .into_iter()
+        .map(|(s, task, refused)| {
+            let u = used(s, task.then_some(&upid), refused);
+            (s, task, refused, u.is_spent())
+        })
+        .collect();
+        let spent: Vec<bool> = table.iter().map(|t| t.3).collect();
+        assert_eq!(
+            spent,
+            [true, true, true, true, false, true, false, false, true],
+            "{table:?}"
+        );
+    }
+
+    #[test]
+    fn a_lock_message_is_a_refusal() {
+        assert!(is_refusal(Some("CT is locked (backup)")));
+        assert!(is_refusal(Some(
+            "can't lock file '/run/lock/lxc/pve-config-101.lock' - got timeout"
+        )));
+        assert!(!is_refusal(Some("command 'lxc-start' failed: exit code 1")));
+        assert!(!is_refusal(None));
     }
 }

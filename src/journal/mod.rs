@@ -94,12 +94,15 @@
 //!
 //! # One-shot keys
 //!
-//! A key is *spent* once its op is in flight, `succeeded` or `failed`: a one-shot
-//! action is attempted at most once, even if it failed. An `abandoned` op did not
-//! happen, so it leaves its key unspent. [`Journal::keys`] (and [`keys_of`] for
-//! [`read_records`]) gives the latest op of each guest and key; compaction keeps
-//! every op with a key that ended `succeeded` or `failed`, forever, besides what it
-//! keeps anyway (an operator writes each key, so they are few), so a spent key
+//! A key is *spent* once its op is in flight, once it `succeeded`, and once its
+//! request reached the node and started a task, whatever became of that task: a
+//! one-shot action is attempted at most once, even if it failed or an HA request was
+//! overridden. An op `abandoned` before any task existed did not happen, and an op
+//! refused by the node (no task, or a task that failed on the guest's lock and so did
+//! nothing) leaves its key unspent ([`keys::spends_key`]). [`Journal::keys`] (and
+//! [`keys_of`] for [`read_records`]) gives the latest op of each guest and key;
+//! compaction keeps every op that spent its key, forever, besides what it keeps
+//! anyway (an operator writes each key, so they are few), so a spent key
 //! survives any number of compactions.
 //!
 //! # Crash safety

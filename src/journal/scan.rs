@@ -426,9 +426,10 @@ mod tests {
 
     #[test]
     fn keys_replay_to_their_latest_op_and_spent_ones_are_kept() {
-        // keep_finished is 2: the keyed ops 1 and 2 stay in the keep set long after
-        // they leave the window (2 failed with no task, refused, so its key is free); the abandoned op 3 does not; op 4, a later
-        // op of op 3's key, is its key's latest.
+        // keep_finished is 2: the keyed op 1, which spent its key, stays in the keep
+        // set long after it leaves the window; op 2 (failed with no task: refused, so
+        // its key is free) and the abandoned op 3 do not; op 4, a later op of op 3's
+        // key, is its key's latest.
         check(
             &format!(
                 "started 1 101 start key:boot
@@ -449,7 +450,7 @@ mod tests {
             &format!(
                 "records 14, next seq 15, next op 8
              in flight: op 4 103 start started key=boot
-             finished: [6 succeeded, 7 succeeded] keep: [1 2 4 6 7]
+             finished: [6 succeeded, 7 succeeded] keep: [1 4 6 7]
              last task 101: op 1 {UPID}
              key 101 boot: op 1 start succeeded spent
              key 102 halt: op 2 stop failed

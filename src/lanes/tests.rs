@@ -86,7 +86,7 @@ fn rig(max_parallel: usize) -> Rig {
         gate,
     };
     let lanes = Lanes::new(fake, max_parallel, cancel.token());
-    lanes.set_wanted((100..2000).map(|n| (vmid(n), 0)).collect());
+    lanes.set_wanted((100..2000).map(|n| (vmid(n), 0)).collect(), 0);
     Rig {
         lanes,
         seen,
@@ -103,6 +103,7 @@ impl Rig {
                 vmid: vmid(g),
                 actions: vec![action(g, ActionKind::Start, "ok")],
                 fingerprint: 0,
+                settings: 0,
             };
             assert!(self.lanes.dispatch(job).unwrap());
         }
@@ -149,6 +150,7 @@ fn order_per_guest_and_global_cap() {
                 action(g, ActionKind::SetConfig, "2"),
             ],
             fingerprint: 0,
+            settings: 0,
         };
         assert!(rig.lanes.dispatch(job).unwrap());
     }
@@ -187,8 +189,9 @@ fn busy_guest_is_not_queued_again_and_failure_stops_the_sequence() {
             action(101, ActionKind::Start, "never"),
         ],
         fingerprint: 7,
+        settings: 0,
     };
-    rig.lanes.set_wanted(BTreeMap::from([(vmid(101), 7)]));
+    rig.lanes.set_wanted(BTreeMap::from([(vmid(101), 7)]), 0);
     assert!(rig.lanes.dispatch(job.clone()).unwrap());
     assert!(
         !rig.lanes.dispatch(job.clone()).unwrap(),
@@ -214,6 +217,7 @@ fn a_panicking_job_reports_failure_and_its_worker_goes_on() {
         vmid: vmid(101),
         actions: vec![action(101, ActionKind::Start, reason)],
         fingerprint: 0,
+        settings: 0,
     };
     assert!(rig.lanes.dispatch(job("panic")).unwrap());
     rig.open.send(()).unwrap();
@@ -277,12 +281,13 @@ fn a_guest_dropped_from_the_desired_state_gets_no_further_action() {
             action(101, ActionKind::SetConfig, "2"),
         ],
         fingerprint: 0,
+        settings: 0,
     };
     assert!(rig.lanes.dispatch(job).unwrap());
     rig.wait_seen(|s| s.in_flight == 1);
     // A reload drops guest 101 while its first action runs.
     rig.lanes
-        .set_wanted((102..200).map(|n| (vmid(n), 0)).collect());
+        .set_wanted((102..200).map(|n| (vmid(n), 0)).collect(), 0);
     rig.open.send(()).unwrap();
     rig.open.send(()).unwrap();
     let r = rig.collect(1).pop().unwrap();
@@ -304,7 +309,7 @@ fn a_queued_job_checks_the_desired_state_before_its_first_action() {
     let mut wanted: BTreeMap<Vmid, u64> = (100..200).map(|n| (vmid(n), 0)).collect();
     wanted.remove(&vmid(102));
     wanted.insert(vmid(103), 99);
-    rig.lanes.set_wanted(wanted);
+    rig.lanes.set_wanted(wanted, 0);
     rig.open.send(()).unwrap();
     let mut results = rig.collect(3);
     results.sort_by_key(|r| r.vmid);
@@ -320,6 +325,26 @@ fn a_queued_job_checks_the_desired_state_before_its_first_action() {
 }
 
 #[test]
+fn a_queued_job_checks_the_plan_settings_before_its_first_action() {
+    // One worker: 102's job waits behind 101's; then a reload changes the settings
+    // (a new hold tag, say) but no guest's desired spec.
+    let mut rig = rig(1);
+    rig.start_each(&[101, 102]);
+    rig.wait_seen(|s| s.in_flight == 1);
+    rig.lanes
+        .set_wanted((100..200).map(|n| (vmid(n), 0)).collect(), 1);
+    rig.open.send(()).unwrap();
+    let mut results = rig.collect(2);
+    results.sort_by_key(|r| r.vmid);
+    let ran: Vec<(u32, usize, usize)> = results
+        .iter()
+        .map(|r| (r.vmid.get(), r.outcomes.len(), r.not_run))
+        .collect();
+    assert_eq!(ran, [(101, 1, 0), (102, 0, 1)]);
+    rig.lanes.shutdown(|_| {});
+}
+
+#[test]
 fn stop_new_ends_queued_jobs_unrun_and_lets_the_running_one_finish() {
     let mut rig = rig(1);
     let job = Job {
@@ -329,6 +354,7 @@ fn stop_new_ends_queued_jobs_unrun_and_lets_the_running_one_finish() {
             action(101, ActionKind::Start, "2"),
         ],
         fingerprint: 0,
+        settings: 0,
     };
     assert!(rig.lanes.dispatch(job).unwrap());
     rig.start_each(&[102]);

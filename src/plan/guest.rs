@@ -80,10 +80,22 @@ pub(super) fn plan_guest(
     // action's place this pass; the desired `state` has its say again on the next.
     // One that would change nothing is only recorded, first, and the pass goes on.
     let spent = actual.spent_keys.get(&vmid);
+    // A key names the node whose agent carries it out; one that names another node
+    // waits (and the keys after it with it) for its guest to be there.
     let once = spec
         .once
         .iter()
-        .find(|o| !spent.is_some_and(|s| s.contains(&o.key)));
+        .find(|o| !spent.is_some_and(|s| s.contains(&o.key)))
+        .filter(|o| o.node.as_ref().is_none_or(|n| *n == actual.node));
+    if let Some(o) = once.filter(|o| o.node.is_none() && actual.cluster_nodes != Some(1)) {
+        return skip(
+            out,
+            SkipReason::OnceNeedsNode {
+                key: o.key.clone(),
+                nodes: actual.cluster_nodes,
+            },
+        );
+    }
     let once = match once.map(|o| one_shot(o, spec, guest, &live, settings)) {
         Some(Ok(action)) => Some(action),
         Some(Err(reason)) => return skip(out, reason),

@@ -38,6 +38,11 @@ pub struct Actual {
     /// What the journal says, not the node: each guest's one-shot keys that are spent
     /// (carried out, or in flight). Such a key is never planned again.
     pub spent_keys: BTreeMap<Vmid, BTreeSet<String>>,
+    /// This node's name: a one-shot key that names another node is not carried out here.
+    pub node: String,
+    /// How many nodes the cluster has, read when a one-shot key that names no node is
+    /// due on a local guest (`None`: not read).
+    pub cluster_nodes: Option<usize>,
 }
 
 /// One local guest.
@@ -263,6 +268,14 @@ pub enum SkipReason {
         desired: String,
         found: Option<String>,
     },
+    /// A one-shot key is due that names no node, and this node is one of `nodes` in
+    /// its cluster (`None`: the cluster's nodes were not read): only the agent of a
+    /// node the key names may carry it out, or a migration would let a second agent
+    /// carry it out again.
+    OnceNeedsNode {
+        key: String,
+        nodes: Option<usize>,
+    },
 }
 
 impl SkipReason {
@@ -282,6 +295,7 @@ impl SkipReason {
             SkipReason::StatusUnknown(_) => "status_unknown",
             SkipReason::Unfit(_) => "unfit",
             SkipReason::IdentityMismatch { .. } => "identity",
+            SkipReason::OnceNeedsNode { .. } => "once_node",
             SkipReason::Held(Hold::Busy) => "busy",
             SkipReason::Held(Hold::Backoff { .. }) => "backoff",
             SkipReason::Held(Hold::Terminal { .. }) => "terminal",
@@ -322,6 +336,14 @@ impl fmt::Display for SkipReason {
                 Some(found) => write!(f, "identity mismatch: desired {desired:?}, found {found:?}"),
                 None => write!(f, "identity mismatch: desired {desired:?}, found no name"),
             },
+            SkipReason::OnceNeedsNode { key, nodes } => {
+                write!(f, "one-shot {key:?} names no node")?;
+                match nodes {
+                    Some(n) => write!(f, ", and this node is one of {n} in its cluster")?,
+                    None => f.write_str(", and the cluster's nodes were not read")?,
+                }
+                f.write_str(": add \"node\" to the entry, so that one node's agent carries it out")
+            }
             SkipReason::Held(Hold::Busy) => f.write_str("busy: an earlier action is running"),
             SkipReason::Held(Hold::Backoff { until, error }) => {
                 write!(f, "in backoff until {until}: {error}")

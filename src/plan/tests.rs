@@ -80,9 +80,12 @@ fn check(
     );
 }
 
+/// `guests` on pve1, a node alone (not in a cluster).
 fn local(guests: Vec<ActualGuest>) -> Actual {
     Actual {
         local: guests.into_iter().map(|g| (g.vmid, g)).collect(),
+        node: "pve1".into(),
+        cluster_nodes: Some(1),
         ..Actual::default()
     }
 }
@@ -517,6 +520,7 @@ fn an_ha_guest_already_headed_there_gets_no_second_request() {
 
 fn once(key: &str, action: OneShotAction) -> crate::desired::OneShot {
     crate::desired::OneShot {
+        node: None,
         key: key.into(),
         action,
     }
@@ -589,6 +593,55 @@ fn a_one_shot_that_would_change_nothing_is_recorded_first_and_the_state_still_co
         &[],
         PlanSettings::default(),
         "101 shutdown [forceStop=1 timeout=60] once \"maint-1\": shutdown\n",
+    );
+}
+
+#[test]
+fn in_a_cluster_only_the_node_a_key_names_carries_it_out() {
+    let pinned = |node: &str| crate::desired::OneShot {
+        node: Some(node.into()),
+        ..once("boot-1", OneShotAction::Start)
+    };
+    let mut s = spec(101);
+    s.state = Some(RunState::Stopped);
+    let mut cluster = local(vec![guest(101, false)]);
+    cluster.cluster_nodes = Some(3);
+    // Named here: carried out, on a node alone or in a cluster.
+    s.once = vec![pinned("pve1")];
+    check(
+        vec![s.clone()],
+        cluster.clone(),
+        &[],
+        PlanSettings::default(),
+        "101 start [] once \"boot-1\": start\n",
+    );
+    // Named elsewhere: not this agent's; `state` has its say, and so would a key
+    // after it only once this one is carried out there.
+    s.once = vec![pinned("pve2"), once("boot-2", OneShotAction::Start)];
+    check(
+        vec![s.clone()],
+        cluster.clone(),
+        &[],
+        PlanSettings::default(),
+        "101 in sync\n",
+    );
+    // Named nowhere: carried out on a node alone, refused in a cluster or when the
+    // cluster's nodes are unknown.
+    s.once = vec![once("boot-1", OneShotAction::Start)];
+    check(
+        vec![s.clone()],
+        cluster.clone(),
+        &[],
+        PlanSettings::default(),
+        "101 skip one-shot \"boot-1\" names no node, and this node is one of 3 in its cluster: add \"node\" to the entry, so that one node's agent carries it out\n",
+    );
+    cluster.cluster_nodes = None;
+    check(
+        vec![s],
+        cluster,
+        &[],
+        PlanSettings::default(),
+        "101 skip one-shot \"boot-1\" names no node, and the cluster's nodes were not read: add \"node\" to the entry, so that one node's agent carries it out\n",
     );
 }
 

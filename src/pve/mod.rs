@@ -31,6 +31,6 @@ pub use types::{
     ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, PowerState,
     TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
 };
-pub use upid::{percent_encode_segment, Upid, UpidParseError};
+pub use upid::{is_node_name, percent_encode_segment, Upid, UpidParseError};
 pub use url::{BaseUrl, UrlError};
 pub use vmid::Vmid;

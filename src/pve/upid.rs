@@ -73,7 +73,8 @@ fn is_field(s: &str) -> bool {
         .any(|b| b == b':' || b == b'/' || b.is_ascii_whitespace())
 }
 
-fn is_node_name(s: &str) -> bool {
+/// PVE's node name syntax (`pve-node`): `[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?`.
+pub fn is_node_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()

@@ -66,6 +66,7 @@ fn every_state_of_a_keyed_op_and_whether_it_spends_the_key() {
     let halt = journal
         .begin(&keyed(102, ActionKind::Stop, "halt"))
         .unwrap();
+    // Refused with no task: the key is not spent.
     journal.failed(halt, "CT 102 not running").unwrap();
     let retry = journal
         .begin(&keyed(103, ActionKind::Start, "boot"))
@@ -159,7 +160,12 @@ fn a_spent_key_survives_many_compactions() {
     let halt = journal
         .begin(&keyed(102, ActionKind::Stop, "halt"))
         .unwrap();
-    journal.failed(halt, "CT 102 not running").unwrap();
+    // Its task ran and failed: the key is spent (one refused with no task is not,
+    // and compaction may drop it).
+    journal.task_running(halt, &upid(102, "vzstop", 3)).unwrap();
+    journal
+        .failed(halt, "command 'lxc-stop' failed: exit code 1")
+        .unwrap();
     let retry = journal
         .begin(&keyed(103, ActionKind::Start, "retry"))
         .unwrap();
@@ -191,12 +197,12 @@ fn a_spent_key_survives_many_compactions() {
     let kept = |op: OpId| records.iter().filter(|r| r.op == op).count();
     assert_eq!(
         (kept(boot), kept(halt), kept(retry), kept(long)),
-        (3, 2, 0, 2),
+        (3, 3, 0, 2),
         "spent keys' ops whole, the abandoned one dropped"
     );
     assert!(records.len() < 40, "{} records kept", records.len());
     let spent = "101 boot: op 1 start succeeded task spent\n\
-                 102 halt: op 2 stop failed\n\
+                 102 halt: op 2 stop failed task spent\n\
                  104 long: op 4 shutdown task_running task spent\n";
     assert_eq!(render(&keys_of(&records)), spent);
 
@@ -214,7 +220,7 @@ fn a_spent_key_survives_many_compactions() {
     let journal = Journal::open(dir.path(), tiny.clone()).unwrap();
     assert_eq!(journal.compactions(), 1, "compacted at open");
     let spent = "101 boot: op 1 start succeeded task spent\n\
-                 102 halt: op 2 stop failed\n\
+                 102 halt: op 2 stop failed task spent\n\
                  104 long: op 4 shutdown succeeded task spent\n";
     assert_eq!(render(&journal.keys()), spent);
     journal.close().unwrap();
