@@ -190,3 +190,50 @@ fn a_power_call_answered_with_another_task_is_neither_journaled_nor_waited_on() 
         );
     }
 }
+
+/// Review D6: a guest listed with a status the agent does not know was taken as
+/// stopped, and a desired running guest was started although it ran. PVE lists guests
+/// as `running` or `stopped` only; anything else leaves the guest's power unknown: it
+/// is skipped (`status_unknown`) and gets no request beyond the list. (A proxy
+/// rewrites the status in the node's list.)
+#[test]
+fn a_guest_listed_with_an_unknown_status_is_not_started() {
+    let rig = Rig::new(
+        "review-unknown-status",
+        fast_sim(),
+        vec![guest(101, true)],
+        r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+        serde_json::json!({}),
+    );
+    let rewrite: Arc<Rewrite> = Arc::new(|method, path, body| {
+        if method != "GET" || !path.ends_with("/nodes/pve1/lxc") {
+            return None;
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        for g in v["data"].as_array_mut()? {
+            g["status"] = "unknown".into();
+        }
+        Some(v.to_string().into_bytes())
+    });
+    let proxy = Proxy::start(rig.sim.addr(), rewrite);
+    point_config_at(&rig, &proxy.url());
+    let (mut engine, journal, mut cancel) = rig.engine();
+    let report = pass(&mut engine, &rig.desired());
+    engine.shutdown(Instant::now(), || cancel.cancel());
+    journal.close().unwrap();
+    drop(proxy);
+    assert_eq!(
+        mutations_of(&rig.sim, 101),
+        Vec::<String>::new(),
+        "a running guest was started: {report:?}"
+    );
+    let classes: Vec<&str> = report.skipped.iter().map(|s| s.class.as_str()).collect();
+    assert_eq!(classes, ["status_unknown"], "{report:?}");
+    let config_reads = rig
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/lxc/101/"))
+        .count();
+    assert_eq!(config_reads, 0, "no request for 101 beyond the list");
+}
