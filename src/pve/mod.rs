@@ -1,5 +1,29 @@
 //! The Proxmox VE API: the only module that knows Proxmox URLs and JSON.
 
+/// `Display`, `Serialize` and `Deserialize` for a word the API sends as a string, of a
+/// type with `as_str` and an infallible `parse` (an unknown word is kept, not refused).
+macro_rules! wire_word {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(<$t>::parse(&String::deserialize(d)?))
+            }
+        }
+    };
+}
+
 pub mod client;
 mod envelope;
 pub mod error;

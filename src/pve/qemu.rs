@@ -15,7 +15,7 @@
 use super::perl;
 use super::types::PowerState;
 use super::Vmid;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 
 /// QEMU's run state as `query-status` reports it (QEMU `qapi/run-state.json`), plus PVE's
@@ -72,23 +72,7 @@ impl QmpStatus {
     }
 }
 
-impl fmt::Display for QmpStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for QmpStatus {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for QmpStatus {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(QmpStatus::parse(&String::deserialize(d)?))
-    }
-}
+wire_word!(QmpStatus);
 
 /// What a VM's `status` × `qmpstatus` × `lock` mean to a reconciler
 /// (docs/proxmox-api.md §9.2). Only [`VmPower::Running`] and [`VmPower::Stopped`] are

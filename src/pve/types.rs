@@ -8,7 +8,7 @@
 use super::messages::TaskFailure;
 use super::perl;
 use super::{Upid, Vmid};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -42,23 +42,7 @@ impl PowerState {
     }
 }
 
-impl fmt::Display for PowerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for PowerState {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for PowerState {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(PowerState::parse(&String::deserialize(d)?))
-    }
-}
+wire_word!(PowerState);
 
 /// One entry of `GET /nodes/{node}/lxc` (docs/proxmox-api.md §3.1). Sizes are in bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
