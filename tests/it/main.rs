@@ -24,6 +24,7 @@ mod notify;
 mod once;
 mod prom;
 mod qemu;
+mod review2;
 mod review_inflight;
 mod rig;
 mod secrets;
