@@ -13,39 +13,17 @@ use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
 use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
 use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::cancel::CancelSource;
-use felhom_agent::engine::{Engine, PassReport};
 use felhom_agent::journal::{Journal, JournalOptions};
-use felhom_agent::pve::{GuestKind, Upid, Vmid};
-use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, Sim, SimOptions};
+use felhom_agent::pve::{GuestKind, Vmid};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{finish_pass, run_until, running, upid_at};
+
 const T: Duration = Duration::from_secs(30);
-
-fn running(sim: &Sim, vmid: u32) -> bool {
-    sim.guest(vmid).unwrap().status == PowerState::Running
-}
-
-/// Feeds the open pass's results (and its stage wake-ups) until it ends.
-fn finish_pass(engine: &mut Engine) -> PassReport {
-    let deadline = Instant::now() + T;
-    loop {
-        let wake = engine.next_wake().map_or(deadline, |w| w.min(deadline));
-        match engine.results().recv_deadline(wake) {
-            Ok(r) => {
-                if let Some(report) = engine.on_result(r) {
-                    return report;
-                }
-            }
-            Err(_) => {
-                assert!(Instant::now() < deadline, "the pass did not end");
-                if let Some(report) = engine.on_wake().pop() {
-                    return report;
-                }
-            }
-        }
-    }
-}
 
 /// Defect 1: a one-shot action filed with HA is carried out a second time when HA's
 /// state no longer follows the request.
@@ -53,10 +31,10 @@ fn finish_pass(engine: &mut Engine) -> PassReport {
 /// With `ha_mode: "request"`, a one-shot `shutdown` of an HA guest is filed as an
 /// `hastop` task, which ends OK at once. Before ha-manager acts, the operator changes
 /// their mind (`ha-manager set ct:101 --state started`). `request_outcome` decides
-/// that something else was asked since (src/inflight/ha.rs:140-147, the `NotYet`
-/// grace ending in `Ending::Settled`), and `ApiExecutor::verify_ha` journals the op
-/// `abandoned` (src/engine/exec.rs:353-356; `inflight::apply` does the same after a
-/// restart, src/inflight/mod.rs:319). `KeyUse::is_spent` takes every abandoned op as
+/// that something else was asked since (src/inflight/ha.rs:126-141: `Against`, or
+/// `NotYet` past the grace, both end in `Ending::Settled`), and
+/// `ApiExecutor::verify_ha` journals the op `abandoned` (src/engine/exec.rs:367-368;
+/// `inflight::apply` does the same after a restart, src/inflight/mod.rs:314). `KeyUse::is_spent` takes every abandoned op as
 /// "did not happen" (src/journal/keys.rs:35), so the key is free again and the next
 /// pass files the same maintenance shutdown a second time, against the operator's
 /// explicit wish: exactly what the README says `once` prevents ("a maintenance script
@@ -91,10 +69,10 @@ fn a_one_shot_filed_with_ha_is_not_filed_again_when_ha_is_told_otherwise() {
     // The request is filed: the node records HA's requested state.
     assert!(rig
         .sim
-        .wait_until(T, |s| s.guest(101).unwrap().ha.as_deref() == Some("stopped")));
+        .wait_until(T, |s| s.guest(101).unwrap().ha.as_deref()
+            == Some("stopped")));
     // The operator overrides it before ha-manager acts.
-    rig.sim
-        .update_guest(101, |g| g.ha = Some("started".into()));
+    rig.sim.update_guest(101, |g| g.ha = Some("started".into()));
     let first = finish_pass(&mut engine);
     assert_eq!(first.executed, 1, "{first:?}");
     assert_eq!(mutations_of(&rig.sim, 101), ["POST shutdown"]);
@@ -102,16 +80,8 @@ fn a_one_shot_filed_with_ha_is_not_filed_again_when_ha_is_told_otherwise() {
     // The next pass: the key was used, so there is nothing to do.
     let (_plan, done) = engine.start_pass(&desired);
     if done.is_none() {
-        // Something was dispatched: wait until it reached the node (or the pass ended).
-        let deadline = Instant::now() + T;
-        while mutations_of(&rig.sim, 101).len() < 2 && Instant::now() < deadline {
-            if let Ok(r) = engine.results().recv_deadline(Instant::now() + Duration::from_millis(50))
-            {
-                if engine.on_result(r).is_some() {
-                    break;
-                }
-            }
-        }
+        // Something was dispatched: until it reaches the node, or its pass ends.
+        run_until(&mut engine, || mutations_of(&rig.sim, 101).len() >= 2);
     }
     engine.shutdown(Instant::now(), || cancel.cancel());
     journal.close().unwrap();
@@ -132,10 +102,10 @@ fn a_one_shot_filed_with_ha_is_not_filed_again_when_ha_is_told_otherwise() {
 /// queued, so a guest the operator just put on hold is started.
 ///
 /// The last look checks the `Guard` the action was planned with (src/plan/mod.rs:173,
-/// built into every power action at src/plan/guest.rs:212), not the settings in force:
-/// a reload swaps the plan settings (src/daemon/reload.rs:213) and the desired state,
+/// built into every power action at src/plan/guest.rs:224), not the settings in force:
+/// a reload swaps the plan settings (src/daemon/reload.rs:214) and the desired state,
 /// but the lanes stop a queued job only when its guest's desired *spec* fingerprint
-/// changed (src/lanes.rs:455-470), and config settings are not part of it. So with
+/// changed (src/lanes.rs:434-449), and config settings are not part of it. So with
 /// `hold_tag` changed to `maint` and guest 102 tagged `maint` (the operator's "leave
 /// it alone"), 102's start, queued behind 101's long task, is sent anyway. The same
 /// holds for `identity_guard` turned on (a renamed guest is started) and for `ha_mode`
@@ -161,9 +131,8 @@ fn a_queued_start_is_not_sent_to_a_guest_on_hold_under_a_reloaded_hold_tag() {
     });
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
-    assert!(rig
-        .sim
-        .wait_until(T, |s| s.running_tasks() == 1 && mutations_of(s, 101).len() == 1));
+    assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 1
+        && mutations_of(s, 101).len() == 1));
     assert!(mutations_of(&rig.sim, 102).is_empty(), "102 did not wait");
 
     // The operator switches to their own hold tag, puts 102 on hold with it, reloads.
@@ -171,8 +140,7 @@ fn a_queued_start_is_not_sent_to_a_guest_on_hold_under_a_reloaded_hold_tag() {
         serde_json::from_str(&std::fs::read_to_string(&rig.config_path).unwrap()).unwrap();
     config["hold_tag"] = "maint".into();
     rig.dir.write("config.json", config.to_string(), 0o644);
-    rig.sim
-        .update_guest(102, |g| g.tags = Some("maint".into()));
+    rig.sim.update_guest(102, |g| g.tags = Some("maint".into()));
     agent.signal(SIGHUP);
     agent.wait_line("msg=reloaded", T);
 
@@ -189,29 +157,18 @@ fn a_queued_start_is_not_sent_to_a_guest_on_hold_under_a_reloaded_hold_tag() {
     );
 }
 
-/// The UPID of a task of the agent's on `node` for guest `vmid`, started at `starttime`.
-fn upid_at(sim: &Sim, kind: &str, vmid: u32, starttime: i64) -> Upid {
-    format!(
-        "UPID:pve1:0000{:04X}:00ABCDEF:{starttime:08X}:{kind}:{vmid}:{}:",
-        vmid,
-        sim.token_id()
-    )
-    .parse()
-    .expect("a valid UPID")
-}
-
 /// Defect 3: after the clock was stepped back, an unanswered shutdown's own task is
 /// never found, the op is taken as not carried out, and a second shutdown is sent while
 /// the first one's task runs.
 ///
 /// `look_for_task` searches only tasks that started no earlier than the guest's last
-/// journaled task (src/inflight/mod.rs:243-246, filtered again at :259). Task start
+/// journaled task (src/inflight/mod.rs:224-227, filtered again at :241). Task start
 /// times are the node's clock, and the agent runs on the node: when that clock is
 /// stepped back (an RTC an hour fast until chrony stepped it, a restored snapshot),
 /// every task started since has a start time *before* the last one the journal
 /// knows, so the op's own task is never taken. The op goes unexplained through
 /// `unanswered_grace_secs` and is ended as "not carried out"
-/// (src/inflight/mod.rs:289-293), and the next pass sends the shutdown again while
+/// (src/inflight/mod.rs:273-279), and the next pass sends the shutdown again while
 /// the first shutdown's task still runs: the node's audit sees two actions of guest
 /// 101 in flight at once, and the request log two shutdowns. The README promises that
 /// a clock step changes nothing here ("both start times are the node's clock").
@@ -294,7 +251,7 @@ fn an_unanswered_shutdown_after_the_clock_went_back_is_not_sent_again() {
 ///
 /// Spent keys live only in the journal of the node whose agent carried them out
 /// (`Engine::start_observed_pass` takes them from its own journal,
-/// src/engine/mod.rs:408; `app::from_journal` likewise for `plan`). In a cluster every
+/// src/engine/mod.rs:419; `app::from_journal` likewise for `plan`). In a cluster every
 /// node's agent has the same desired state (README "A cluster"), so once guest 101
 /// migrates, the agent of its new node finds the key unused and carries it out again:
 /// here, a one-shot start of a guest the operator has since stopped and migrated
@@ -326,7 +283,13 @@ fn a_one_shot_start_is_not_carried_out_again_after_its_guest_migrates() {
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&rig.config_path).unwrap()).unwrap();
     config["node"] = "pve2".into();
-    config["state_dir"] = rig.dir.path().join("state-pve2").display().to_string().into();
+    config["state_dir"] = rig
+        .dir
+        .path()
+        .join("state-pve2")
+        .display()
+        .to_string()
+        .into();
     let pve2 = rig.dir.write("config-pve2.json", config.to_string(), 0o644);
     let once = |config: &std::path::Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_felhom-agent"))
@@ -384,7 +347,7 @@ fn a_one_shot_start_is_not_carried_out_again_after_its_guest_migrates() {
 /// journaled `failed` with its UPID, and `KeyUse::is_spent` counts a failed op with a
 /// task as spent (src/journal/keys.rs:36). The one-shot start never happens, though
 /// nothing was carried out and the executor itself calls the outcome `blocked`
-/// (src/engine/exec.rs:448-450), not failed.
+/// (src/engine/exec.rs:459-460), not failed.
 ///
 /// Fix: decide "used up" from what the task did, not from whether there was one: a
 /// task that failed on a lock or a lock timeout (`classify_task_error` gives
@@ -402,8 +365,11 @@ fn a_one_shot_start_refused_for_a_lock_runs_once_the_lock_clears() {
     );
     // The start reaches pvedaemon, which forks its worker a second later.
     rig.sim.set_faults(Faults::rule(
-        FaultRule::new(Match::post("status/start"), Effect::Delay(Duration::from_secs(1)))
-            .times(1),
+        FaultRule::new(
+            Match::post("status/start"),
+            Effect::Delay(Duration::from_secs(1)),
+        )
+        .times(1),
     ));
     let (mut engine, journal, mut cancel) = rig.engine();
     let desired = rig.desired();
