@@ -19,6 +19,7 @@ use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+mod notify;
 mod support;
 
 use support::{finish_pass, run_until, running, upid_at};
@@ -363,11 +364,11 @@ fn a_one_shot_start_refused_for_a_lock_runs_once_the_lock_clears() {
         r#"{"guests": [{"vmid": 101, "once": [{"key": "boot-1", "action": "start"}]}]}"#,
         serde_json::json!({}),
     );
-    // The start reaches pvedaemon, which forks its worker a second later.
+    // The start reaches pvedaemon, which forks its worker two seconds later.
     rig.sim.set_faults(Faults::rule(
         FaultRule::new(
             Match::post("status/start"),
-            Effect::Delay(Duration::from_secs(1)),
+            Effect::Delay(Duration::from_secs(2)),
         )
         .times(1),
     ));
