@@ -4,7 +4,8 @@
 //! The protocol is one `AF_UNIX` datagram per message, `KEY=value` lines separated by
 //! newlines, sent to the socket named in `NOTIFY_SOCKET`: a filesystem path, or an
 //! abstract socket when it starts with `@`. Under runit or from a shell the variable is
-//! absent and every call is a cheap no-op. Nothing here unsets the variables: the agent
+//! absent and every call is a cheap no-op. A send never blocks: a message the manager's
+//! full queue cannot take is dropped. Nothing here unsets the variables: the agent
 //! never forks helpers that could mistake them for their own.
 
 use std::ffi::OsString;
@@ -158,12 +159,30 @@ impl Notifier {
 
     /// Sends one datagram from a fresh unbound socket, as libsystemd does: nothing is
     /// kept open between messages, and a restarted manager is found again by address.
+    ///
+    /// The socket does not block, as libsystemd's sd_notify sends with `MSG_DONTWAIT`:
+    /// these calls come from the run loop, and a manager that has stopped reading (PID 1
+    /// busy or stuck, its queue of `net.unix.max_dgram_qlen` datagrams full) must not
+    /// stop it, SIGTERM's handling included. A message that would block is dropped and
+    /// logged at debug level; the next status or watchdog ping is sent afresh.
     fn send(&self, message: &str) -> io::Result<()> {
         let Some(addr) = &self.socket else {
             return Ok(());
         };
         let socket = UnixDatagram::unbound()?;
-        let sent = socket.send_to_addr(message.as_bytes(), addr)?;
+        socket.set_nonblocking(true)?;
+        let sent = match socket.send_to_addr(message.as_bytes(), addr) {
+            Ok(sent) => sent,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let first = message.lines().next().unwrap_or_default();
+                crate::log::debug(
+                    "sd_notify message dropped: the service manager's queue is full",
+                    &[("message", &first)],
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if sent != message.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -272,5 +291,89 @@ mod clock {
             io::ErrorKind::Unsupported,
             "CLOCK_MONOTONIC is only read on 64-bit Linux",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A bound socket standing in for the service manager, in a fresh temp dir.
+    struct Manager {
+        socket: UnixDatagram,
+        dir: std::path::PathBuf,
+    }
+
+    impl Manager {
+        fn new(name: &str) -> Manager {
+            let dir = std::env::temp_dir().join(format!("felhom-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let socket = UnixDatagram::bind(dir.join("notify")).unwrap();
+            socket.set_nonblocking(true).unwrap();
+            Manager { socket, dir }
+        }
+
+        fn notifier(&self) -> Notifier {
+            let addr = SocketAddr::from_pathname(self.dir.join("notify")).unwrap();
+            Notifier::new(addr, None)
+        }
+
+        /// Fills the queue as a manager that stopped reading; how many it took.
+        fn fill(&self) -> usize {
+            let filler = UnixDatagram::unbound().unwrap();
+            filler.set_nonblocking(true).unwrap();
+            let mut queued = 0;
+            loop {
+                match filler.send_to(b"X=1", self.dir.join("notify")) {
+                    Ok(_) => queued += 1,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return queued,
+                    Err(e) => panic!("filling the queue: {e}"),
+                }
+                assert!(queued < 1_000_000, "the queue never filled");
+            }
+        }
+
+        /// Every datagram queued, read without waiting.
+        fn drain(&self) -> Vec<String> {
+            let mut buf = [0u8; 256];
+            let mut got = Vec::new();
+            while let Ok(n) = self.socket.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            got
+        }
+    }
+
+    impl Drop for Manager {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_message_to_a_full_queue_is_dropped_without_blocking() {
+        let manager = Manager::new("notify-full");
+        let queued = manager.fill();
+        let notifier = manager.notifier();
+        // Sent from a thread, so that a send that blocks fails the test at the deadline
+        // instead of hanging it; draining the queue then lets that thread end.
+        let (tx, rx) = mpsc::channel();
+        let sender = std::thread::Builder::new()
+            .name("notify test".into())
+            .spawn(move || {
+                let _ = tx.send(notifier.status("pass 1: converged"));
+            })
+            .unwrap();
+        let result = rx.recv_timeout(Duration::from_secs(10));
+        let drained = manager.drain();
+        sender.join().unwrap();
+        assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+        assert_eq!(drained.len(), queued, "the status was dropped");
+        assert!(drained.iter().all(|d| d == "X=1"));
+        // Once the manager reads again, messages arrive as before.
+        manager.notifier().status("pass 2: converged").unwrap();
+        assert_eq!(manager.drain(), ["STATUS=pass 2: converged"]);
     }
 }

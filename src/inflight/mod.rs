@@ -39,15 +39,25 @@
 //! ([`Journal::last_tasks`]). So a task of ours that no op owns and that started after
 //! the guest's last task is this op's (or, rarely, the late task of an op since ended
 //! without one); one that started before it is an older op's and is never taken, however
-//! the journal has forgotten it. Both start times are the node's clock, so a step of the
-//! agent's clock changes nothing here. Of those, the first that started no earlier than
-//! the op's own record (less [`CLOCK_SKEW_SECS`]) is taken, else the latest (the clock
+//! the journal has forgotten it. Of those, the first that started no earlier than the
+//! op's own record (less [`CLOCK_SKEW_SECS`]) is taken, else the latest (the clock
 //! stepped back between the record and the fork). For a guest the journal knows no task
 //! of (the first op of a guest, or a state directory that was wiped) the op's own record
 //! (less [`CLOCK_SKEW_SECS`]) is the bound instead: a task of ours from before it may be
 //! a forgotten op's and is not taken. (A clock stepped back between that record and the
 //! fork then leaves the op's own task unfound, and the op is held through its grace: the
 //! safe side.)
+//!
+//! Start times are the clock of the node, which the agent runs on, and a step of that
+//! clock moves them too. The guest's last task started before the op's record (the
+//! guest was not held when the op began); one that started after it (beyond
+//! [`CLOCK_SKEW_SECS`]) says the clock was stepped back since, and every task forked
+//! after the step, the op's own too, started "before" the last one. Then the op's own
+//! record (less [`CLOCK_SKEW_SECS`]) is the bound, as for a guest the journal knows no
+//! task of, and an op whose task is not found is held, never ended after its grace: this
+//! clock has been seen to step back, a task forked after one more step would start
+//! before the record, and sending the action again could run two side by side. Such an
+//! op ends when its task shows up; until then its guest is held, with that reason.
 //!
 //! Clocks: the grace is measured on the monotonic clock of this process, from the
 //! instant the executor of this process got no answer ([`Tracker::unanswered`]), or else
@@ -221,10 +231,11 @@ fn look_for_task(
     tracker: Option<&Tracker>,
 ) -> Verdict {
     let record = op.started_at - CLOCK_SKEW_SECS;
-    let earliest = match known.last_tasks.get(&op.vmid) {
-        Some(last) => last.starttime.max(op.started_at - CLOCK_STEP_SECS),
-        None => record,
-    };
+    let last = known.last_tasks.get(&op.vmid).map(|u| u.starttime);
+    let SearchFrom {
+        earliest,
+        clock_went_back,
+    } = search_from(op.started_at, last);
     let tasks = match node.tasks_since(op.vmid, types, earliest) {
         Ok(tasks) => tasks,
         Err(e) => {
@@ -247,8 +258,55 @@ fn look_for_task(
     }
     let what = format!("no {} task listed yet", types.join("/"));
     match tracker {
+        // After a step back, "not listed" is not evidence enough (see the module doc):
+        // never taken as not carried out.
+        Some(_) if clock_went_back => Verdict::Held(format!(
+            "op {} {} got no answer; {what}, and the clock went back since the guest's \
+             last task (started at {}, after this op's record at {}), so it stays held \
+             until its task shows up",
+            op.op,
+            op.kind,
+            last.unwrap_or_default(),
+            op.started_at
+        )),
         Some(tracker) => unexplained(op, tracker, &what),
         None => Verdict::Held(what),
+    }
+}
+
+/// Where the task-list search for an op's task starts (Unix seconds, the node's clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SearchFrom {
+    earliest: i64,
+    /// The guest's last task started after the op's record: the clock went back since,
+    /// and an op whose task is not found is held, never ended after its grace.
+    clock_went_back: bool,
+}
+
+/// The search bound for an op recorded at `started_at` (the agent's clock) whose guest's
+/// last journaled task started at `last` (the node's clock, the same machine's).
+///
+/// Normally the last task: nothing of ours from before it is this op's. But one action
+/// at a time per guest means that task started before this op's record, so one that
+/// started after it (beyond [`CLOCK_SKEW_SECS`]) says the clock was stepped back since,
+/// and every task forked after the step, this op's too, started "before" it. The op's
+/// own record is the bound then, as for a guest the journal knows no task of: a task of
+/// ours from before the record is an older op's (the record is written before the call).
+fn search_from(started_at: i64, last: Option<i64>) -> SearchFrom {
+    let record = started_at - CLOCK_SKEW_SECS;
+    match last {
+        Some(last) if last > started_at + CLOCK_SKEW_SECS => SearchFrom {
+            earliest: record,
+            clock_went_back: true,
+        },
+        Some(last) => SearchFrom {
+            earliest: last.max(started_at - CLOCK_STEP_SECS),
+            clock_went_back: false,
+        },
+        None => SearchFrom {
+            earliest: record,
+            clock_went_back: false,
+        },
     }
 }
 

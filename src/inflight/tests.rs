@@ -554,17 +554,21 @@ fn op_started(age: i64) -> OpSummary {
 #[test]
 fn wall_clock_steps_neither_end_the_grace_nor_hide_the_task() {
     let now = crate::time::unix_now();
-    // 101's last task, three hours ago by the node's clock.
-    let last = upid(now - 3 * 3600, TOKEN);
-    let owned = BTreeSet::from([last.clone()]);
-    let last_tasks = BTreeMap::from([(Vmid::new(101).unwrap(), last)]);
+    let known_last = |last: Upid| {
+        (
+            BTreeSet::from([last.clone()]),
+            BTreeMap::from([(Vmid::new(101).unwrap(), last)]),
+        )
+    };
+    // The clock stepped forward ten days since the record (or the agent was down that
+    // long; 101's last task is from before the record): the grace still starts at this
+    // look.
+    let (owned, last_tasks) = known_last(upid(now - 11 * 86_400, TOKEN));
     let known = Known {
         token_id: TOKEN,
         owned: &owned,
         last_tasks: &last_tasks,
     };
-    // The clock stepped forward ten days since the record (or the agent was down that
-    // long): the grace still starts at this look.
     let op = op_started(10 * 86_400);
     let verdict = look(&op, &Fake::default(), &known, &tracker());
     assert!(
@@ -572,8 +576,15 @@ fn wall_clock_steps_neither_end_the_grace_nor_hide_the_task() {
         || w.contains("waiting up to 120 s more")),
         "{verdict:?}"
     );
-    // The clock stepped back two hours between the record and the fork: the task
-    // starts "before" the record, but after the guest's last task, and is still found.
+    // 101's last task, three hours ago by the node's clock. The clock stepped back two
+    // hours between the record and the fork: the task starts "before" the record, but
+    // after the guest's last task, and is still found.
+    let (owned, last_tasks) = known_last(upid(now - 3 * 3600, TOKEN));
+    let known = Known {
+        token_id: TOKEN,
+        owned: &owned,
+        last_tasks: &last_tasks,
+    };
     let op = op_started(-7200);
     let task = upid(now, TOKEN);
     let node = Fake {
@@ -584,4 +595,72 @@ fn wall_clock_steps_neither_end_the_grace_nor_hide_the_task() {
         look(&op, &node, &known, &tracker()),
         Verdict::TaskFound(task)
     );
+}
+
+#[test]
+fn the_search_starts_at_the_record_when_the_guests_last_task_is_later() {
+    let at = 1_700_000_000;
+    let from = |last| search_from(at, last);
+    let normal = |earliest| SearchFrom {
+        earliest,
+        clock_went_back: false,
+    };
+    assert_eq!(from(None), normal(at - CLOCK_SKEW_SECS));
+    assert_eq!(from(Some(at - 600)), normal(at - 600));
+    assert_eq!(from(Some(at - 3 * 86_400)), normal(at - CLOCK_STEP_SECS));
+    // Within the skew the last task is still taken as before the record.
+    assert_eq!(
+        from(Some(at + CLOCK_SKEW_SECS)),
+        normal(at + CLOCK_SKEW_SECS)
+    );
+    // Later than that: the clock went back since the last task.
+    let back = SearchFrom {
+        earliest: at - CLOCK_SKEW_SECS,
+        clock_went_back: true,
+    };
+    assert_eq!(from(Some(at + CLOCK_SKEW_SECS + 1)), back);
+    assert_eq!(from(Some(at + 3600)), back);
+}
+
+#[test]
+fn after_the_clock_went_back_the_ops_own_task_is_found_and_a_missing_one_is_held() {
+    // 101's last task started an hour after this op's record by the node's clock (it
+    // ran an hour fast until it was stepped back).
+    let s = Scratch::new();
+    let now = crate::time::unix_now();
+    let last = typed_upid(now + 3600, "vzstart", TOKEN);
+    let first = s.op(ActionKind::Start, Some(last.clone()));
+    s.j().succeeded(first).unwrap();
+    let op = s.op(ActionKind::Shutdown, None);
+    let started = s.j().op(op).unwrap().started_at;
+    // The op's own task, and one of ours from before its record, which is not taken.
+    let task = typed_upid(started, "vzshutdown", TOKEN);
+    let node = Fake {
+        tasks: Ok(vec![
+            typed_upid(started - 600, "vzshutdown", TOKEN),
+            task.clone(),
+        ]),
+        ..Fake::default()
+    };
+    let why = s.settle(&node, &tracker()).unwrap();
+    assert!(why.contains("still running"), "{why}");
+    assert_eq!(s.j().op(op).unwrap().upid, Some(task));
+    assert_eq!(node.asked_since.borrow()[0], started - CLOCK_SKEW_SECS);
+
+    // No task of it listed: held, and still held once the grace has passed.
+    let s = Scratch::new();
+    let first = s.op(ActionKind::Start, Some(last));
+    s.j().succeeded(first).unwrap();
+    let op = s.op(ActionKind::Shutdown, None);
+    let started = s.j().op(op).unwrap().started_at;
+    let node = Fake {
+        tasks: Ok(vec![typed_upid(started - 600, "vzshutdown", TOKEN)]),
+        ..Fake::default()
+    };
+    let tracker = Tracker::new(Duration::ZERO);
+    for _ in 0..2 {
+        let why = s.settle(&node, &tracker).unwrap();
+        assert!(why.contains("the clock went back"), "{why}");
+        assert_eq!(s.state(op), OpState::Started);
+    }
 }

@@ -25,6 +25,7 @@ mod once;
 mod prom;
 mod proxy;
 mod qemu;
+mod review2;
 mod review_client;
 mod review_inflight;
 mod rig;
