@@ -200,26 +200,11 @@ impl ApiExecutor {
 
     /// The guest's state and HA's, as the node says; `None` when it is not on this node.
     fn guest_now(&self, action: &Action) -> Result<Option<GuestNow>, ApiError> {
-        let now = match action.guest {
-            GuestKind::Lxc => self
-                .client
-                .lxc_status(&self.node, action.vmid)
-                .map(|s| GuestNow {
-                    status: s.status,
-                    ha_managed: s.ha_managed,
-                    ha_state: s.ha_state,
-                }),
-            GuestKind::Qemu => self
-                .client
-                .qemu_status(&self.node, action.vmid)
-                .map(|s| GuestNow {
-                    status: s.status,
-                    ha_managed: s.ha_managed,
-                    ha_state: s.ha_state,
-                }),
-        };
-        match now {
-            Ok(now) => Ok(Some(now)),
+        match self
+            .client
+            .guest_status(action.guest, &self.node, action.vmid)
+        {
+            Ok(now) => Ok(Some(GuestNow::from(now))),
             Err(e) if e.is_config_missing() => Ok(None),
             Err(e) => Err(e),
         }

@@ -12,7 +12,7 @@ use super::observe::bulk_task;
 use crate::action::{Action, ActionKind, Guard};
 use crate::lanes::Outcome;
 use crate::plan;
-use crate::pve::{Client, GuestKind, PowerState, VmPower};
+use crate::pve::{Client, PowerState, VmPower};
 
 /// What the last look says.
 #[derive(Debug)]
@@ -91,41 +91,22 @@ pub fn look(client: &Client, node: &str, action: &Action, guard: &Guard) -> Look
 }
 
 fn read(client: &Client, node: &str, action: &Action) -> Result<Fresh, crate::pve::ApiError> {
-    Ok(match action.guest {
-        GuestKind::Lxc => {
-            let s = client.lxc_status(node, action.vmid)?;
-            let power = match s.status {
-                PowerState::Running => Power::Running,
-                PowerState::Stopped => Power::Stopped,
-                PowerState::Unknown(s) => Power::Other(format!("in status {s:?}")),
-            };
-            Fresh {
-                name: s.name,
-                tags: s.tags,
-                lock: s.lock,
-                ha_managed: s.ha_managed,
-                ha_state: s.ha_state,
-                power,
-            }
+    let s = client.guest_status(action.guest, node, action.vmid)?;
+    let power = match (s.vm_power, s.status) {
+        (None, PowerState::Running) | (Some(VmPower::Running), _) => Power::Running,
+        (None, PowerState::Stopped) | (Some(VmPower::Stopped), _) => Power::Stopped,
+        (None, PowerState::Unknown(s)) => Power::Other(format!("in status {s:?}")),
+        (Some(p @ (VmPower::Paused | VmPower::IoError | VmPower::GuestSuspended)), _) => {
+            Power::Halted(p.as_str().to_string())
         }
-        GuestKind::Qemu => {
-            let s = client.qemu_status(node, action.vmid)?;
-            let power = match s.power {
-                VmPower::Running => Power::Running,
-                VmPower::Stopped => Power::Stopped,
-                p @ (VmPower::Paused | VmPower::IoError | VmPower::GuestSuspended) => {
-                    Power::Halted(p.as_str().to_string())
-                }
-                p => Power::Other(p.as_str().to_string()),
-            };
-            Fresh {
-                name: s.name,
-                tags: s.tags,
-                lock: s.lock,
-                ha_managed: s.ha_managed,
-                ha_state: s.ha_state,
-                power,
-            }
-        }
+        (Some(p), _) => Power::Other(p.as_str().to_string()),
+    };
+    Ok(Fresh {
+        name: s.name,
+        tags: s.tags,
+        lock: s.lock,
+        ha_managed: s.ha_managed,
+        ha_state: s.ha_state,
+        power,
     })
 }

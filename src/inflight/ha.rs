@@ -46,6 +46,16 @@ pub struct GuestNow {
     pub ha_state: Option<String>,
 }
 
+impl From<crate::pve::StatusNow> for GuestNow {
+    fn from(s: crate::pve::StatusNow) -> GuestNow {
+        GuestNow {
+            status: s.status,
+            ha_managed: s.ha_managed,
+            ha_state: s.ha_state,
+        }
+    }
+}
+
 /// Whether `upid` is a task that only files a request with HA.
 pub fn is_ha_request(upid: &Upid) -> bool {
     upid.kind.starts_with("ha")

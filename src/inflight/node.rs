@@ -2,7 +2,7 @@
 
 use super::{GuestNow, Node, TaskState};
 use crate::pve::types::{TaskQuery, TaskRunState};
-use crate::pve::{ApiError, Client, Upid, Vmid};
+use crate::pve::{ApiError, Client, GuestKind, Upid, Vmid};
 
 /// The client plus the node whose tasks and guests are asked about.
 pub struct ClientNode<'a> {
@@ -57,19 +57,12 @@ impl Node for ClientNode<'_> {
     }
 
     fn guest_now(&self, vmid: Vmid) -> Result<Option<GuestNow>, ApiError> {
-        match self.client.lxc_status(self.node, vmid) {
-            Ok(s) => Ok(Some(GuestNow {
-                status: s.status,
-                ha_managed: s.ha_managed,
-                ha_state: s.ha_state,
-            })),
+        let read = |kind| self.client.guest_status(kind, self.node, vmid);
+        match read(GuestKind::Lxc) {
+            Ok(s) => Ok(Some(s.into())),
             // Not a container here: a VM, then, or not on this node at all.
-            Err(e) if e.is_config_missing() => match self.client.qemu_status(self.node, vmid) {
-                Ok(s) => Ok(Some(GuestNow {
-                    status: s.status,
-                    ha_managed: s.ha_managed,
-                    ha_state: s.ha_state,
-                })),
+            Err(e) if e.is_config_missing() => match read(GuestKind::Qemu) {
+                Ok(s) => Ok(Some(s.into())),
                 Err(e) if e.is_config_missing() => Ok(None),
                 Err(e) => Err(e),
             },

@@ -53,7 +53,7 @@ pub use times::{Expected, TaskTimes};
 pub use tls::{default_ca_file, trust_ca_file, DEFAULT_CA_FILE};
 pub use types::{
     ClusterResource, GuestEntry, GuestStatus, LxcConfig, PendingEntry, PowerOp, PowerState,
-    TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
+    StatusNow, TaskListEntry, TaskOutcome, TaskQuery, TaskRunState, TaskStatus, Version,
 };
 pub use upid::{is_node_name, percent_encode_segment, Upid, UpidParseError};
 pub use url::{BaseUrl, UrlError};

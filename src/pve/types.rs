@@ -132,6 +132,49 @@ pub struct GuestStatus {
     pub ha_state: Option<String>,
 }
 
+/// A guest's `status/current`, of either kind, as far as a decision on its power
+/// needs ([`crate::pve::Client::guest_status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusNow {
+    pub status: PowerState,
+    /// A VM's state from `status`, `qmpstatus` and `lock`; `None` for a container.
+    pub vm_power: Option<super::VmPower>,
+    pub name: Option<String>,
+    /// The raw `;`-separated config string.
+    pub tags: Option<String>,
+    pub lock: Option<String>,
+    pub ha_managed: bool,
+    pub ha_state: Option<String>,
+}
+
+impl From<GuestStatus> for StatusNow {
+    fn from(s: GuestStatus) -> StatusNow {
+        StatusNow {
+            status: s.status,
+            vm_power: None,
+            name: s.name,
+            tags: s.tags,
+            lock: s.lock,
+            ha_managed: s.ha_managed,
+            ha_state: s.ha_state,
+        }
+    }
+}
+
+impl From<super::VmStatus> for StatusNow {
+    fn from(s: super::VmStatus) -> StatusNow {
+        StatusNow {
+            status: s.status,
+            vm_power: Some(s.power),
+            name: s.name,
+            tags: s.tags,
+            lock: s.lock,
+            ha_managed: s.ha_managed,
+            ha_state: s.ha_state,
+        }
+    }
+}
+
 /// The wire form of [`GuestStatus`]: `vmid` may be missing and HA is nested.
 #[derive(Deserialize)]
 pub(crate) struct RawGuestStatus {

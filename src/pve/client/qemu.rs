@@ -6,7 +6,7 @@ use crate::pve::error::ApiError;
 use crate::pve::form::{encode_component, Params};
 use crate::pve::kind::GuestKind;
 use crate::pve::qemu::{RawVmStatus, VmConfig, VmEntry, VmStatus};
-use crate::pve::types::{PendingEntry, PowerOp};
+use crate::pve::types::{PendingEntry, PowerOp, StatusNow};
 use crate::pve::{Upid, Vmid};
 use minreq::Method;
 
@@ -32,6 +32,19 @@ impl Client {
         let path = format!("{}/status/current", guest_path(GuestKind::Qemu, node, vmid));
         let raw: RawVmStatus = self.get(&path, &[])?;
         Ok(raw.into_status(vmid))
+    }
+
+    /// `GET .../status/current` of a guest of either kind, in the terms both share.
+    pub fn guest_status(
+        &self,
+        kind: GuestKind,
+        node: &str,
+        vmid: Vmid,
+    ) -> Result<StatusNow, ApiError> {
+        Ok(match kind {
+            GuestKind::Lxc => self.lxc_status(node, vmid)?.into(),
+            GuestKind::Qemu => self.qemu_status(node, vmid)?.into(),
+        })
     }
 
     /// `GET .../qemu/{vmid}/config`: with `current` false pending values are merged in
