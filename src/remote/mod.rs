@@ -150,37 +150,8 @@ pub(crate) fn get(req: &Get<'_>) -> Result<Got, RemoteError> {
         } else if let Some(date) = req.last_modified {
             r = r.with_header("If-Modified-Since", date);
         }
-        let mut resp = match r.send_lazy() {
-            Ok(resp) => resp,
-            Err(e) => {
-                let (never, source) = transport_failure(&e, req.keys);
-                let request = label;
-                return Err(if never {
-                    RemoteError::NeverSent { request, source }
-                } else {
-                    RemoteError::NoAnswer { request, source }
-                });
-            }
-        };
+        let mut resp = send(r, &label, &url, req.token, req.keys, started)?;
         let status = resp.status_code;
-        log::debug(
-            "remote request",
-            &[
-                ("method", &"GET"),
-                ("url", &url.shown()),
-                ("status", &status),
-                ("ms", &started.elapsed().as_millis()),
-            ],
-        );
-        if is_no_status_line(status, &resp.reason_phrase, !resp.headers.is_empty()) {
-            return Err(RemoteError::NoAnswer {
-                request: label,
-                source: crate::pve::TransportError::new("connection closed without a response"),
-            });
-        }
-        if head_reflects(req.token, &resp.reason_phrase, &resp.headers) {
-            return Err(RemoteError::Reflected { request: label });
-        }
         match status {
             304 if conditional => return Ok(Got::NotModified),
             200..=299 if status != 204 => {
@@ -240,6 +211,59 @@ pub(crate) fn get(req: &Get<'_>) -> Result<Got, RemoteError> {
     })
 }
 
+/// Sends `r` (`label` is its method and shown URL) and returns the answer once its
+/// head is one: a transport failure says whether the request may have left, a
+/// connection closed before a status line is no answer, and a head that reflects the
+/// token is refused before anything else is read. Logs the exchange at debug level.
+fn send(
+    r: minreq::Request,
+    label: &str,
+    url: &RemoteUrl,
+    token: Option<&Secret>,
+    keys: TlsKeys,
+    started: Instant,
+) -> Result<minreq::ResponseLazy, RemoteError> {
+    let request = || label.to_string();
+    let resp = r.send_lazy().map_err(|e| {
+        let (never, source) = transport_failure(&e, keys);
+        if never {
+            RemoteError::NeverSent {
+                request: request(),
+                source,
+            }
+        } else {
+            RemoteError::NoAnswer {
+                request: request(),
+                source,
+            }
+        }
+    })?;
+    let method = label.split(' ').next().unwrap_or_default();
+    log::debug(
+        "remote request",
+        &[
+            ("method", &method),
+            ("url", &url.shown()),
+            ("status", &resp.status_code),
+            ("ms", &started.elapsed().as_millis()),
+        ],
+    );
+    if is_no_status_line(
+        resp.status_code,
+        &resp.reason_phrase,
+        !resp.headers.is_empty(),
+    ) {
+        return Err(RemoteError::NoAnswer {
+            request: request(),
+            source: crate::pve::TransportError::new("connection closed without a response"),
+        });
+    }
+    if head_reflects(token, &resp.reason_phrase, &resp.headers) {
+        return Err(RemoteError::Reflected { request: request() });
+    }
+    Ok(resp)
+}
+
 /// A reason phrase fit for a log line: printable, and not endless.
 fn clean_reason(reason: &str) -> String {
     let clean: String = reason
@@ -265,34 +289,8 @@ pub(crate) fn post_json(
     let r = request(minreq::Method::Post, url, token, timeout)
         .with_header("Content-Type", "application/json")
         .with_body(body);
-    let mut resp = r.send_lazy().map_err(|e| {
-        let (never, source) = transport_failure(&e, keys);
-        let request = label.clone();
-        if never {
-            RemoteError::NeverSent { request, source }
-        } else {
-            RemoteError::NoAnswer { request, source }
-        }
-    })?;
+    let mut resp = send(r, &label, url, token, keys, started)?;
     let status = resp.status_code;
-    log::debug(
-        "remote request",
-        &[
-            ("method", &"POST"),
-            ("url", &url.shown()),
-            ("status", &status),
-            ("ms", &started.elapsed().as_millis()),
-        ],
-    );
-    if is_no_status_line(status, &resp.reason_phrase, !resp.headers.is_empty()) {
-        return Err(RemoteError::NoAnswer {
-            request: label,
-            source: crate::pve::TransportError::new("connection closed without a response"),
-        });
-    }
-    if head_reflects(token, &resp.reason_phrase, &resp.headers) {
-        return Err(RemoteError::Reflected { request: label });
-    }
     if !(200..300).contains(&status) {
         return Err(RemoteError::Status {
             request: label,
