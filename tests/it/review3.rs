@@ -23,10 +23,11 @@ const T: Duration = Duration::from_secs(30);
 ///
 /// A one-shot entry's `node` says which node's agent carries the key out; "on the other
 /// nodes it waits" (README, `once`). The lanes stop a queued job when its guest's
-/// desired fingerprint changed (src/lanes.rs:436-447, `stop_reason`), but
+/// desired fingerprint changed (src/lanes.rs:447-458, `stop_reason`), but
 /// `GuestSpec::fingerprint` hashes each `once` entry's key and action only, not its
-/// `node` (src/desired/mod.rs:221-226), and the last look does not know the entry at
-/// all (src/engine/precheck.rs). So an operator who moves key `boot-1` of guest 102
+/// `node` (src/desired/mod.rs:222-227), and the last look does not know the entry at
+/// all (src/engine/precheck.rs:52-90, `look`); only the planner filters on it
+/// (src/plan/guest.rs:85-89). So an operator who moves key `boot-1` of guest 102
 /// from pve1 to pve2 (say, to carry it out after a planned migration) and reloads,
 /// while 102's start waits in pve1's queue behind another guest's task, gets the start
 /// sent by pve1 anyway: the node's request log shows `POST .../102/status/start` from
@@ -53,9 +54,8 @@ fn a_queued_one_shot_moved_to_another_node_by_a_reload_is_not_sent() {
     });
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("READY=1", T);
-    assert!(rig
-        .sim
-        .wait_until(T, |s| s.running_tasks() == 1 && mutations_of(s, 101).len() == 1));
+    assert!(rig.sim.wait_until(T, |s| s.running_tasks() == 1
+        && mutations_of(s, 101).len() == 1));
     assert!(mutations_of(&rig.sim, 102).is_empty(), "102 did not wait");
 
     // The operator hands the key to pve2 and reloads.
