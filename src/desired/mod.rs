@@ -220,10 +220,12 @@ impl GuestSpec {
             h.field("balloon", &n.to_string());
         }
         for o in &self.once {
-            h.field(
-                "once",
-                &format!("{}:{}:{}", o.key.len(), o.key, o.action.as_str()),
-            );
+            let mut entry = format!("{}:{}:{}", o.key.len(), o.key, o.action.as_str());
+            // The node an entry names, only when it names one (node names have no `:`).
+            if let Some(node) = &o.node {
+                entry += &format!(":{node}");
+            }
+            h.field("once", &entry);
         }
         h.0
     }

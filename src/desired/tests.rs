@@ -318,6 +318,23 @@ fn fingerprint_is_stable_and_tracks_managed_fields() {
             tags: Some(vec!["prod,web".to_string()]),
             ..base.clone()
         },
+        GuestSpec {
+            once: vec![OneShot {
+                key: "k".into(),
+                action: OneShotAction::Start,
+                node: None,
+            }],
+            ..base.clone()
+        },
+        // The same key moved to a node: another spec (a queued key stops).
+        GuestSpec {
+            once: vec![OneShot {
+                key: "k".into(),
+                action: OneShotAction::Start,
+                node: Some("pve2".into()),
+            }],
+            ..base.clone()
+        },
     ];
     let mut seen = vec![base.fingerprint()];
     for v in &variants {

@@ -110,6 +110,19 @@ fn a_queued_start_is_not_sent_to_a_guest_put_on_hold_renamed_or_locked_meanwhile
     }
 }
 
+/// A guest whose HA resource is `ignored` is not HA's: the plan acts on it directly,
+/// and so does the last look (`status/current` still says `managed` for it).
+#[test]
+fn a_guest_whose_ha_resource_is_ignored_is_started() {
+    let (rig, report) = queued_start("last-look-ha-ignored", |rig| {
+        rig.sim.update_guest(102, |g| g.ha = Some("ignored".into()))
+    });
+    assert_eq!(mutations_of(&rig.sim, 102), ["POST start"], "{report:?}");
+    assert!(rig
+        .sim
+        .wait_until(T, |s| s.guest(102).unwrap().status == PowerState::Running));
+}
+
 #[test]
 fn a_queued_start_of_a_guest_started_by_hand_meanwhile_is_not_sent() {
     let (rig, report) = queued_start("last-look-started", |rig| {

@@ -26,6 +26,7 @@ mod prom;
 mod proxy;
 mod qemu;
 mod review2;
+mod review3;
 mod review_client;
 mod review_inflight;
 mod rig;
