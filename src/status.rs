@@ -150,12 +150,14 @@ pub fn read(state_dir: &Path) -> Result<(String, Status), StatusError> {
     struct Versioned {
         version: u32,
     }
+    // From bytes, as every answer is decoded: one reader's code in the binary.
     let v: Versioned =
-        serde_json::from_str(&text).map_err(|e| StatusError::Parse(path.clone(), e))?;
+        serde_json::from_slice(text.as_bytes()).map_err(|e| StatusError::Parse(path.clone(), e))?;
     if v.version != VERSION {
         return Err(StatusError::Version(path, v.version));
     }
-    let status = serde_json::from_str(&text).map_err(|e| StatusError::Parse(path, e))?;
+    let status =
+        serde_json::from_slice(text.as_bytes()).map_err(|e| StatusError::Parse(path, e))?;
     Ok((text, status))
 }
 

@@ -14,6 +14,9 @@ use minreq::Method;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
+/// What decodes an answer for [`Client::request`]: its request label and the answer.
+type Decode<'a> = &'a mut dyn FnMut(&str, &Answer<'_>) -> Result<(), ApiError>;
+
 impl Client {
     /// The only place the secret is read: the header value, built per request and
     /// dropped with it.
@@ -33,6 +36,30 @@ impl Client {
         timeout: Duration,
         retry: Retry,
     ) -> Result<T, ApiError> {
+        // Only the decoding is generic: the rest is one piece of code for every type
+        // (the binary carries it once, not once per answer type).
+        let mut data = None;
+        let mut decode = |label: &str, answer: &Answer<'_>| {
+            data = Some(interpret::<T>(label, answer)?);
+            Ok(())
+        };
+        self.send(method, path, query, form, timeout, retry, &mut decode)?;
+        Ok(data.expect("a request that succeeded has decoded its answer"))
+    }
+
+    /// [`Client::request`] with the answer handed to `decode`, which keeps what it
+    /// decodes or says why it cannot (an error that may be repeated like any other).
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        form: Option<&Params>,
+        timeout: Duration,
+        retry: Retry,
+        decode: Decode<'_>,
+    ) -> Result<(), ApiError> {
         let mut target = path.to_string();
         if !query.is_empty() {
             target.push('?');
@@ -40,8 +67,8 @@ impl Client {
         }
         let mut attempt = 1;
         loop {
-            let err = match self.attempt(&method, path, &target, form, timeout) {
-                Ok(data) => return Ok(data),
+            let err = match self.attempt(&method, path, &target, form, timeout, &mut *decode) {
+                Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             if attempt >= retry.tries || !may_retry(&method, &err) || self.cancel.is_cancelled() {
@@ -68,16 +95,17 @@ impl Client {
         }
     }
 
-    /// Sends one request and returns its `data` as a `T`. Logged at debug level with
+    /// Sends one request and hands the answer to `decode`. Logged at debug level with
     /// method, path, status and duration; never the header.
-    fn attempt<T: DeserializeOwned>(
+    fn attempt(
         &self,
         method: &Method,
         path: &str,
         target: &str,
         form: Option<&Params>,
         timeout: Duration,
-    ) -> Result<T, ApiError> {
+        decode: Decode<'_>,
+    ) -> Result<(), ApiError> {
         let label = format!("{method} {path}");
         let url = format!("{}/api2/json{target}", self.base.origin);
         let mut req = minreq::Request::new(method.clone(), url)
@@ -144,7 +172,7 @@ impl Client {
                 ("ms", &started.elapsed().as_millis()),
             ],
         );
-        interpret(
+        decode(
             &label,
             &Answer {
                 status,
