@@ -286,7 +286,7 @@ impl Client {
         params: &Params,
     ) -> Result<Option<Upid>, ApiError> {
         let path = format!("{}/config", ct_path(node, vmid));
-        self.mutate(Method::Put, &path, params)
+        self.mutate(Method::Put, &path, params, None)
     }
 
     fn get<T: DeserializeOwned>(
@@ -297,15 +297,18 @@ impl Client {
         self.request(Method::Get, path, query, None, self.timeout, self.retry)
     }
 
+    /// A config update: `task` is the task it may start (`qmconfig` for a VM's `POST`),
+    /// `None` for a synchronous call, which answers `null` only.
     fn mutate(
         &self,
         method: Method,
         path: &str,
         params: &Params,
+        task: Option<ConfigTask<'_>>,
     ) -> Result<Option<Upid>, ApiError> {
         let request = format!("{method} {path}");
         let data = self.request(method, path, &[], Some(params), self.timeout, self.retry)?;
-        let upid = task_id(&request, data)?;
+        let upid = task_id(&request, data, task)?;
         if let Some(upid) = &upid {
             self.times.note_start(upid, std::time::Instant::now());
         }
@@ -313,20 +316,57 @@ impl Client {
     }
 }
 
-/// A config update's `data`: a task id, or null for a synchronous success. (A power
-/// call's is always a task id: [`power::power_task`].)
-pub(crate) fn task_id(request: &str, data: Value) -> Result<Option<Upid>, ApiError> {
-    match data {
-        Value::Null => Ok(None),
-        Value::String(s) => s.parse().map(Some).map_err(|e| ApiError::Decode {
-            request: request.to_string(),
-            detail: format!("{e}"),
-        }),
-        other => Err(ApiError::Decode {
-            request: request.to_string(),
-            detail: format!("expected a task id or null, got {}", shorten(&other)),
-        }),
-    }
+/// The task a config update may start: on `node`, for guest `vmid`, of type `kind`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConfigTask<'a> {
+    pub node: &'a str,
+    pub vmid: Vmid,
+    pub kind: &'a str,
+}
+
+/// A config update's `data`: null for a synchronous success, or the UPID of the task
+/// `task` says the call may start, checked as a power call's is
+/// ([`power::power_task`]). Anything else (another value, a UPID of another node, guest
+/// or type, or a UPID from a call that starts no task) is a decode error: the outcome
+/// is unknown, and the op is settled from the guest's config digest, never from a task
+/// that is not its own.
+pub(crate) fn task_id(
+    request: &str,
+    data: Value,
+    task: Option<ConfigTask<'_>>,
+) -> Result<Option<Upid>, ApiError> {
+    let refuse = |detail: String| ApiError::Decode {
+        request: request.to_string(),
+        detail,
+    };
+    let s = match data {
+        Value::Null => return Ok(None),
+        Value::String(s) => s,
+        other => {
+            return Err(refuse(format!(
+                "expected a task id or null, got {}",
+                shorten(&other)
+            )))
+        }
+    };
+    let upid: Upid = s.parse().map_err(|e| refuse(format!("{e}")))?;
+    let Some(task) = task else {
+        return Err(refuse(format!(
+            "the call starts no task, yet it answered the task {upid}"
+        )));
+    };
+    let wrong = if upid.node != task.node && task.node != "localhost" {
+        format!("it runs on node {:?}, not on {:?}", upid.node, task.node)
+    } else if upid.id != task.vmid.to_string() {
+        format!("its id is {:?}, not guest {}", upid.id, task.vmid)
+    } else if upid.kind != task.kind {
+        format!("its type is {:?}, not {}", upid.kind, task.kind)
+    } else {
+        return Ok(Some(upid));
+    };
+    Err(refuse(format!(
+        "the task {upid} is not the config update's: {wrong}"
+    )))
 }
 
 /// A value for an error message: its JSON text, cut to 200 characters.

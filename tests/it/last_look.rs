@@ -3,33 +3,12 @@
 //! the guest was put on hold, renamed, locked, handed to HA or already changed state,
 //! or while the node runs its own start-all. Asserted on the node's request log.
 
-use super::rig::{fast_sim, guest, mutations_of, Rig};
-use felhom_agent::engine::{Engine, PassReport};
+use super::rig::{fast_sim, finish_pass, guest, mutations_of, Rig};
+use felhom_agent::engine::PassReport;
 use felhom_agent::sim::{BulkTask, PowerState, SimOptions};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
-
-/// Feeds the open pass's results (and its stage wake-ups) until it ends.
-fn finish_pass(engine: &mut Engine) -> PassReport {
-    let deadline = Instant::now() + T;
-    loop {
-        let wake = engine.next_wake().map_or(deadline, |w| w.min(deadline));
-        match engine.results().recv_deadline(wake) {
-            Ok(r) => {
-                if let Some(report) = engine.on_result(r) {
-                    return report;
-                }
-            }
-            Err(_) => {
-                assert!(Instant::now() < deadline, "the pass did not end");
-                if let Some(report) = engine.on_wake().pop() {
-                    return report;
-                }
-            }
-        }
-    }
-}
 
 /// Two guests to start with one worker: 102's start waits in the queue while 101's
 /// task runs, and meanwhile `change` happens to 102.

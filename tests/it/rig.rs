@@ -144,6 +144,28 @@ pub fn pass(
     report
 }
 
+/// Feeds a pass opened with `Engine::start_pass` its results (and its stage wake-ups)
+/// until it ends, within 30 s.
+pub fn finish_pass(engine: &mut Engine) -> felhom_agent::engine::PassReport {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wake = engine.next_wake().map_or(deadline, |w| w.min(deadline));
+        match engine.results().recv_deadline(wake) {
+            Ok(r) => {
+                if let Some(report) = engine.on_result(r) {
+                    return report;
+                }
+            }
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the pass did not end");
+                if let Some(report) = engine.on_wake().pop() {
+                    return report;
+                }
+            }
+        }
+    }
+}
+
 /// The mutating requests the node saw, as `METHOD path` lines for one guest.
 pub fn mutations_of(sim: &Sim, vmid: u32) -> Vec<String> {
     sim.mutations()

@@ -1,7 +1,7 @@
 //! The client's calls for QEMU virtual machines (docs/proxmox-api.md §9), and the calls
 //! whose answer has the same shape for both kinds of guest, taking a [`GuestKind`].
 
-use super::Client;
+use super::{Client, ConfigTask};
 use crate::pve::error::ApiError;
 use crate::pve::form::{encode_component, Params};
 use crate::pve::kind::GuestKind;
@@ -89,7 +89,7 @@ impl Client {
         params: &Params,
     ) -> Result<Option<Upid>, ApiError> {
         let path = format!("{}/config", guest_path(GuestKind::Qemu, node, vmid));
-        self.mutate(Method::Put, &path, params)
+        self.mutate(Method::Put, &path, params, None)
     }
 
     /// `POST .../qemu/{vmid}/config`: the same update run as a `qmconfig` task, normally
@@ -104,7 +104,12 @@ impl Client {
         params: &Params,
     ) -> Result<Option<Upid>, ApiError> {
         let path = format!("{}/config", guest_path(GuestKind::Qemu, node, vmid));
-        self.mutate(Method::Post, &path, params)
+        let task = ConfigTask {
+            node,
+            vmid,
+            kind: "qmconfig",
+        };
+        self.mutate(Method::Post, &path, params, Some(task))
     }
 
     /// `GET /nodes/{node}/{lxc|qemu}/{vmid}/pending`. The list includes an entry for

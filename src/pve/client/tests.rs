@@ -351,3 +351,60 @@ fn a_cancelled_wait_returns_at_once_without_polling() {
     assert_eq!(client.wait_task(&upid, &opts), Err(WaitError::Timeout));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A config update's answer: null, or (for a VM's `POST` only) the UPID of its own
+/// `qmconfig` task; any other task is refused as undecodable, never waited on.
+#[test]
+fn a_config_update_answer_names_its_own_task_or_none() {
+    use crate::pve::client::{task_id, ConfigTask};
+    let vm = |n: u64| Vmid::new(n).unwrap();
+    let own = ConfigTask {
+        node: "pve1",
+        vmid: vm(201),
+        kind: "qmconfig",
+    };
+    let upid = |node: &str, kind: &str, id: u64| {
+        serde_json::Value::String(format!(
+            "UPID:{node}:0001A2B3:0456789A:6650F1C2:{kind}:{id}:agent@pve!t:"
+        ))
+    };
+    let check = |data, task| match task_id("POST /x", data, task) {
+        Ok(u) => format!("ok {}", u.map_or("none".into(), |u| u.kind)),
+        Err(e) => {
+            assert!(e.is_outcome_unknown(), "{e:?}");
+            e.to_string()
+        }
+    };
+    assert_eq!(check(serde_json::Value::Null, None), "ok none");
+    assert_eq!(check(serde_json::Value::Null, Some(own)), "ok none");
+    assert_eq!(
+        check(upid("pve1", "qmconfig", 201), Some(own)),
+        "ok qmconfig"
+    );
+    for (data, task, why) in [
+        (
+            upid("pve1", "vzstart", 102),
+            Some(own),
+            "its id is \"102\", not guest 201",
+        ),
+        (
+            upid("pve1", "qmstart", 201),
+            Some(own),
+            "its type is \"qmstart\", not qmconfig",
+        ),
+        (
+            upid("pve2", "qmconfig", 201),
+            Some(own),
+            "it runs on node \"pve2\", not on \"pve1\"",
+        ),
+        (
+            upid("pve1", "qmconfig", 201),
+            None,
+            "the call starts no task",
+        ),
+    ] {
+        let got = check(data, task);
+        assert!(got.contains(why), "{got}");
+    }
+    assert!(check(serde_json::json!(7), Some(own)).contains("expected a task id or null"));
+}

@@ -111,7 +111,19 @@ fn endpoints() -> Vec<(&'static str, String, Decoder)> {
         (
             "PUT /nodes/pve1/lxc/101/config",
             r#"{"data":null}"#.into(),
-            |r, a| task_id(r, interpret(r, a)?).map(drop),
+            |r, a| task_id(r, interpret(r, a)?, None).map(drop),
+        ),
+        (
+            "POST /nodes/pve1/qemu/201/config",
+            r#"{"data":"UPID:pve1:0001A2B3:0456789A:6650F1C2:qmconfig:201:agent@pve!t:"}"#.into(),
+            |r, a| {
+                let task = crate::pve::client::ConfigTask {
+                    node: "pve1",
+                    vmid: Vmid::new(201).unwrap(),
+                    kind: "qmconfig",
+                };
+                task_id(r, interpret(r, a)?, Some(task)).map(drop)
+            },
         ),
     ]
 }

@@ -15,27 +15,6 @@ pub fn running(sim: &Sim, vmid: u32) -> bool {
     sim.guest(vmid).unwrap().status == PowerState::Running
 }
 
-/// Feeds the open pass's results (and its stage wake-ups) until it ends.
-pub fn finish_pass(engine: &mut Engine) -> PassReport {
-    let deadline = Instant::now() + T;
-    loop {
-        let wake = engine.next_wake().map_or(deadline, |w| w.min(deadline));
-        match engine.results().recv_deadline(wake) {
-            Ok(r) => {
-                if let Some(report) = engine.on_result(r) {
-                    return report;
-                }
-            }
-            Err(_) => {
-                assert!(Instant::now() < deadline, "the pass did not end");
-                if let Some(report) = engine.on_wake().pop() {
-                    return report;
-                }
-            }
-        }
-    }
-}
-
 /// Feeds the open pass's results until it ends (its report) or `stop` holds (`None`),
 /// within [`T`].
 pub fn run_until(engine: &mut Engine, stop: impl Fn() -> bool) -> Option<PassReport> {
