@@ -27,6 +27,7 @@ mod proxy;
 mod qemu;
 mod review2;
 mod review3;
+mod review4;
 mod review_client;
 mod review_inflight;
 mod rig;
