@@ -224,11 +224,7 @@ pub fn observe(
     }
     let unpinned_due = listed.iter().any(|entry| {
         desired.guests.get(&entry.vmid).is_some_and(|want| {
-            let spent = spent.get(&entry.vmid);
-            want.once
-                .iter()
-                .find(|o| !spent.is_some_and(|s| s.contains(&o.key)))
-                .is_some_and(|o| o.node.is_none())
+            crate::plan::due_once(want, spent.get(&entry.vmid)).is_some_and(|o| o.node.is_none())
         })
     });
     if unpinned_due {

@@ -216,6 +216,17 @@ pub fn ha_heads_for(state: &str, kind: ActionKind) -> bool {
     }
 }
 
+/// The one-shot entry due for a guest: the first of its keys not spent, whichever node
+/// it names.
+pub fn due_once<'a>(
+    spec: &'a GuestSpec,
+    spent: Option<&BTreeSet<String>>,
+) -> Option<&'a crate::desired::OneShot> {
+    spec.once
+        .iter()
+        .find(|o| !spent.is_some_and(|s| s.contains(&o.key)))
+}
+
 /// The spec the plan compares: the hold tag, which only an operator sets, taken out
 /// of the desired tags.
 pub fn effective_spec<'a>(spec: &'a GuestSpec, settings: &PlanSettings) -> Cow<'a, GuestSpec> {
