@@ -552,7 +552,8 @@ pub const DESIRED_FIELDS: &[Entry] = &[
     (
         "once",
         "one-shot power actions, `[{\"key\": \"...\", \"action\": \"start\"}]`: each key \
-         is carried out at most once per guest, ever",
+         is carried out at most once per guest, ever; in a cluster each entry names the node \
+         whose agent carries it out (`\"node\": \"pve1\"`)",
     ),
 ];
 
