@@ -130,7 +130,7 @@ pub(crate) struct FromJournal {
     pub spent_keys: BTreeMap<crate::pve::Vmid, std::collections::BTreeSet<String>>,
 }
 
-/// The plan as `{"actions":[...],"skipped":[...],"pending":[...]}`.
+/// The plan as `{"actions":[...],"skipped":[...],"pending":[...],"once_waiting":[...]}`.
 pub fn plan_json(plan: &crate::plan::Plan) -> String {
     plan_value(plan).to_string()
 }
@@ -150,7 +150,19 @@ pub fn plan_value(plan: &crate::plan::Plan) -> serde_json::Value {
             serde_json::json!({"vmid": v, "keys": keys})
         })
         .collect();
-    serde_json::json!({"actions": plan.actions, "skipped": skipped, "pending": pending})
+    let waiting: Vec<serde_json::Value> = plan
+        .waiting
+        .iter()
+        .map(|(v, o)| {
+            serde_json::json!({"vmid": v, "key": o.key, "action": o.action.as_str(), "node": o.node})
+        })
+        .collect();
+    serde_json::json!({
+        "actions": plan.actions,
+        "skipped": skipped,
+        "pending": pending,
+        "once_waiting": waiting,
+    })
 }
 
 /// `felhom-agent once`: recovery, then one pass, waiting for every action.

@@ -82,8 +82,11 @@ pub(super) fn plan_guest(
     let spent = actual.spent_keys.get(&vmid);
     // A key names the node whose agent carries it out; one that names another node
     // waits (and the keys after it with it) for its guest to be there.
-    let once =
-        super::due_once(spec, spent).filter(|o| o.node.as_ref().is_none_or(|n| *n == actual.node));
+    let due = super::due_once(spec, spent);
+    let once = due.filter(|o| o.node.as_ref().is_none_or(|n| *n == actual.node));
+    if let Some(o) = due.filter(|_| once.is_none()) {
+        out.waiting.push((vmid, o.clone()));
+    }
     if let Some(o) = once.filter(|o| o.node.is_none() && actual.cluster_nodes != Some(1)) {
         return skip(
             out,

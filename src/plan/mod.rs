@@ -387,6 +387,9 @@ pub struct Plan {
     pub skipped: Vec<Skip>,
     pub pending: Vec<(Vmid, Vec<Field>)>,
     pub in_sync: Vec<Vmid>,
+    /// Local guests whose due one-shot entry names another node: it waits for its
+    /// guest to be there (and the guest's later keys with it).
+    pub waiting: Vec<(Vmid, crate::desired::OneShot)>,
 }
 
 impl Plan {
@@ -434,6 +437,16 @@ pub fn render(plan: &Plan, names: &BTreeMap<Vmid, String>) -> String {
             "{vmid} {}  pending: {} (waits for a restart; not re-sent)",
             name(vmid),
             f.join(", ")
+        );
+    }
+    for (vmid, o) in &plan.waiting {
+        let _ = writeln!(
+            out,
+            "{vmid} {}  once {:?} ({}) waits for node {}",
+            name(vmid),
+            o.key,
+            o.action.as_str(),
+            o.node.as_deref().unwrap_or("-")
         );
     }
     for s in &plan.skipped {

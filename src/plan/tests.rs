@@ -59,6 +59,9 @@ fn show(plan: &Plan) -> String {
     for v in &plan.in_sync {
         out += &format!("{v} in sync\n");
     }
+    for (v, o) in &plan.waiting {
+        out += &format!("{v} once {:?} waits for {:?}\n", o.key, o.node);
+    }
     out
 }
 
@@ -623,7 +626,7 @@ fn in_a_cluster_only_the_node_a_key_names_carries_it_out() {
         cluster.clone(),
         &[],
         PlanSettings::default(),
-        "101 in sync\n",
+        "101 in sync\n101 once \"boot-1\" waits for Some(\"pve2\")\n",
     );
     // Named nowhere: carried out on a node alone, refused in a cluster or when the
     // cluster's nodes are unknown.

@@ -329,6 +329,12 @@ fn a_one_shot_start_is_not_carried_out_again_after_its_guest_migrates() {
     });
     run("once", &rig.config_path);
     run("once", &pve2);
+    // pve2's plan shows the key waiting for its node.
+    let plan = run("plan", &pve2);
+    assert!(
+        plan.contains("101 ct101  once \"boot-1\" (start) waits for node pve1"),
+        "{plan}"
+    );
     let starts: Vec<String> = rig
         .sim
         .mutations()
