@@ -8,7 +8,7 @@ mod converge;
 mod plan;
 
 use super::config::TempDir;
-use super::rig::fast_sim;
+use super::rig::{fast_sim, running};
 use felhom_agent::agent::{self, Agent};
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::desired::DesiredState;
@@ -197,11 +197,6 @@ fn lines<'a>(records: impl Iterator<Item = &'a RequestRecord>) -> Vec<String> {
     records
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
-}
-
-/// Whether guest `vmid` is running.
-pub fn running(sim: &Sim, vmid: u32) -> bool {
-    sim.guest(vmid).expect("the guest exists").status == PowerState::Running
 }
 
 /// The skip classes of a report, by vmid.

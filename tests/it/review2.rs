@@ -11,7 +11,7 @@
 //! Nothing waits with a sleep: every wait is on a condition with a deadline.
 
 use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
-use super::rig::{fast_sim, finish_pass, guest, mutations_of, pass, Rig};
+use super::rig::{fast_sim, finish_pass, guest, mutations_of, pass, running, Rig};
 use felhom_agent::action::{Action, ActionKind, Params};
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::journal::{Journal, JournalOptions};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 mod notify;
 mod support;
 
-use support::{run_until, running, upid_at};
+use support::{run_until, upid_at};
 
 const T: Duration = Duration::from_secs(30);
 

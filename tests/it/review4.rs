@@ -10,20 +10,12 @@
 //! every wait is on a condition with a deadline.
 
 use super::proxy::{Proxy, Rewrite};
-use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
+use super::rig::{fast_sim, guest, mutations_of, pass, point_config_at, Rig};
 use felhom_agent::sim::{SimGuest, SimOptions};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
-
-/// Points the rig's config at `url` instead of the simulated node.
-fn point_config_at(rig: &Rig, url: &str) {
-    let text = std::fs::read_to_string(&rig.config_path).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
-    cfg["api_url"] = url.into();
-    std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
-}
 
 /// Defect 1: a VM config update answered with the UPID of another guest's task is
 /// journaled, waited on and taken as done, while the update's real `qmconfig` task

@@ -7,33 +7,16 @@
 //! node's audit and request log, and the journal, are the evidence.
 
 use super::proxy::{Proxy, Rewrite};
-use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
+use super::rig::{
+    assert_audit_clean, fast_sim, guest, mutations_of, pass, point_config_at, running, Rig,
+};
 use felhom_agent::journal::{file_in, read_records};
-use felhom_agent::sim::{PowerState, Sim, SimOptions};
+use felhom_agent::sim::SimOptions;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
-
-fn running(sim: &Sim, vmid: u32) -> bool {
-    sim.guest(vmid).unwrap().status == PowerState::Running
-}
-
-/// Fails with the node's audit when it found a violation (a clearer message than the
-/// panic of the `Sim` dropping).
-fn assert_audit_clean(sim: &Sim) {
-    let audit = sim.audit();
-    assert!(audit.is_clean(), "{audit}");
-}
-
-/// Points the rig's config at `url` instead of the simulated node.
-fn point_config_at(rig: &Rig, url: &str) {
-    let text = std::fs::read_to_string(&rig.config_path).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
-    cfg["api_url"] = url.into();
-    std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
-}
 
 /// Defect: a power call answered `{"data": null}` is taken as a synchronous success
 /// (`exec::ApiExecutor::run`, `Ok(None)`), journaled `succeeded`, and the guest is

@@ -8,24 +8,13 @@
 //! node's audit and request log are the evidence.
 
 use super::agent::{poll_until, Agent, SIGTERM};
-use super::rig::{fast_sim, guest, mutations_of, pass, Rig};
+use super::rig::{assert_audit_clean, fast_sim, guest, mutations_of, pass, running, Rig};
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::journal::JournalOptions;
-use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, Sim, SimOptions};
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
-
-fn running(sim: &Sim, vmid: u32) -> bool {
-    sim.guest(vmid).unwrap().status == PowerState::Running
-}
-
-/// Fails with the node's audit when it found a violation (a clearer message than the
-/// panic of the `Sim` dropping).
-fn assert_audit_clean(sim: &Sim) {
-    let audit = sim.audit();
-    assert!(audit.is_clean(), "{audit}");
-}
 
 /// Defect: an unanswered start is matched to an old task of the agent's own that the
 /// journal no longer ties to an op. `inflight::look_for_task` takes any task of the

@@ -166,6 +166,27 @@ pub fn finish_pass(engine: &mut Engine) -> felhom_agent::engine::PassReport {
     }
 }
 
+/// Whether guest `vmid` runs on the node.
+pub fn running(sim: &Sim, vmid: u32) -> bool {
+    sim.guest(vmid).expect("the guest exists").status == PowerState::Running
+}
+
+/// Fails with the node's audit when it found a violation (a clearer message than the
+/// panic of the `Sim` dropping).
+pub fn assert_audit_clean(sim: &Sim) {
+    let audit = sim.audit();
+    assert!(audit.is_clean(), "{audit}");
+}
+
+/// Points the rig's config at `url` (a proxy in front of the node) instead of the
+/// simulated node.
+pub fn point_config_at(rig: &Rig, url: &str) {
+    let text = std::fs::read_to_string(&rig.config_path).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cfg["api_url"] = url.into();
+    std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
+}
+
 /// The mutating requests the node saw, as `METHOD path` lines for one guest.
 pub fn mutations_of(sim: &Sim, vmid: u32) -> Vec<String> {
     sim.mutations()

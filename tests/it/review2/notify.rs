@@ -1,7 +1,8 @@
 //! Defect 6 of the review in `review2.rs`, outside the first promise and found while
 //! probing it: the agent's sd_notify sends can block its run loop without a deadline.
 
-use super::support::{self, running};
+use super::super::rig::running;
+use super::support;
 use super::{Rig, SIGTERM, T};
 use std::time::Duration;
 

@@ -4,16 +4,11 @@
 use super::T;
 use felhom_agent::engine::{Engine, PassReport};
 use felhom_agent::pve::Upid;
-use felhom_agent::sim::{PowerState, Sim};
+use felhom_agent::sim::Sim;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Whether the node runs guest `vmid`.
-pub fn running(sim: &Sim, vmid: u32) -> bool {
-    sim.guest(vmid).unwrap().status == PowerState::Running
-}
 
 /// Feeds the open pass's results until it ends (its report) or `stop` holds (`None`),
 /// within [`T`].
