@@ -25,6 +25,7 @@ struct Args {
     json: bool,
     in_flight: bool,
     tail: Option<usize>,
+    abandon: Option<u64>,
     help: bool,
     cluster: bool,
     all: bool,
@@ -43,6 +44,7 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
         json: false,
         in_flight: false,
         tail: None,
+        abandon: None,
         help: false,
         all: false,
         vmids: Vec::new(),
@@ -71,6 +73,12 @@ fn parse(args: &[String]) -> Result<Args, AppError> {
                     Some(v.parse().map_err(|_| {
                         usage_error(format!("--tail takes a whole number, got {v:?}"))
                     })?);
+            }
+            "--abandon" => {
+                let v = value(flag)?;
+                out.abandon = Some(v.parse().map_err(|_| {
+                    usage_error(format!("--abandon takes an op number, got {v:?}"))
+                })?);
             }
             "--vmid" => {
                 for v in value(flag)?.split(',').filter(|v| !v.trim().is_empty()) {
@@ -268,7 +276,10 @@ fn main() -> std::process::ExitCode {
         "check" => app::check(&args.config),
         "export" => selection(&args).and_then(|s| app::export(&args.config, &s)),
         "status" => app::status(&args.config, args.json),
-        "journal" => app::journal(&args.config, args.in_flight, args.json, args.tail),
+        "journal" => match args.abandon {
+            Some(op) => app::abandon(&args.config, op),
+            None => app::journal(&args.config, args.in_flight, args.json, args.tail),
+        },
         other => Err(AppError::Usage(format!(
             "unknown command {other:?}\n\n{}",
             usage()

@@ -1,4 +1,5 @@
-//! `felhom-agent journal`: the journal, read-only (it works beside the running service).
+//! `felhom-agent journal`: the journal, read-only (it works beside the running service);
+//! and `--abandon`, the operator's way to end an op that stays in flight for good.
 
 use crate::agent::AppError;
 use crate::config::Config;
@@ -72,5 +73,36 @@ pub fn journal(
             );
         }
     }
+    Ok(ExitCode::Ok)
+}
+
+/// `felhom-agent journal --abandon OP`: ends op `op`, in flight, as `abandoned`, so that
+/// its guest is no longer held. Only for an op the node will never explain (its request
+/// never reached PVE, and the clock went back so its task search cannot tell): the
+/// operator has looked at the guest's task log first. It takes the state directory's
+/// lock, so it is refused while the service runs.
+pub fn abandon(config_path: &Path, op: u64) -> Result<ExitCode, AppError> {
+    let config = Config::load(config_path)?;
+    let fixed = &config.fixed;
+    let journal = crate::journal::Journal::open(
+        &fixed.state_dir,
+        crate::journal::JournalOptions {
+            compact_bytes: fixed.journal_compact_bytes,
+            ..crate::journal::JournalOptions::default()
+        },
+    )?;
+    let id = crate::journal::OpId(op);
+    let Some(summary) = journal.in_flight().into_iter().find(|o| o.op == id) else {
+        journal.close()?;
+        return Err(AppError::Usage(format!(
+            "op {op} is not in flight: `felhom-agent journal --in-flight` lists the ops that are"
+        )));
+    };
+    journal.abandoned(id, "abandoned by the operator (journal --abandon)")?;
+    journal.close()?;
+    println!(
+        "op {op} ({} of {}) abandoned: the agent may act on guest {} again from its next pass",
+        summary.kind, summary.vmid, summary.vmid
+    );
     Ok(ExitCode::Ok)
 }

@@ -8,7 +8,7 @@ mod journal;
 mod pmxcfs;
 
 pub use export::export;
-pub use journal::journal;
+pub use journal::{abandon, journal};
 
 use crate::agent::{self, Agent, AppError};
 use crate::cancel::Cancel;

@@ -44,7 +44,8 @@ pub struct EngineSettings {
 }
 
 /// One action's result, for reports.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "sim", derive(serde::Deserialize))]
 pub struct ActionReport {
     pub vmid: Vmid,
     pub kind: String,
@@ -53,7 +54,8 @@ pub struct ActionReport {
 }
 
 /// A guest skipped in a pass: `class` is stable (for metrics), `reason` is for people.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "sim", derive(serde::Deserialize))]
 pub struct SkipReport {
     pub vmid: Vmid,
     pub class: String,
@@ -61,14 +63,16 @@ pub struct SkipReport {
 }
 
 /// A guest whose only drift waits in PVE's pending section.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "sim", derive(serde::Deserialize))]
 pub struct PendingReport {
     pub vmid: Vmid,
     pub keys: Vec<String>,
 }
 
 /// The result of one pass, once every job it dispatched has reported.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[cfg_attr(feature = "sim", derive(serde::Deserialize))]
 pub struct PassReport {
     pub pass: u64,
     /// Unix seconds when the pass started.

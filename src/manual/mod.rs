@@ -116,6 +116,11 @@ pub const OPTIONS: &[Opt] = &[
         help: "only the last N records",
     },
     Opt {
+        name: "--abandon",
+        value: "OP",
+        help: "end op OP, in flight, as abandoned (with the service stopped)",
+    },
+    Opt {
         name: "--vmid",
         value: "LIST",
         help: "the guests with these vmids, comma-separated; may be repeated",
@@ -273,11 +278,15 @@ and why.",
         summary: "show the journal, or the ops still in flight",
         text: "\
 The journal, read-only. With `--in-flight`, only the ops not yet ended, whose \
-guests are held.",
+guests are held. With `--abandon OP` (the service stopped: it takes the state \
+directory's lock), op OP, in flight, is ended as abandoned and its guest is no \
+longer held: only for an op the node will never explain, after the guest's task \
+log shows that its request never ran.",
         options: &[
             ("--config", ""),
             ("--in-flight", ""),
             ("--tail", ""),
+            ("--abandon", ""),
             ("--json", ""),
             ("--log-level", ""),
             ("--help", ""),

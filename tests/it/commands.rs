@@ -206,3 +206,71 @@ fn with_no_desired_source_a_pass_plans_and_mutates_nothing() {
         stdout(&out)
     );
 }
+
+/// `journal --abandon OP` ends an op held for good (here one whose request never
+/// reached the node): refused while another process holds the state directory, refused
+/// for an op not in flight, and afterwards the guest is planned afresh and started once.
+#[test]
+fn journal_abandon_releases_an_op_held_for_good() {
+    use felhom_agent::action::{Action, ActionKind, Params};
+    use felhom_agent::journal::{Journal, JournalOptions};
+    use felhom_agent::pve::{GuestKind, Vmid};
+    let rig = Rig::new(
+        "cmd-abandon",
+        fast_sim(),
+        vec![guest(101, false)],
+        r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+        serde_json::json!({}),
+    );
+    // An op whose start never reached the node: in flight, no UPID.
+    let journal = Journal::open(&rig.state_dir(), JournalOptions::default()).unwrap();
+    let start = Action {
+        vmid: Vmid::new(101).unwrap(),
+        guest: GuestKind::Lxc,
+        kind: ActionKind::Start,
+        params: Params::new(),
+        via_task: false,
+        key: None,
+        guard: None,
+        reason: "state stopped -> running".into(),
+    };
+    let op = journal.begin(&start).unwrap();
+    // While another process holds the state directory: refused, nothing changed.
+    let out = rig.bin(&["journal", "--abandon", &op.0.to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is in use by another felhom-agent process"),
+        "{}",
+        stderr(&out)
+    );
+    journal.close().unwrap();
+
+    let out = rig.bin(&["journal", "--abandon", "99"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("op 99 is not in flight"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = rig.bin(&["journal", "--abandon", &op.0.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("op {op} (start of 101) abandoned: the agent may act on guest 101 again from its next pass\n")
+    );
+    let out = rig.bin(&["journal", "--in-flight"]);
+    assert_eq!(stdout(&out), "nothing in flight\n");
+    let out = rig.bin(&["journal"]);
+    assert!(
+        stdout(&out).contains("abandoned error=\"abandoned by the operator (journal --abandon)\""),
+        "{}",
+        stdout(&out)
+    );
+    // Nothing was sent so far; the next pass starts the guest, once.
+    assert!(mutations_of(&rig.sim, 101).is_empty());
+    let out = rig.bin(&["once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert_eq!(rig.sim.guest(101).unwrap().status, PowerState::Running);
+}
