@@ -76,10 +76,11 @@ pub fn journal(
     Ok(ExitCode::Ok)
 }
 
-/// `felhom-agent journal --abandon OP`: ends op `op`, in flight, as `abandoned`, so that
-/// its guest is no longer held. Only for an op the node will never explain (its request
-/// never reached PVE, and the clock went back so its task search cannot tell): the
-/// operator has looked at the guest's task log first. It takes the state directory's
+/// `felhom-agent journal --abandon OP`: ends op `op`, in flight with no task journaled,
+/// as `abandoned`, so that its guest is no longer held. Only for an op the node will
+/// never explain (its request never reached PVE, and the clock went back so its task
+/// search cannot tell): the operator has looked at the guest's task log first. An op
+/// with a task is refused: the node says how a task ended. It takes the state directory's
 /// lock, so it is refused while the service runs.
 pub fn abandon(config_path: &Path, op: u64) -> Result<ExitCode, AppError> {
     let config = Config::load(config_path)?;
@@ -98,6 +99,12 @@ pub fn abandon(config_path: &Path, op: u64) -> Result<ExitCode, AppError> {
             "op {op} is not in flight: `felhom-agent journal --in-flight` lists the ops that are"
         )));
     };
+    if let Some(upid) = &summary.upid {
+        journal.close()?;
+        return Err(AppError::Usage(format!(
+            "op {op} has a task, {upid}: the agent reads how it ended from the node, so it is not abandoned by hand"
+        )));
+    }
     journal.abandoned(id, "abandoned by the operator (journal --abandon)")?;
     journal.close()?;
     println!(

@@ -118,7 +118,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt {
         name: "--abandon",
         value: "OP",
-        help: "end op OP, in flight, as abandoned (with the service stopped)",
+        help: "end op OP, in flight with no task, as abandoned (with the service stopped)",
     },
     Opt {
         name: "--vmid",
@@ -279,9 +279,9 @@ and why.",
         text: "\
 The journal, read-only. With `--in-flight`, only the ops not yet ended, whose \
 guests are held. With `--abandon OP` (the service stopped: it takes the state \
-directory's lock), op OP, in flight, is ended as abandoned and its guest is no \
-longer held: only for an op the node will never explain, after the guest's task \
-log shows that its request never ran.",
+directory's lock), op OP, in flight with no task journaled, is ended as abandoned \
+and its guest is no longer held: only for an op the node will never explain, after \
+the guest's task log shows that its request never ran.",
         options: &[
             ("--config", ""),
             ("--in-flight", ""),

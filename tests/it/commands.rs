@@ -245,6 +245,23 @@ fn journal_abandon_releases_an_op_held_for_good() {
     );
     journal.close().unwrap();
 
+    // An op with a task is the node's to explain: refused.
+    let journal = Journal::open(&rig.state_dir(), JournalOptions::default()).unwrap();
+    let with_task = journal
+        .begin(&Action {
+            vmid: Vmid::new(102).unwrap(),
+            ..start.clone()
+        })
+        .unwrap();
+    let upid = "UPID:pve1:0001A2B3:0456789A:6650F1C2:vzstart:102:agent@pve!reconciler:";
+    journal
+        .task_running(with_task, &upid.parse().unwrap())
+        .unwrap();
+    journal.close().unwrap();
+    let out = rig.bin(&["journal", "--abandon", &with_task.0.to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has a task"), "{}", stderr(&out));
+
     let out = rig.bin(&["journal", "--abandon", "99"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
@@ -260,7 +277,14 @@ fn journal_abandon_releases_an_op_held_for_good() {
         format!("op {op} (start of 101) abandoned: the agent may act on guest 101 again from its next pass\n")
     );
     let out = rig.bin(&["journal", "--in-flight"]);
-    assert_eq!(stdout(&out), "nothing in flight\n");
+    assert_eq!(
+        stdout(&out),
+        format!("op {with_task} vmid 102 start task_running {upid}\n")
+    );
+    // (That task is made up: end it, so that the pass below does not wait on it.)
+    let journal = Journal::open(&rig.state_dir(), JournalOptions::default()).unwrap();
+    journal.succeeded(with_task).unwrap();
+    journal.close().unwrap();
     let out = rig.bin(&["journal"]);
     assert!(
         stdout(&out).contains("abandoned error=\"abandoned by the operator (journal --abandon)\""),
