@@ -1,0 +1,100 @@
+//! A fifth independent adversarial review of the agent's first promise: kills at the
+//! worst moment, the desired state from a URL, HA requests, and reload storms.
+//!
+//! Each test here is one defect: it fails on main for that defect and no other reason
+//! (the file:line references are main's as the review found it). The evidence is the
+//! simulated node's own request log and audit, or the simulated source's. Nothing
+//! waits with a sleep: every wait is on a condition with a deadline.
+
+use super::agent::{Agent, SIGHUP, SIGTERM};
+use super::rig::{fast_sim, guest, mutations_of, Rig};
+use super::source::{STATE_A, STOP_101};
+use felhom_agent::desired::{Provider, Refresh, UrlOptions, UrlProvider};
+use felhom_agent::remote::RemoteUrl;
+use felhom_agent::sim::{Serve, Source, SourceOptions};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Defect 1: a reload whose config names another `state_dir` (a restart-only key)
+/// swaps in the desired state kept in *that* directory while the source fails, and
+/// the agent acts on it: the last good state in force is replaced by an old one.
+///
+/// `state_dir` "takes effect only after a restart" (README, Config reference), and
+/// the daemon goes on with its own journal and lock. But the loader builds the
+/// reload's provider from the new config as it is (src/daemon/loader.rs:95,
+/// `agent::load`), and `provider_with` hands it the *new* `state_dir`
+/// (src/agent/mod.rs:84), so `UrlProvider::new` reads that directory's
+/// `desired-last-good.json` (src/desired/provider_url.rs:58-68) and `load` returns it
+/// whatever URL or age it has (src/desired/provider_url.rs:127-133). With the source
+/// failing, the reload's fetch fails, `apply_reload` sees a state that was fetched
+/// once (`nothing_yet` false, src/daemon/reload.rs:222-232) and puts that old state in
+/// force. Here the new directory holds the state of an earlier install (guest 101
+/// stopped); the source, which says 101 runs, is down for a moment; the operator
+/// prepares the move of the state directory and reloads for an unrelated change. The
+/// node's request log shows a shutdown of 101 that no good answer of the source asked
+/// for. (The loader also writes `desired-last-good.json` into a directory whose lock
+/// the daemon does not hold, src/daemon/loader.rs:101-104.)
+///
+/// Fix idea: build a reload's provider with the `state_dir` in force (`self.fixed`),
+/// not the one in the new file, or hand the daemon's provider its new URL/token
+/// rather than building one from disk; a restart-only key must change nothing before
+/// the restart.
+#[test]
+fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
+    let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
+    let rig = Rig::new(
+        "review5-state-dir",
+        fast_sim(),
+        vec![guest(101, false)],
+        r#"{"guests": []}"#,
+        serde_json::json!({
+            "desired_file": null,
+            "desired_url": source.url(),
+            "desired_interval_secs": 3600,
+        }),
+    );
+    // An earlier install's state directory, whose last good state stops 101.
+    let old_dir = rig.dir.path().join("old-state");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    source.set_document(STOP_101);
+    let mut earlier = UrlProvider::new(UrlOptions {
+        url: RemoteUrl::parse(&source.url()).unwrap(),
+        token: None,
+        every: Duration::from_secs(3600),
+        state_dir: old_dir.clone(),
+        timeout: Duration::from_secs(5),
+    });
+    assert!(matches!(earlier.refresh(true), Refresh::New(_)));
+    assert_eq!(earlier.load().unwrap().guests.len(), 1);
+    source.set_document(STATE_A);
+
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("STATUS=pass 1:", T);
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+
+    // The source is down for a moment; the operator edits the config (the state
+    // directory to move at the next restart, and the log-worthy interval) and reloads.
+    source.set_serve(Serve::Status(503));
+    let text = std::fs::read_to_string(&rig.config_path).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cfg["state_dir"] = old_dir.to_string_lossy().into();
+    cfg["desired_interval_secs"] = 3000.into();
+    std::fs::write(&rig.config_path, cfg.to_string()).unwrap();
+    agent.signal(SIGHUP);
+    agent.wait_line("msg=reloaded", T);
+    agent.wait_notify("STATUS=pass 2:", T);
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+    assert!(
+        source.requests().iter().skip(2).all(|r| r.status == 503),
+        "every request after the reload was refused: {:?}",
+        source.requests()
+    );
+    assert_eq!(
+        mutations_of(&rig.sim, 101),
+        ["POST start"],
+        "a state the source no longer serves was put in force by a reload; stderr:\n{}",
+        agent.seen.join("\n")
+    );
+}
