@@ -98,3 +98,84 @@ fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
         agent.seen.join("\n")
     );
 }
+
+/// Defect 2: a source that repeats the token JSON-escaped (`\/` for `/`, as PHP's
+/// `json_encode` writes it by default) is read, and the token, unescaped by the
+/// parser, is quoted in the refusal: it lands in the log, status.json, and the status
+/// report posted to `report_url`, a server the token is withheld from.
+///
+/// "An answer that repeats it is refused unread" (README, Desired state from a URL);
+/// the check looks for the token's raw bytes only (src/remote/mod.rs:183-188, and the
+/// head at :98-107). A JSON string is compared after the parser decodes it: the body
+/// `"state": "Bearer src\/tok..."` has no `src/tok` in its bytes, so it is parsed, and
+/// the problem for `state` quotes the decoded value (src/json/mod.rs:100,
+/// `Node::describe`) into `SourceError::Invalid`, which `UrlProvider::failed`
+/// (src/desired/provider_url.rs:95-98) keeps as the source's error for status.json,
+/// the STATUS line, the warn line and the report. The sim's own `Serve::Reflect` puts
+/// the header in the same place; only the escaping differs. The report source's request
+/// log shows the token in a POST body, while that origin never got it in a header.
+///
+/// Fix idea: refuse a body that holds the token in any JSON spelling: check the decoded
+/// text of every string (key and value) after parsing, before any problem is
+/// rendered (or render no string values of a remote document at all), and redact the
+/// token from the source's error as a last line of defence.
+#[test]
+fn a_json_escaped_reflection_of_the_token_is_refused_unread() {
+    const TOKEN: &str = "src/tok+0000/LEAKCANARY";
+    let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
+    let report = Source::start(SourceOptions::default(), STATE_A).expect("the target starts");
+    let rig = Rig::new(
+        "review5-escaped-token",
+        fast_sim(),
+        vec![guest(101, false)],
+        r#"{"guests": []}"#,
+        serde_json::json!({
+            "desired_file": null,
+            "desired_url": source.url(),
+            "desired_token_file": "source.token",
+            "desired_interval_secs": 1,
+            "report_url": format!("{}/report/pve1", report.origin()),
+        }),
+    );
+    rig.dir.write("source.token", format!("{TOKEN}\n"), 0o600);
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("STATUS=pass 1:", T);
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+
+    // The source echoes the request's Authorization header, JSON-encoded as PHP does.
+    let escaped = TOKEN.replace('/', "\\/");
+    let body = format!(r#"{{"guests": [{{"vmid": 101, "state": "Bearer {escaped}"}}]}}"#);
+    assert!(!body.contains(TOKEN));
+    source.set_serve(Serve::Body("application/json", body.into_bytes()));
+    let asked = source.requests().len();
+    assert!(source.wait_until(T, |log| log.len() > asked));
+    agent.signal(super::agent::SIGUSR1);
+    agent.wait_notify("STATUS=pass 2:", T);
+    assert!(
+        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count() >= 2),
+        "two reports"
+    );
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+    let posts: Vec<String> = report
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        report.requests().iter().all(|r| r.authorization.is_none()),
+        "the token is withheld from the report's origin"
+    );
+    let leaked: Vec<&String> = posts.iter().filter(|b| b.contains(TOKEN)).collect();
+    assert!(
+        leaked.is_empty(),
+        "the desired-state token reached report_url's server:\n{}",
+        leaked
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+}
