@@ -22,19 +22,19 @@ const T: Duration = Duration::from_secs(30);
 ///
 /// `state_dir` "takes effect only after a restart" (README, Config reference), and
 /// the daemon goes on with its own journal and lock. But the loader builds the
-/// reload's provider from the new config as it is (src/daemon/loader.rs:95,
+/// reload's provider from the new config as it is (src/daemon/loader.rs:85,
 /// `agent::load`), and `provider_with` hands it the *new* `state_dir`
 /// (src/agent/mod.rs:84), so `UrlProvider::new` reads that directory's
-/// `desired-last-good.json` (src/desired/provider_url.rs:58-68) and `load` returns it
-/// whatever URL or age it has (src/desired/provider_url.rs:127-133). With the source
+/// `desired-last-good.json` (src/desired/provider_url.rs:55-68) and `load` returns it
+/// whatever URL or age it has (src/desired/provider_url.rs:125-131). With the source
 /// failing, the reload's fetch fails, `apply_reload` sees a state that was fetched
-/// once (`nothing_yet` false, src/daemon/reload.rs:222-232) and puts that old state in
+/// once (`nothing_yet` false, src/daemon/reload.rs:221-232) and puts that old state in
 /// force. Here the new directory holds the state of an earlier install (guest 101
 /// stopped); the source, which says 101 runs, is down for a moment; the operator
 /// prepares the move of the state directory and reloads for an unrelated change. The
 /// node's request log shows a shutdown of 101 that no good answer of the source asked
 /// for. (The loader also writes `desired-last-good.json` into a directory whose lock
-/// the daemon does not hold, src/daemon/loader.rs:101-104.)
+/// the daemon does not hold, src/daemon/loader.rs:93.)
 ///
 /// Fix idea: build a reload's provider with the `state_dir` in force (`self.fixed`),
 /// not the one in the new file, or hand the daemon's provider its new URL/token
@@ -105,12 +105,12 @@ fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
 /// report posted to `report_url`, a server the token is withheld from.
 ///
 /// "An answer that repeats it is refused unread" (README, Desired state from a URL);
-/// the check looks for the token's raw bytes only (src/remote/mod.rs:183-188, and the
-/// head at :98-107). A JSON string is compared after the parser decodes it: the body
+/// the check looks for the token's raw bytes only (src/remote/mod.rs:174-180, and the
+/// head at :97-106). A JSON string is compared after the parser decodes it: the body
 /// `"state": "Bearer src\/tok..."` has no `src/tok` in its bytes, so it is parsed, and
 /// the problem for `state` quotes the decoded value (src/json/mod.rs:100,
 /// `Node::describe`) into `SourceError::Invalid`, which `UrlProvider::failed`
-/// (src/desired/provider_url.rs:95-98) keeps as the source's error for status.json,
+/// (src/desired/provider_url.rs:94-97) keeps as the source's error for status.json,
 /// the STATUS line, the warn line and the report. The sim's own `Serve::Reflect` puts
 /// the header in the same place; only the escaping differs. The report source's request
 /// log shows the token in a POST body, while that origin never got it in a header.
