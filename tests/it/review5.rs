@@ -36,10 +36,16 @@ const T: Duration = Duration::from_secs(30);
 /// for. (The loader also writes `desired-last-good.json` into a directory whose lock
 /// the daemon does not hold, src/daemon/loader.rs:93.)
 ///
-/// Fix idea: build a reload's provider with the `state_dir` in force (`self.fixed`),
-/// not the one in the new file, or hand the daemon's provider its new URL/token
-/// rather than building one from disk; a restart-only key must change nothing before
-/// the restart.
+/// The same root cause bites without a restart-only key: a daemon switched from
+/// `desired_url` to a `desired_file` for a while and back again, reloaded while the
+/// source is down, puts in force the URL's state kept from before the switch, however
+/// old, in place of the file's state it was running.
+///
+/// Fix idea: when the reload's fetch did not answer (`FetchOutcome::Failed`), keep the
+/// state in force whatever the new provider read from disk (only a state the source
+/// just sent or confirmed replaces it); and build the reload's provider with the
+/// `state_dir` in force (`self.fixed`), not the one in the new file, so that a
+/// restart-only key changes nothing before the restart.
 #[test]
 fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
     let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
