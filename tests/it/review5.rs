@@ -121,6 +121,10 @@ fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
 /// the header in the same place; only the escaping differs. The report source's request
 /// log shows the token in a POST body, while that origin never got it in a header.
 ///
+/// The same holds for the head: a `Location` that carries the token percent-encoded
+/// (`%2F` for `/`) passes `head_reflects`, and the redirect's target is shown, path and
+/// all, in the log and in the error of a hop that then fails.
+///
 /// Fix idea: refuse a body that holds the token in any JSON spelling: check the decoded
 /// text of every string (key and value) after parsing, before any problem is
 /// rendered (or render no string values of a remote document at all), and redact the
@@ -158,7 +162,8 @@ fn a_json_escaped_reflection_of_the_token_is_refused_unread() {
     agent.signal(super::agent::SIGUSR1);
     agent.wait_notify("STATUS=pass 2:", T);
     assert!(
-        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count() >= 2),
+        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count()
+            >= 2),
         "two reports"
     );
     agent.signal(SIGTERM);
