@@ -47,10 +47,19 @@ pub struct Loaded {
 /// Loads and validates the config, the token secret and the desired state to start
 /// from (see [`Provider::load`]: a URL's is its last good state; nothing is fetched).
 pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
+    load_in(config_path, None)
+}
+
+/// [`load`] for a reload of an agent that runs with `state_dir`: the config's
+/// `state_dir` takes effect only at a restart, so the provider keeps (and reads back)
+/// its last good state where the running agent holds the lock, not in a directory the
+/// new file names.
+pub fn load_in(config_path: &Path, state_dir: Option<&Path>) -> Result<Loaded, AppError> {
     let config = Config::load(config_path)?;
     let secret = config.fixed.token_secret()?;
     let token = config.live.desired_token()?;
-    let provider = provider_with(&config, token.clone());
+    let state_dir = state_dir.unwrap_or(&config.fixed.state_dir);
+    let provider = provider_with(&config, token.clone(), state_dir);
     let desired = provider.load()?;
     let live = &config.live;
     let report = ReportTarget::of(
@@ -70,18 +79,23 @@ pub fn load(config_path: &Path) -> Result<Loaded, AppError> {
 /// Where the desired state comes from: `desired_file`, `desired_url` (whose token file
 /// is read here), or nowhere (nothing is managed).
 pub fn provider_for(config: &Config) -> Result<Box<dyn Provider>, AppError> {
-    Ok(provider_with(config, config.live.desired_token()?))
+    Ok(provider_with(
+        config,
+        config.live.desired_token()?,
+        &config.fixed.state_dir,
+    ))
 }
 
-/// [`provider_for`] with the token already read.
-fn provider_with(config: &Config, token: Option<Secret>) -> Box<dyn Provider> {
+/// [`provider_for`] with the token already read, keeping a URL's last good state in
+/// `state_dir`.
+fn provider_with(config: &Config, token: Option<Secret>, state_dir: &Path) -> Box<dyn Provider> {
     let live = &config.live;
     if let Some(url) = &live.desired_url {
         return Box::new(UrlProvider::new(UrlOptions {
             url: url.clone(),
             token,
             every: live.desired_interval(),
-            state_dir: config.fixed.state_dir.clone(),
+            state_dir: state_dir.to_path_buf(),
             timeout: crate::desired::FETCH_TIMEOUT,
         }));
     }

@@ -42,7 +42,8 @@ pub(super) struct Loader {
 }
 
 impl Loader {
-    pub(super) fn spawn(config_path: PathBuf) -> std::io::Result<Loader> {
+    /// `state_dir`: the one the agent runs with (and holds the lock of).
+    pub(super) fn spawn(config_path: PathBuf, state_dir: PathBuf) -> std::io::Result<Loader> {
         let (requests, inbox) = crossbeam_channel::bounded::<Request>(1);
         let (reply, results) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
@@ -51,7 +52,7 @@ impl Loader {
                 for request in inbox {
                     let answer = match request {
                         Request::Reload => {
-                            let (loaded, fetched) = reload(&config_path);
+                            let (loaded, fetched) = reload(&config_path, &state_dir);
                             Reply::Reloaded(Box::new(loaded), fetched)
                         }
                         Request::Fetch(mut provider) => {
@@ -81,8 +82,11 @@ impl Loader {
 }
 
 /// A reload: the config and its provider, and what a remote source says now.
-fn reload(config_path: &std::path::Path) -> (Result<Loaded, AppError>, Option<FetchOutcome>) {
-    let mut loaded = match agent::load(config_path) {
+fn reload(
+    config_path: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> (Result<Loaded, AppError>, Option<FetchOutcome>) {
+    let mut loaded = match agent::load_in(config_path, Some(state_dir)) {
         Ok(l) => l,
         Err(e) => return (Err(e), None),
     };

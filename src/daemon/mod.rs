@@ -205,7 +205,7 @@ pub fn run(config_path: &Path) -> Result<ExitCode, AppError> {
     );
     let observer = Observer::spawn(engine.reader())
         .map_err(|e| AppError::Io("starting the observer thread".into(), e))?;
-    let loader = Loader::spawn(config_path.to_path_buf())
+    let loader = Loader::spawn(config_path.to_path_buf(), agent.fixed.state_dir.clone())
         .map_err(|e| AppError::Io("starting the loader thread".into(), e))?;
     let remote = provider.refresh_every().is_some();
     let mut d = Daemon {

@@ -104,7 +104,13 @@ impl Daemon {
             }
             Refresh::Unchanged => {
                 self.note_fetch(FetchOutcome::Unchanged);
-                false
+                // The source confirmed the state its provider holds: that one is in
+                // force (it already is, unless a reload kept an older one while the
+                // source was failing).
+                match self.provider.as_ref().map(|p| p.load()) {
+                    Some(Ok(held)) => self.swap_desired(held),
+                    _ => false,
+                }
             }
             Refresh::Failed(_) => {
                 self.note_fetch(FetchOutcome::Failed);
@@ -216,13 +222,16 @@ impl Daemon {
                 self.report = new.report;
                 let name = new.provider.name();
                 self.source = new.provider.source_status();
-                // A remote source that has given no state yet (none kept, and it failed)
-                // does not take the state in force away.
+                // A remote source that has given no state yet (none kept, and it failed),
+                // or that failed just now, does not replace the state in force: what it
+                // holds was kept by some earlier run, maybe under another config. The
+                // next answer from the source decides (a 304 too: see `apply_fetched`).
                 let nothing_yet = self.source.as_ref().is_some_and(|s| s.fetched.is_none());
+                let failing = fetched == Some(FetchOutcome::Failed);
                 self.provider = Some(new.provider);
-                if nothing_yet {
+                if nothing_yet || failing {
                     log::warn(
-                        "reload: the desired-state source has given no state yet; the state in force stays",
+                        "reload: the desired-state source has not answered with a state; the state in force stays",
                         &[("source", &name)],
                     );
                 } else {

@@ -93,15 +93,55 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Whether anything of the answer's head repeats the token.
+/// Whether anything of the answer's head repeats the token, as it is or
+/// percent-encoded (a `Location` may carry it either way).
 fn head_reflects(token: Option<&Secret>, reason: &str, headers: &[(String, String)]) -> bool {
     let Some(t) = token.map(|t| t.expose().as_bytes()) else {
         return false;
     };
-    contains(reason.as_bytes(), t)
-        || headers
-            .iter()
-            .any(|(k, v)| contains(k.as_bytes(), t) || contains(v.as_bytes(), t))
+    let holds = |s: &str| contains(s.as_bytes(), t) || contains(&percent_decoded(s), t);
+    holds(reason) || headers.iter().any(|(k, v)| holds(k) || holds(v))
+}
+
+/// `s` with every `%XX` decoded (a malformed escape is kept as it is).
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if let (b'%', Some(Some(hi)), Some(Some(lo))) = (
+            b[i],
+            b.get(i + 1).map(|c| hex(*c)),
+            b.get(i + 2).map(|c| hex(*c)),
+        ) {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether a JSON document repeats the token in any string, key or value, once its
+/// escapes are decoded (`\/` for `/`, `\u0041` for `A`...): a problem report would
+/// quote such a string. A text that is not JSON is not looked into (nothing in it is
+/// decoded, so the raw check of the body covers it).
+pub(crate) fn json_reflects(token: &Secret, text: &str) -> bool {
+    fn walk(v: &serde_json::Value, t: &[u8]) -> bool {
+        match v {
+            serde_json::Value::String(s) => contains(s.as_bytes(), t),
+            serde_json::Value::Array(items) => items.iter().any(|v| walk(v, t)),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| contains(k.as_bytes(), t) || walk(v, t)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(text.as_bytes())
+        .is_ok_and(|v| walk(&v, token.expose().as_bytes()))
 }
 
 /// Builds one request: the headers every request carries, and the token.

@@ -28,6 +28,7 @@ mod qemu;
 mod review2;
 mod review3;
 mod review4;
+mod review5;
 mod review_client;
 mod review_inflight;
 mod rig;
