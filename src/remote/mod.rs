@@ -127,21 +127,24 @@ fn percent_decoded(s: &str) -> Vec<u8> {
 
 /// Whether a JSON document repeats the token in any string, key or value, once its
 /// escapes are decoded (`\/` for `/`, `\u0041` for `A`...): a problem report would
-/// quote such a string. A text that is not JSON is not looked into (nothing in it is
-/// decoded, so the raw check of the body covers it).
+/// quote such a string. It reads the document with the parser that validates it, which
+/// keeps every member of an object, a repeated key's first value too (a reader that
+/// keeps only the last would miss one the validator then quotes). A text that is not
+/// JSON is not looked into: nothing in it is decoded, so the raw check of the body
+/// covers it.
 pub(crate) fn json_reflects(token: &Secret, text: &str) -> bool {
-    fn walk(v: &serde_json::Value, t: &[u8]) -> bool {
-        match v {
-            serde_json::Value::String(s) => contains(s.as_bytes(), t),
-            serde_json::Value::Array(items) => items.iter().any(|v| walk(v, t)),
-            serde_json::Value::Object(map) => map
+    use crate::json::{Node, Value};
+    fn walk(n: &Node, t: &[u8]) -> bool {
+        match &n.value {
+            Value::String(s) => contains(s.as_bytes(), t),
+            Value::Array(items) => items.iter().any(|v| walk(v, t)),
+            Value::Object(members) => members
                 .iter()
-                .any(|(k, v)| contains(k.as_bytes(), t) || walk(v, t)),
-            _ => false,
+                .any(|m| contains(m.key.as_bytes(), t) || walk(&m.value, t)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
         }
     }
-    serde_json::from_slice::<serde_json::Value>(text.as_bytes())
-        .is_ok_and(|v| walk(&v, token.expose().as_bytes()))
+    crate::json::parse(text).is_ok_and(|n| walk(&n, token.expose().as_bytes()))
 }
 
 /// Builds one request: the headers every request carries, and the token.

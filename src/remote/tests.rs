@@ -185,3 +185,10 @@ fn the_token_is_found_in_any_json_or_url_spelling() {
     assert!(!head_reflects(None, "OK", &[]));
     assert_eq!(percent_decoded("a%41%zz%4"), b"aA%zz%4");
 }
+
+#[test]
+fn the_token_is_found_in_the_first_of_two_repeated_keys() {
+    let token = Secret::new("src/tok+0000");
+    let doc = r#"{"guests": [{"vmid": 101, "state": "Bearer src\/tok+0000"}], "guests": []}"#;
+    assert!(json_reflects(&token, doc));
+}

@@ -29,6 +29,7 @@ mod review2;
 mod review3;
 mod review4;
 mod review5;
+mod review6;
 mod review_client;
 mod review_inflight;
 mod rig;
