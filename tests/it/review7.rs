@@ -7,9 +7,13 @@
 //! waits with a sleep: every wait is on a condition with a deadline.
 
 use super::agent::{Agent, SIGTERM, SIGUSR1};
-use super::rig::{fast_sim, guest, mutations_of, Rig};
+use super::proxy::{Proxy, Rewrite};
+use super::rig::{fast_sim, guest, mutations_of, point_config_at, Rig};
 use super::source::STATE_A;
-use felhom_agent::sim::{Serve, Source, SourceOptions};
+use felhom_agent::sim::{
+    Effect, FaultRule, Faults, Match, Serve, SimOptions, Source, SourceOptions,
+};
+use std::sync::Arc;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -90,4 +94,70 @@ fn a_token_escaped_in_the_key_of_a_broken_document_is_not_quoted() {
         leaked.join("\n")
     );
     assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+}
+
+/// Defect 2: the API token's secret, echoed by a proxy or gateway in front of the node
+/// into its error answer, is quoted whole into the agent's error, and from there into
+/// `plan`'s output (and the log, status.json, the report).
+///
+/// Gateways in front of pveproxy answer errors with a JSON `message` of their own, and
+/// some repeat the request's headers or the credential they refused. `http_error`
+/// (src/pve/transport.rs:283-317) takes the body's `message` first (then the reason
+/// phrase, then a non-JSON body up to 1024 characters) and nothing looks whether it
+/// repeats the `Authorization` header: unlike the desired-state source
+/// (`head_reflects`, the raw body check, `json_reflects` in src/remote/mod.rs), the
+/// Proxmox client has no reflection check at all. The same goes for the `errors` map
+/// of a 400, a reason phrase, a non-JSON body under an empty reason, and a 2xx that
+/// does not decode (src/pve/envelope.rs:34-53: serde's message quotes a string of the
+/// wrong type whole).
+///
+/// Fix idea: in `pve::transport::interpret`/`http_error` and `envelope::explain`, refuse
+/// to quote an answer (head, reason, body, decoder message) that holds the token's
+/// secret: replace the message with `the answer repeats the API token's secret; not
+/// shown`, as `RemoteError::Reflected` does for the source.
+#[test]
+fn an_error_page_that_echoes_the_api_token_is_not_quoted() {
+    let opts = SimOptions {
+        token_secret: "7e3a91c4-LEAKCANARY7-4f0d-b2e8-c51a6d09f3b7".to_string(),
+        ..fast_sim()
+    };
+    let rig = Rig::new(
+        "review7-api-echo",
+        opts,
+        vec![guest(101, false)],
+        r#"{"guests": [{"vmid": 101, "state": "running"}]}"#,
+        serde_json::json!({}),
+    );
+    let secret = rig.sim.token_secret().to_string();
+    let header = format!("PVEAPIToken={}={}", rig.sim.token_id(), secret);
+    // Every GET fails with a 500 (as a backend behind the proxy would), and the proxy
+    // answers it with its own JSON error, whose message lists the request's headers.
+    rig.sim.set_faults(Faults::rule(FaultRule::new(
+        Match::method("GET"),
+        Effect::StatusBefore(500),
+    )));
+    let page = serde_json::json!({
+        "data": null,
+        "message": format!("upstream error; request headers: Authorization: {header}"),
+    })
+    .to_string();
+    let rewrite: Arc<Rewrite> = Arc::new(move |_, _, _| Some(page.clone().into_bytes()));
+    let proxy = Proxy::start(rig.sim.addr(), rewrite);
+    point_config_at(&rig, &proxy.url());
+    let out = rig.bin(&["plan", "--json"]);
+    drop(proxy);
+    assert!(
+        rig.sim.requests().iter().any(|r| r.status == 500),
+        "the node answered 500s"
+    );
+    assert!(rig.sim.mutations().is_empty());
+    let shown = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !shown.contains(&secret),
+        "the API token's secret was shown by `plan --json`:\n{shown}"
+    );
 }
