@@ -112,17 +112,6 @@ impl UrlProvider {
                 omitted: 0,
             })
         })?;
-        // Before any problem is rendered: a report quotes the document's strings.
-        if self
-            .opts
-            .token
-            .as_ref()
-            .is_some_and(|t| remote::json_reflects(t, &text))
-        {
-            return Err(SourceError::Fetch(remote::RemoteError::Reflected {
-                request: label.to_string(),
-            }));
-        }
         let state = DesiredState::parse(&text, Path::new(&place)).map_err(SourceError::Invalid)?;
         Ok((text, state))
     }

@@ -163,6 +163,34 @@ impl Client {
                 }
             }
         };
+        // A gateway that repeats the request's headers (the token secret with them) in
+        // its answer: nothing of that answer is quoted, decoded or acted on. A 2xx so
+        // answered is undecodable (for a mutation, an unknown outcome); another status
+        // keeps its class, with a message of its own.
+        let head = || {
+            std::iter::once(resp.reason_phrase.as_str()).chain(
+                resp.headers
+                    .iter()
+                    .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+            )
+        };
+        if self.secret.is_repeated_in(&body)
+            || head().any(|h| self.secret.is_repeated_in(h.as_bytes()))
+        {
+            const NOT_SHOWN: &str = "the answer repeats the API token secret; not shown";
+            return failed(if (200..300).contains(&status) {
+                ApiError::Decode {
+                    request: label,
+                    detail: NOT_SHOWN.into(),
+                }
+            } else {
+                ApiError::Http {
+                    status,
+                    message: NOT_SHOWN.into(),
+                    errors: Default::default(),
+                }
+            });
+        }
         log::debug(
             "pve request",
             &[

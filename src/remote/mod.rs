@@ -89,62 +89,14 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Whether anything of the answer's head repeats the token, as it is or
-/// percent-encoded (a `Location` may carry it either way).
+/// Whether anything of the answer's head repeats the token, in any spelling
+/// ([`Secret::is_repeated_in`]: a `Location` may carry it percent-encoded).
 fn head_reflects(token: Option<&Secret>, reason: &str, headers: &[(String, String)]) -> bool {
-    let Some(t) = token.map(|t| t.expose().as_bytes()) else {
+    let Some(t) = token else {
         return false;
     };
-    let holds = |s: &str| contains(s.as_bytes(), t) || contains(&percent_decoded(s), t);
+    let holds = |s: &str| t.is_repeated_in(s.as_bytes());
     holds(reason) || headers.iter().any(|(k, v)| holds(k) || holds(v))
-}
-
-/// `s` with every `%XX` decoded (a malformed escape is kept as it is).
-fn percent_decoded(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if let (b'%', Some(Some(hi)), Some(Some(lo))) = (
-            b[i],
-            b.get(i + 1).map(|c| hex(*c)),
-            b.get(i + 2).map(|c| hex(*c)),
-        ) {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Whether a JSON document repeats the token in any string, key or value, once its
-/// escapes are decoded (`\/` for `/`, `\u0041` for `A`...): a problem report would
-/// quote such a string. It reads the document with the parser that validates it, which
-/// keeps every member of an object, a repeated key's first value too (a reader that
-/// keeps only the last would miss one the validator then quotes). A text that is not
-/// JSON is not looked into: nothing in it is decoded, so the raw check of the body
-/// covers it.
-pub(crate) fn json_reflects(token: &Secret, text: &str) -> bool {
-    use crate::json::{Node, Value};
-    fn walk(n: &Node, t: &[u8]) -> bool {
-        match &n.value {
-            Value::String(s) => contains(s.as_bytes(), t),
-            Value::Array(items) => items.iter().any(|v| walk(v, t)),
-            Value::Object(members) => members
-                .iter()
-                .any(|m| contains(m.key.as_bytes(), t) || walk(&m.value, t)),
-            Value::Null | Value::Bool(_) | Value::Number(_) => false,
-        }
-    }
-    crate::json::parse(text).is_ok_and(|n| walk(&n, token.expose().as_bytes()))
 }
 
 /// Builds one request: the headers every request carries, and the token.
@@ -215,10 +167,7 @@ pub(crate) fn get(req: &Get<'_>) -> Result<Got, RemoteError> {
                         })
                     }
                 };
-                if req
-                    .token
-                    .is_some_and(|t| contains(&bytes, t.expose().as_bytes()))
-                {
+                if req.token.is_some_and(|t| t.is_repeated_in(&bytes)) {
                     return Err(RemoteError::Reflected { request: label });
                 }
                 let owned = |name| header(&headers, name).map(str::to_string);

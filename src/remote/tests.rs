@@ -143,8 +143,8 @@ fn a_token_in_the_answer_is_found() {
         &[("etag".into(), "\"x\"".into())]
     ));
     assert!(!head_reflects(None, "tok-123", &[]));
-    assert!(contains(b"abc tok-123 def", b"tok-123"));
-    assert!(!contains(b"abc", b""));
+    assert!(t.is_repeated_in(b"abc tok-123 def"));
+    assert!(!Secret::new("").is_repeated_in(b"abc"));
 }
 
 #[test]
@@ -163,32 +163,13 @@ fn the_report_carries_the_token_only_to_the_source_origin() {
 }
 
 #[test]
-fn the_token_is_found_in_any_json_or_url_spelling() {
+fn a_head_that_repeats_the_token_in_any_spelling_is_refused() {
     let token = Secret::new("src/tok+0000");
-    // JSON: escaped solidus, unicode escape, in a key; not in a document without it,
-    // nor in text that is not JSON (the raw check covers that).
-    for doc in [
-        r#"{"state": "Bearer src\/tok+0000"}"#,
-        r#"{"guests": [{"x": "src/tok\u002b0000"}]}"#,
-        r#"{"src\/tok+0000": 1}"#,
-    ] {
-        assert!(json_reflects(&token, doc), "{doc}");
-    }
-    assert!(!json_reflects(&token, r#"{"state": "src/tok"}"#));
-    assert!(!json_reflects(&token, "not json src\\/tok+0000"));
-    // A head: as it is, or percent-encoded in a Location.
     let head = |v: &str| head_reflects(Some(&token), "OK", &[("location".into(), v.into())]);
     assert!(head("https://x/src/tok+0000"));
     assert!(head("https://x/src%2Ftok%2B0000"));
     assert!(head("https://x/src%2ftok+0000"));
     assert!(!head("https://x/src%2Ftok"));
     assert!(!head_reflects(None, "OK", &[]));
-    assert_eq!(percent_decoded("a%41%zz%4"), b"aA%zz%4");
-}
-
-#[test]
-fn the_token_is_found_in_the_first_of_two_repeated_keys() {
-    let token = Secret::new("src/tok+0000");
-    let doc = r#"{"guests": [{"vmid": 101, "state": "Bearer src\/tok+0000"}], "guests": []}"#;
-    assert!(json_reflects(&token, doc));
+    assert!(head_reflects(Some(&token), "src\\/tok+0000", &[]));
 }

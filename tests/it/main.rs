@@ -30,6 +30,7 @@ mod review3;
 mod review4;
 mod review5;
 mod review6;
+mod review7;
 mod review_client;
 mod review_inflight;
 mod rig;
