@@ -9,7 +9,7 @@
 
 use super::agent::{Agent, SIGHUP, SIGTERM};
 use super::rig::{fast_sim, guest, mutations_of, Rig};
-use super::source::{STATE_A, STOP_101};
+use super::source::{assert_token_not_reported, STATE_A, STOP_101};
 use felhom_agent::desired::{Provider, Refresh, UrlOptions, UrlProvider};
 use felhom_agent::remote::RemoteUrl;
 use felhom_agent::sim::{Serve, Source, SourceOptions};
@@ -130,64 +130,11 @@ fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
 /// holds it percent-encoded is refused too (`remote::head_reflects`).
 #[test]
 fn a_json_escaped_reflection_of_the_token_is_refused_unread() {
-    const TOKEN: &str = "src/tok+0000/LEAKCANARY";
-    let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
-    let report = Source::start(SourceOptions::default(), STATE_A).expect("the target starts");
-    let rig = Rig::new(
-        "review5-escaped-token",
-        fast_sim(),
-        vec![guest(101, false)],
-        r#"{"guests": []}"#,
-        serde_json::json!({
-            "desired_file": null,
-            "desired_url": source.url(),
-            "desired_token_file": "source.token",
-            "desired_interval_secs": 1,
-            "report_url": format!("{}/report/pve1", report.origin()),
-        }),
-    );
-    rig.dir.write("source.token", format!("{TOKEN}\n"), 0o600);
-    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
-    agent.wait_notify("STATUS=pass 1:", T);
-    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
-
     // The source echoes the request's Authorization header, JSON-encoded as PHP does.
+    const TOKEN: &str = "src/tok+0000/LEAKCANARY";
     let escaped = TOKEN.replace('/', "\\/");
     let body = format!(r#"{{"guests": [{{"vmid": 101, "state": "Bearer {escaped}"}}]}}"#);
-    assert!(!body.contains(TOKEN));
-    source.set_serve(Serve::Body("application/json", body.into_bytes()));
-    let asked = source.requests().len();
-    assert!(source.wait_until(T, |log| log.len() > asked));
-    agent.signal(super::agent::SIGUSR1);
-    agent.wait_notify("STATUS=pass 2:", T);
-    assert!(
-        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count()
-            >= 2),
-        "two reports"
-    );
-    agent.signal(SIGTERM);
-    assert!(agent.wait_exit(T).success());
-    let posts: Vec<String> = report
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .collect();
-    assert!(
-        report.requests().iter().all(|r| r.authorization.is_none()),
-        "the token is withheld from the report's origin"
-    );
-    let leaked: Vec<&String> = posts.iter().filter(|b| b.contains(TOKEN)).collect();
-    assert!(
-        leaked.is_empty(),
-        "the desired-state token reached report_url's server:\n{}",
-        leaked
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert_token_not_reported("review5-escaped-token", TOKEN, body);
 }
 
 /// The other way in to defect 1: from `desired_url` to a `desired_file` and back,

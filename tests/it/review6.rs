@@ -8,13 +8,7 @@
 //! simulated source's request log. Nothing waits with a sleep: every wait is on a
 //! condition with a deadline.
 
-use super::agent::{Agent, SIGTERM, SIGUSR1};
-use super::rig::{fast_sim, guest, mutations_of, Rig};
-use super::source::STATE_A;
-use felhom_agent::sim::{Serve, Source, SourceOptions};
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(30);
+use super::source::assert_token_not_reported;
 
 /// Defect 1: a document that repeats a key leaks the token through `json_reflects`.
 /// A source that echoes the token JSON-escaped inside the *first* of two `guests`
@@ -37,59 +31,10 @@ const T: Duration = Duration::from_secs(30);
 /// `Value`.
 #[test]
 fn a_token_in_the_first_of_two_duplicate_keys_is_refused_unread() {
-    const TOKEN: &str = "src/tok+0000/LEAKCANARY6";
-    let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
-    let report = Source::start(SourceOptions::default(), STATE_A).expect("the target starts");
-    let rig = Rig::new(
-        "review6-dup-key-token",
-        fast_sim(),
-        vec![guest(101, false)],
-        r#"{"guests": []}"#,
-        serde_json::json!({
-            "desired_file": null,
-            "desired_url": source.url(),
-            "desired_token_file": "source.token",
-            "desired_interval_secs": 1,
-            "report_url": format!("{}/report/pve1", report.origin()),
-        }),
-    );
-    rig.dir.write("source.token", format!("{TOKEN}\n"), 0o600);
-    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
-    agent.wait_notify("STATUS=pass 1:", T);
-    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
-
     // The echo, JSON-escaped, in the first of two `guests`; the second is harmless.
+    const TOKEN: &str = "src/tok+0000/LEAKCANARY6";
     let escaped = TOKEN.replace('/', "\\/");
     let body =
         format!(r#"{{"guests": [{{"vmid": 101, "state": "Bearer {escaped}"}}], "guests": []}}"#);
-    assert!(!body.contains(TOKEN));
-    source.set_serve(Serve::Body("application/json", body.into_bytes()));
-    let asked = source.requests().len();
-    assert!(source.wait_until(T, |log| log.len() > asked));
-    agent.signal(SIGUSR1);
-    agent.wait_notify("STATUS=pass 2:", T);
-    assert!(
-        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count()
-            >= 2),
-        "two reports"
-    );
-    agent.signal(SIGTERM);
-    assert!(agent.wait_exit(T).success());
-    assert!(
-        report.requests().iter().all(|r| r.authorization.is_none()),
-        "the token is withheld from the report's origin"
-    );
-    let leaked: Vec<String> = report
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .filter(|b| b.contains(TOKEN))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "the desired-state token reached report_url's server:\n{}",
-        leaked.join("\n")
-    );
-    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert_token_not_reported("review6-dup-key-token", TOKEN, body);
 }

@@ -7,17 +7,11 @@
 //! a server saw (the report target's request log) or what the agent wrote. Nothing
 //! waits with a sleep: every wait is on a condition with a deadline.
 
-use super::agent::{Agent, SIGTERM, SIGUSR1};
 use super::proxy::{Proxy, Rewrite};
-use super::rig::{fast_sim, guest, mutations_of, point_config_at, Rig};
-use super::source::STATE_A;
-use felhom_agent::sim::{
-    Effect, FaultRule, Faults, Match, Serve, SimOptions, Source, SourceOptions,
-};
+use super::rig::{fast_sim, guest, point_config_at, Rig};
+use super::source::assert_token_not_reported;
+use felhom_agent::sim::{Effect, FaultRule, Faults, Match, SimOptions};
 use std::sync::Arc;
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(30);
 
 /// Defect 1: a source answer that is *not* valid JSON but repeats the token
 /// JSON-escaped in an object key gets the decoded token quoted into the syntax error,
@@ -40,59 +34,10 @@ const T: Duration = Duration::from_secs(30);
 /// text, and percent-decoded, before anything is parsed.
 #[test]
 fn a_token_escaped_in_the_key_of_a_broken_document_is_not_quoted() {
-    const TOKEN: &str = "src/tok+0000/LEAKCANARY7";
-    let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
-    let report = Source::start(SourceOptions::default(), STATE_A).expect("the target starts");
-    let rig = Rig::new(
-        "review7-key-token",
-        fast_sim(),
-        vec![guest(101, false)],
-        r#"{"guests": []}"#,
-        serde_json::json!({
-            "desired_file": null,
-            "desired_url": source.url(),
-            "desired_token_file": "source.token",
-            "desired_interval_secs": 1,
-            "report_url": format!("{}/report/pve1", report.origin()),
-        }),
-    );
-    rig.dir.write("source.token", format!("{TOKEN}\n"), 0o600);
-    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
-    agent.wait_notify("STATUS=pass 1:", T);
-    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
-
     // The echo, JSON-escaped, as a key with no ':' after it: not JSON at all.
+    const TOKEN: &str = "src/tok+0000/LEAKCANARY7";
     let body = format!(r#"{{"{}" 1}}"#, TOKEN.replace('/', "\\/"));
-    assert!(!body.contains(TOKEN));
-    source.set_serve(Serve::Body("application/json", body.into_bytes()));
-    let asked = source.requests().len();
-    assert!(source.wait_until(T, |log| log.len() > asked));
-    agent.signal(SIGUSR1);
-    agent.wait_notify("STATUS=pass 2:", T);
-    assert!(
-        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count()
-            >= 2),
-        "two reports"
-    );
-    agent.signal(SIGTERM);
-    assert!(agent.wait_exit(T).success());
-    assert!(
-        report.requests().iter().all(|r| r.authorization.is_none()),
-        "the token is withheld from the report's origin"
-    );
-    let leaked: Vec<String> = report
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .filter(|b| b.contains(TOKEN))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "the desired-state token reached report_url's server:\n{}",
-        leaked.join("\n")
-    );
-    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+    assert_token_not_reported("review7-key-token", TOKEN, body);
 }
 
 /// Defect 2: the API token's secret, echoed by a proxy or gateway in front of the node

@@ -313,3 +313,67 @@ fn redirects_are_followed_only_to_https_on_the_same_host() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A source that serves `body` once the agent has converged 101 on a first state: the
+/// agent (the real binary, with `token` for the source and a `report_url` on another
+/// origin) fetches it and passes again. Asserts that the token never reached the report
+/// target, in a header or in a body, and that the body caused no action.
+pub fn assert_token_not_reported(tag: &str, token: &str, body: String) {
+    use super::agent::{Agent, SIGTERM, SIGUSR1};
+    use super::rig::{fast_sim, guest, mutations_of, Rig};
+    use felhom_agent::sim::{Serve, Source, SourceOptions};
+    const T: std::time::Duration = std::time::Duration::from_secs(30);
+    assert!(
+        !body.contains(token),
+        "the body spells the token some other way"
+    );
+    let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
+    let report = Source::start(SourceOptions::default(), STATE_A).expect("the target starts");
+    let rig = Rig::new(
+        tag,
+        fast_sim(),
+        vec![guest(101, false)],
+        r#"{"guests": []}"#,
+        serde_json::json!({
+            "desired_file": null,
+            "desired_url": source.url(),
+            "desired_token_file": "source.token",
+            "desired_interval_secs": 1,
+            "report_url": format!("{}/report/pve1", report.origin()),
+        }),
+    );
+    rig.dir.write("source.token", format!("{token}\n"), 0o600);
+    let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
+    agent.wait_notify("STATUS=pass 1:", T);
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+
+    source.set_serve(Serve::Body("application/json", body.into_bytes()));
+    let asked = source.requests().len();
+    assert!(source.wait_until(T, |log| log.len() > asked));
+    agent.signal(SIGUSR1);
+    agent.wait_notify("STATUS=pass 2:", T);
+    assert!(
+        report.wait_until(T, |log| log.iter().filter(|r| r.method == "POST").count()
+            >= 2),
+        "two reports"
+    );
+    agent.signal(SIGTERM);
+    assert!(agent.wait_exit(T).success());
+    assert!(
+        report.requests().iter().all(|r| r.authorization.is_none()),
+        "the token is withheld from the report's origin"
+    );
+    let leaked: Vec<String> = report
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .filter(|b| b.contains(token))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the desired-state token reached report_url's server:\n{}",
+        leaked.join("\n")
+    );
+    assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
+}
