@@ -92,8 +92,9 @@ pub fn look(client: &Client, node: &str, action: &Action, guard: &Guard) -> Look
 
 fn read(client: &Client, node: &str, action: &Action) -> Result<Fresh, crate::pve::ApiError> {
     let s = client.guest_status(action.guest, node, action.vmid)?;
-    // `status/current` says `managed` for every HA resource; one set to `ignored` is
-    // not HA's (its power calls act directly), as the plan takes it.
+    // A resource set to `ignored` is not HA's (its power calls act directly), as the
+    // plan takes it; PVE reads it as unmanaged already, and this holds if an answer
+    // still gives its state.
     let ha_managed = s.ha_managed && s.ha_state.as_deref() != Some("ignored");
     let power = match (s.vm_power, s.status) {
         (None, PowerState::Running) | (Some(VmPower::Running), _) => Power::Running,

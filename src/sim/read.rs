@@ -88,8 +88,9 @@ pub(crate) fn status(shared: &Shared, node: &str, vmid: u32) -> Result<Data, Fai
     let rec = st.guest_on(node, vmid, SimKind::Lxc)?;
     let mut m = lxc_entry(shared, rec);
     let ha = match &rec.g.ha {
-        Some(state) => json!({"managed": 1, "state": state}),
-        None => json!({"managed": 0}),
+        // An ignored resource reads as unmanaged (pve-ha-manager `get_service_status`).
+        Some(state) if state != "ignored" => json!({"managed": 1, "state": state}),
+        _ => json!({"managed": 0}),
     };
     m.insert("ha".into(), ha);
     Ok(Data::new(Value::Object(m)))
