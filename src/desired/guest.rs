@@ -8,22 +8,6 @@ use crate::json::{Member, Node, Pos, Value};
 use crate::pve::{GuestKind, Vmid};
 use std::collections::BTreeMap;
 
-const GUEST_KEYS: &[&str] = &[
-    "vmid",
-    "type",
-    "name",
-    "state",
-    "cores",
-    "sockets",
-    "memory",
-    "balloon",
-    "swap",
-    "description",
-    "onboot",
-    "tags",
-    "once",
-];
-
 /// The longest one-shot key.
 pub const MAX_KEY: usize = 64;
 
@@ -112,7 +96,7 @@ fn check_one(index: usize, item: &Node, problems: &mut Problems) -> Option<(Gues
     };
     // Stand-in while the fields are checked; only returned with a real vmid.
     let mut spec = GuestSpec::new(vmid.map_or(Vmid::new(100).expect("100 is valid"), |v| v.0));
-    let known: Vec<&Member> = known_members(members, GUEST_KEYS, Some(&label), problems);
+    let known: Vec<&Member> = known_members(members, super::FIELDS, Some(&label), problems);
     for m in &known {
         if let Err(msg) = field(&mut spec, m, &label, problems) {
             problems.push(m.value.pos, Some(&label), Some(&m.key), msg);
@@ -172,7 +156,7 @@ fn field(
         "onboot" => spec.onboot = Some(boolean(v)?),
         "tags" => spec.tags = Some(tags(v, label, problems)?),
         "once" => spec.once = once(v, label, problems)?,
-        other => unreachable!("{other} is not in GUEST_KEYS"),
+        other => unreachable!("{other} is not in FIELDS"),
     }
     Ok(())
 }

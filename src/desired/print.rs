@@ -9,7 +9,8 @@
 use super::{DesiredState, GuestSpec};
 use std::fmt::Write as _;
 
-/// A guest's fields in the order the file documents and this printer writes them.
+/// A guest entry's fields, the only ones it may have, in the order the file documents
+/// and this printer writes them.
 pub const FIELDS: &[&str] = &[
     "vmid",
     "type",
