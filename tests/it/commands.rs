@@ -212,9 +212,9 @@ fn with_no_desired_source_a_pass_plans_and_mutates_nothing() {
 /// for an op not in flight, and afterwards the guest is planned afresh and started once.
 #[test]
 fn journal_abandon_releases_an_op_held_for_good() {
-    use felhom_agent::action::{Action, ActionKind, Params};
+    use felhom_agent::action::{Action, ActionKind};
     use felhom_agent::journal::{Journal, JournalOptions};
-    use felhom_agent::pve::{GuestKind, Vmid};
+    use felhom_agent::pve::Vmid;
     let rig = Rig::new(
         "cmd-abandon",
         fast_sim(),
@@ -224,16 +224,7 @@ fn journal_abandon_releases_an_op_held_for_good() {
     );
     // An op whose start never reached the node: in flight, no UPID.
     let journal = Journal::open(&rig.state_dir(), JournalOptions::default()).unwrap();
-    let start = Action {
-        vmid: Vmid::new(101).unwrap(),
-        guest: GuestKind::Lxc,
-        kind: ActionKind::Start,
-        params: Params::new(),
-        via_task: false,
-        key: None,
-        guard: None,
-        reason: "state stopped -> running".into(),
-    };
+    let start = super::journal::action(101, ActionKind::Start);
     let op = journal.begin(&start).unwrap();
     // While another process holds the state directory: refused, nothing changed.
     let out = rig.bin(&["journal", "--abandon", &op.0.to_string()]);

@@ -5,9 +5,8 @@
 mod vms;
 
 use super::rig::{fast_sim, Rig};
-use felhom_agent::action::{Action, ActionKind, Params};
+use felhom_agent::action::ActionKind;
 use felhom_agent::journal::{Journal, JournalOptions};
-use felhom_agent::pve::Vmid;
 use felhom_agent::sim::fleet;
 use std::process::Output;
 
@@ -201,16 +200,7 @@ fn export_runs_beside_an_agent_that_holds_the_journal() {
     // The running agent's journal: locked, with an op of its own in flight on 102.
     let journal = Journal::open(&rig.state_dir(), JournalOptions::default()).unwrap();
     let op = journal
-        .begin(&Action {
-            vmid: Vmid::new(102).unwrap(),
-            guest: felhom_agent::pve::GuestKind::Lxc,
-            via_task: false,
-            kind: ActionKind::Start,
-            params: Params::new(),
-            reason: "state stopped -> running".into(),
-            key: None,
-            guard: None,
-        })
+        .begin(&super::journal::action(102, ActionKind::Start))
         .unwrap();
     let before = std::fs::read(journal.path()).unwrap();
     let (text, notes) = export(&rig, &["--vmid", "101,102"]);

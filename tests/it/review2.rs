@@ -12,10 +12,9 @@
 
 use super::agent::{poll_until, Agent, SIGHUP, SIGTERM};
 use super::rig::{fast_sim, finish_pass, guest, mutations_of, pass, running, Rig};
-use felhom_agent::action::{Action, ActionKind, Params};
+use felhom_agent::action::ActionKind;
 use felhom_agent::cancel::CancelSource;
 use felhom_agent::journal::{Journal, JournalOptions};
-use felhom_agent::pve::{GuestKind, Vmid};
 use felhom_agent::sim::{Effect, FaultRule, Faults, Match, PowerState, SimOptions};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -199,16 +198,7 @@ fn an_unanswered_shutdown_after_the_clock_went_back_is_not_sent_again() {
     // Last week the node's clock ran an hour fast: the agent started 101 then, and the
     // journal keeps that task as 101's last. The clock has been stepped back since.
     let journal = Journal::open(&rig.state_dir(), JournalOptions::default()).unwrap();
-    let start = Action {
-        vmid: Vmid::new(101).unwrap(),
-        guest: GuestKind::Lxc,
-        kind: ActionKind::Start,
-        params: Params::new(),
-        via_task: false,
-        key: None,
-        guard: None,
-        reason: "state stopped -> running".into(),
-    };
+    let start = super::journal::action(101, ActionKind::Start);
     let op = journal.begin(&start).unwrap();
     let ahead = felhom_agent::time::unix_now() + 3600;
     journal

@@ -211,8 +211,8 @@ pub fn busy_day(
     options: felhom_agent::journal::JournalOptions,
     count: usize,
 ) -> u64 {
-    use felhom_agent::action::{Action, ActionKind, Params};
-    use felhom_agent::pve::{GuestKind, Vmid};
+    use felhom_agent::action::ActionKind;
+
     let journal = felhom_agent::journal::Journal::open(state_dir, options).expect("journal opens");
     const WRITERS: usize = 8;
     std::thread::scope(|s| {
@@ -222,16 +222,8 @@ pub fn busy_day(
                 .name(format!("busy day {w}"))
                 .spawn_scoped(s, move || {
                     for i in (w..count).step_by(WRITERS) {
-                        let action = Action {
-                            vmid: Vmid::new(1000 + (i % 500) as u64).unwrap(),
-                            guest: GuestKind::Lxc,
-                            kind: ActionKind::Start,
-                            params: Params::new(),
-                            via_task: false,
-                            key: None,
-                            guard: None,
-                            reason: "state stopped -> running".into(),
-                        };
+                        let action =
+                            super::journal::action(1000 + (i % 500) as u64, ActionKind::Start);
                         let op = journal.begin(&action).unwrap();
                         journal.succeeded(op).unwrap();
                     }
