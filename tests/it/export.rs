@@ -19,6 +19,39 @@ fn stderr(o: &Output) -> String {
 }
 
 /// `plan --json`'s actions, as `vmid kind key=value...` lines (digest left out).
+/// `text`, an export, as the desired state: it plans nothing, and a pass changes
+/// nothing on the node.
+fn assert_adopted(rig: &Rig, text: &str) {
+    rig.write_desired(text);
+    assert_eq!(planned(rig), Vec::<String>::new());
+    let out = rig.bin(&["once", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["planned"], 0, "{report}");
+    assert!(rig.sim.mutations().is_empty(), "adopting changed nothing");
+}
+
+/// `text` with `key` of guest `vmid` set to `value`: exactly `expected` is planned.
+fn assert_one_edit_planned(
+    rig: &Rig,
+    text: &str,
+    vmid: u64,
+    key: &str,
+    value: serde_json::Value,
+    expected: &str,
+) {
+    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    let guest = doc["guests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|g| g["vmid"] == vmid)
+        .unwrap();
+    guest[key] = value;
+    rig.write_desired(&doc.to_string());
+    assert_eq!(planned(rig), [expected], "{key} of {vmid}");
+}
+
 fn planned(rig: &Rig) -> Vec<String> {
     let out = rig.bin(&["plan", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -98,13 +131,7 @@ fn adopting_the_export_of_a_drifted_fleet_plans_nothing() {
     assert!(text.contains(r#""description": "db server""#), "{text}");
     assert!(text.contains(r#""name": "web1""#), "{text}");
 
-    rig.write_desired(&text);
-    assert_eq!(planned(&rig), Vec::<String>::new());
-    let out = rig.bin(&["once", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(report["planned"], 0, "{report}");
-    assert!(rig.sim.mutations().is_empty(), "adopting changed nothing");
+    assert_adopted(&rig, &text);
 
     // One field edited in the export: exactly that change is planned.
     for (vmid, key, value, expected) in [
@@ -127,16 +154,7 @@ fn adopting_the_export_of_a_drifted_fleet_plans_nothing() {
             "100 shutdown forceStop=1 timeout=5",
         ),
     ] {
-        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let guest = doc["guests"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|g| g["vmid"] == vmid)
-            .unwrap();
-        guest[key] = value;
-        rig.write_desired(&doc.to_string());
-        assert_eq!(planned(&rig), [expected], "{key} of {vmid}");
+        assert_one_edit_planned(&rig, &text, vmid, key, value, expected);
     }
 }
 

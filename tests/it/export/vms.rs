@@ -6,7 +6,7 @@
 
 use super::super::agent::{poll_until, Agent, SIGTERM};
 use super::super::rig::{fast_sim, Rig};
-use super::{export, planned, stderr, stdout, vmids};
+use super::{assert_adopted, assert_one_edit_planned, export, planned, vmids};
 use felhom_agent::desired::DesiredState;
 use felhom_agent::sim::{fleet, vm_fleet, SimGuest, SimOptions};
 use std::path::Path;
@@ -177,13 +177,7 @@ fn adopting_the_export_of_a_drifted_mixed_fleet_plans_nothing() {
     want.sort();
     assert_eq!(got, want);
 
-    rig.write_desired(&text);
-    assert_eq!(planned(&rig), Vec::<String>::new());
-    let out = rig.bin(&["once", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(report["planned"], 0, "{report}");
-    assert!(rig.sim.mutations().is_empty(), "adopting changed nothing");
+    assert_adopted(&rig, &text);
 
     // One VM field edited in the export: exactly that change is planned.
     for (vmid, key, value, expected) in [
@@ -232,16 +226,7 @@ fn adopting_the_export_of_a_drifted_mixed_fleet_plans_nothing() {
             "200 shutdown forceStop=1 timeout=5",
         ),
     ] {
-        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let guest = doc["guests"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|g| g["vmid"] == vmid)
-            .unwrap();
-        guest[key] = value;
-        rig.write_desired(&doc.to_string());
-        assert_eq!(planned(&rig), [expected], "{key} of {vmid}");
+        assert_one_edit_planned(&rig, &text, vmid, key, value, expected);
     }
     assert!(rig.sim.mutations().is_empty());
 }
