@@ -17,6 +17,22 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Stopped guest 101, its desired state from `source`, asked hourly (so only a reload
+/// or the start asks it).
+fn url_rig(tag: &str, source: &Source) -> Rig {
+    Rig::new(
+        tag,
+        fast_sim(),
+        vec![guest(101, false)],
+        r#"{"guests": []}"#,
+        serde_json::json!({
+            "desired_file": null,
+            "desired_url": source.url(),
+            "desired_interval_secs": 3600,
+        }),
+    )
+}
+
 /// Defect 1: a reload whose config names another `state_dir` (a restart-only key)
 /// swaps in the desired state kept in *that* directory while the source fails, and
 /// the agent acts on it: the last good state in force is replaced by an old one.
@@ -49,17 +65,7 @@ const T: Duration = Duration::from_secs(30);
 #[test]
 fn a_reload_naming_another_state_dir_does_not_put_its_old_state_in_force() {
     let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
-    let rig = Rig::new(
-        "review5-state-dir",
-        fast_sim(),
-        vec![guest(101, false)],
-        r#"{"guests": []}"#,
-        serde_json::json!({
-            "desired_file": null,
-            "desired_url": source.url(),
-            "desired_interval_secs": 3600,
-        }),
-    );
+    let rig = url_rig("review5-state-dir", &source);
     // An earlier install's state directory, whose last good state stops 101.
     let old_dir = rig.dir.path().join("old-state");
     std::fs::create_dir_all(&old_dir).unwrap();
@@ -144,17 +150,7 @@ fn a_json_escaped_reflection_of_the_token_is_refused_unread() {
 #[test]
 fn a_reload_back_to_a_failing_source_keeps_the_state_in_force_until_it_answers() {
     let source = Source::start(SourceOptions::default(), STATE_A).expect("the source starts");
-    let rig = Rig::new(
-        "review5-url-file-url",
-        fast_sim(),
-        vec![guest(101, false)],
-        r#"{"guests": []}"#,
-        serde_json::json!({
-            "desired_file": null,
-            "desired_url": source.url(),
-            "desired_interval_secs": 3600,
-        }),
-    );
+    let rig = url_rig("review5-url-file-url", &source);
     let mut agent = Agent::run(&rig.config_path, rig.dir.path(), &[]);
     agent.wait_notify("STATUS=pass 1:", T);
     assert_eq!(mutations_of(&rig.sim, 101), ["POST start"]);
