@@ -24,6 +24,35 @@ impl Client {
         format!("PVEAPIToken={}={}", self.token_id, self.secret.expose())
     }
 
+    /// `e`, the error an answer gave, unless the answer repeats the token secret (a
+    /// gateway that echoes the request's headers): then nothing of it is quoted. A 2xx
+    /// so answered stays undecodable (for a mutation, an unknown outcome), another
+    /// status keeps its class, each with a message of its own. Only an answer that
+    /// gives an error is searched: a good one is not quoted anywhere.
+    fn unquoted(&self, e: ApiError, a: &Answer<'_>, headers: &[(String, String)]) -> ApiError {
+        let repeated = |t: &str| self.secret.is_repeated_in(t.as_bytes());
+        if !(self.secret.is_repeated_in(a.body)
+            || repeated(a.reason)
+            || headers.iter().any(|(k, v)| repeated(k) || repeated(v)))
+        {
+            return e;
+        }
+        const NOT_SHOWN: &str = "the answer repeats the API token secret; not shown";
+        match e {
+            ApiError::Http { status, .. } => ApiError::Http {
+                status,
+                message: NOT_SHOWN.into(),
+                errors: Default::default(),
+            },
+            ApiError::Decode { request, .. } => ApiError::Decode {
+                request,
+                detail: NOT_SHOWN.into(),
+            },
+            // The others quote nothing of the answer.
+            other => other,
+        }
+    }
+
     /// Sends a request, repeating it as `retry` and [`may_retry`] allow, and returns
     /// the answer's `data` as a `T`, decoded straight from the body's bytes
     /// ([`super::envelope`]). Each repeat is logged at debug level.
@@ -163,34 +192,6 @@ impl Client {
                 }
             }
         };
-        // A gateway that repeats the request's headers (the token secret with them) in
-        // its answer: nothing of that answer is quoted, decoded or acted on. A 2xx so
-        // answered is undecodable (for a mutation, an unknown outcome); another status
-        // keeps its class, with a message of its own.
-        let head = || {
-            std::iter::once(resp.reason_phrase.as_str()).chain(
-                resp.headers
-                    .iter()
-                    .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
-            )
-        };
-        if self.secret.is_repeated_in(&body)
-            || head().any(|h| self.secret.is_repeated_in(h.as_bytes()))
-        {
-            const NOT_SHOWN: &str = "the answer repeats the API token secret; not shown";
-            return failed(if (200..300).contains(&status) {
-                ApiError::Decode {
-                    request: label,
-                    detail: NOT_SHOWN.into(),
-                }
-            } else {
-                ApiError::Http {
-                    status,
-                    message: NOT_SHOWN.into(),
-                    errors: Default::default(),
-                }
-            });
-        }
         log::debug(
             "pve request",
             &[
@@ -200,14 +201,12 @@ impl Client {
                 ("ms", &started.elapsed().as_millis()),
             ],
         );
-        decode(
-            &label,
-            &Answer {
-                status,
-                reason: &resp.reason_phrase,
-                has_headers: !resp.headers.is_empty(),
-                body: &body,
-            },
-        )
+        let answer = Answer {
+            status,
+            reason: &resp.reason_phrase,
+            has_headers: !resp.headers.is_empty(),
+            body: &body,
+        };
+        decode(&label, &answer).map_err(|e| self.unquoted(e, &answer, &resp.headers))
     }
 }
